@@ -1,0 +1,76 @@
+"""What every stage activity does the same way: reuse, inputs from earlier stages, errors, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from datetime import timedelta
+from typing import Any, Awaitable, Callable, TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.runtime import resources
+from db import queries
+from pageperfect.models import StageInput, StageSummary
+
+T = TypeVar("T")
+
+
+def fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def permanent(kind: str, message: str) -> ApplicationError:
+    """A failure no retry can fix; its type is in the stage table's non-retryable list."""
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+async def reuse_or_run(
+    inp: StageInput, stage: str, key: str, run: Callable[[], Awaitable[StageSummary]]
+) -> StageSummary:
+    """A stage's stored output for the same page and inputs, younger than the window, is reused."""
+    pool = resources().pool
+    job = inp.job
+    if not job.force_update:
+        stored = await queries.find_stage_output(
+            pool, job.page_id, stage, key, timedelta(seconds=job.reuse_window_seconds)
+        )
+        if stored is not None:
+            summary = StageSummary.model_validate(stored)
+            summary.status = "reused"
+            summary.info["reused_from_job"] = stored.get("info", {}).get("job_id")
+            return summary
+    started = time.perf_counter()
+    summary = await run()
+    summary.duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    summary.info["job_id"] = job.job_id
+    await queries.record_stage_output(pool, job.page_id, stage, key, job.job_id, summary.model_dump(mode="json"))
+    return summary
+
+
+async def artifact_from(inp: StageInput, stage: str) -> int:
+    """The artifact an earlier stage made for this job; for a skipped stage, the latest stored for the page."""
+    summary = inp.previous.get(stage)
+    if summary and summary.get("artifact_id") is not None:
+        return int(summary["artifact_id"])
+    stored = await queries.latest_stage_output(resources().pool, inp.job.page_id, stage)
+    if stored and stored.get("artifact_id") is not None:
+        return int(stored["artifact_id"])
+    raise permanent(
+        "MissingInput",
+        f"{stage} was skipped but no earlier job stored its output for page {inp.job.page_id}; run it once first",
+    )
+
+
+async def run_cpu(func: Callable[..., T], *args: Any, heartbeat_every: float = 10.0, **kwargs: Any) -> T:
+    """CPU work off the event loop, heartbeating meanwhile so a cancel or a lost worker is seen."""
+    task = asyncio.create_task(asyncio.to_thread(func, *args, **kwargs))
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=heartbeat_every)
+        if done:
+            return task.result()
+        if activity.in_activity():
+            activity.heartbeat()

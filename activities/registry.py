@@ -1,0 +1,35 @@
+"""Activity functions by name: the stage table names them, the worker registers them."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from activities.crawl import submit_crawl, wait_crawl
+from activities.finalize import finalize_job
+from activities.gap_analysis import gap_analysis
+from activities.keyword_clustering import keyword_clustering
+from activities.rewrite_draft import rewrite_draft
+from activities.segment_embed import segment_embed
+from workflows.stages import CONTROL_QUEUE, FINALIZE_ACTIVITY, STAGES
+
+ACTIVITIES: dict[str, Callable] = {
+    "submit_crawl": submit_crawl,
+    "wait_crawl": wait_crawl,
+    "segment_embed": segment_embed,
+    "keyword_clustering": keyword_clustering,
+    "gap_analysis": gap_analysis,
+    "rewrite_draft": rewrite_draft,
+    FINALIZE_ACTIVITY: finalize_job,
+}
+
+
+def activities_by_queue() -> dict[str, list[Callable]]:
+    """Which activities each kind of queue serves, read off the stage table."""
+    by_queue: dict[str, list[Callable]] = {}
+    for stage in STAGES:
+        by_queue.setdefault(stage.queue, []).append(ACTIVITIES[stage.name])
+    by_queue.setdefault(CONTROL_QUEUE, []).append(ACTIVITIES[FINALIZE_ACTIVITY])
+    missing = {s.name for s in STAGES} - set(ACTIVITIES)
+    if missing:
+        raise RuntimeError(f"stages without an activity: {sorted(missing)}")
+    return by_queue

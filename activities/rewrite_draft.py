@@ -1,0 +1,53 @@
+"""rewrite_draft: drafts (or, with no LLM configured, briefs) for the top gaps."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.common import artifact_from, fingerprint, reuse_or_run
+from activities.runtime import resources
+from db import queries
+from pageperfect.models import StageInput, StageSummary
+from pageperfect.rewrite import PROMPT_VERSION, GapContext, draft_for_gap
+
+
+@activity.defn(name="rewrite_draft")
+async def rewrite_draft(inp: StageInput) -> StageSummary:
+    res = resources()
+    job, llm = inp.job, res.llm
+    report_id = await artifact_from(inp, "gap_analysis")
+
+    async def run() -> StageSummary:
+        report = await queries.get_gap_report(res.pool, report_id)
+        gaps = [g for g in await queries.get_gaps(res.pool, report_id) if g["has_gap"]][: job.options.top_gaps]
+        segments = await queries.get_segments(res.pool, report["segment_set_id"], with_embeddings=False)
+        page = await queries.get_page(res.pool, job.page_id)
+        position = {s["segment_id"]: i for i, s in enumerate(segments)}
+        drafts = []
+        for gap in gaps:
+            best = gap["best_match"] or {}
+            index = position.get(best.get("segment_id"))
+            neighbours = ([s["text"] for s in segments[max(0, index - 1): index + 2] if s["segment_id"] != best["segment_id"]]
+                          if index is not None else [])
+            context = GapContext(
+                cluster_id=gap["cluster_id"], representative=gap["representative"], keywords=list(gap["keywords"]),
+                total_impressions=gap["total_impressions"], avg_position=gap["avg_position"],
+                best_segment_id=best.get("segment_id"), best_heading_path=list(best.get("heading_path") or []),
+                best_text=best.get("text"), neighbours=neighbours,
+            )
+            drafts.append(await draft_for_gap(context, page["title"] if page else None, llm,
+                                              similarity=best.get("similarity")))
+            activity.heartbeat(len(drafts))
+        set_id = await queries.insert_draft_set(
+            res.pool, page_id=job.page_id, job_id=job.job_id, gap_report_id=report_id,
+            llm_provider=llm.name if llm else "brief", llm_model=llm.model if llm else None, drafts=drafts,
+        )
+        return StageSummary(
+            stage="rewrite_draft", artifact_id=set_id,
+            counts={"drafts": sum(1 for d in drafts if d.kind == "draft"),
+                    "briefs": sum(1 for d in drafts if d.kind == "brief")},
+            info={"llm": f"{llm.name}/{llm.model}" if llm else "none (offline briefs)"},
+        )
+
+    key = fingerprint(report_id, llm.model if llm else None, job.options.top_gaps, PROMPT_VERSION)
+    return await reuse_or_run(inp, "rewrite_draft", key, run)

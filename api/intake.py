@@ -1,0 +1,189 @@
+"""Job intake: validate, resolve the page, store keywords, start (or find) the workflow.
+
+Shared by the API, the CLI and dead-letter redrive. Raises IntakeError with an
+HTTP status and a message; never leaves a half-made job behind.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from temporalio.client import Client
+from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError
+
+from db import queries
+from pageperfect.guard import AllowList, BlockedAddress, GuardError, parse_allowed_hosts, resolve_checked, validate_url
+from pageperfect.models import STAGE_NAMES, AnalysisOptions, JobInput, KeywordRow
+from pageperfect.settings import Settings
+from workflows.pageperfect import (
+    JOB_ATTRIBUTE,
+    STAGE_ATTRIBUTE,
+    URL_ATTRIBUTE,
+    PagePerfectWorkflow,
+    workflow_id_for_page,
+)
+from workflows.stages import WORKFLOW_QUEUE, queue_name
+
+StageName = Literal[STAGE_NAMES]  # type: ignore[valid-type]
+MAX_INLINE_KEYWORDS = 50_000
+
+
+class JobRequest(BaseModel):
+    """POST /v1/jobs. Give `url`, or the `page_id` of a page PagePerfect already knows."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"url": "https://example.com/blog/fiddle-leaf-fig-care",
+                      "keywords": [{"query": "fiddle leaf fig brown spots", "clicks": 3, "impressions": 420,
+                                    "ctr": 0.0071, "position": 11.4}]}]})
+
+    url: str | None = Field(default=None, max_length=2048)
+    page_id: int | None = Field(default=None, ge=1)
+    keywords: list[KeywordRow] | None = Field(default=None, max_length=MAX_INLINE_KEYWORDS)
+    skip_steps: list[StageName] = Field(default_factory=list, max_length=len(STAGE_NAMES))
+    force_update: bool = False
+    priority: int = Field(default=0, ge=0, le=10, description="0 (default) to 10 (most urgent)")
+    max_attempts: int | None = Field(default=None, ge=1, le=50)
+    retry_delay_seconds: float | None = Field(default=None, ge=0.1, le=3600)
+    options: AnalysisOptions = Field(default_factory=AnalysisOptions)
+
+    @model_validator(mode="after")
+    def _one_page(self) -> "JobRequest":
+        if self.url is None and self.page_id is None:
+            raise ValueError("give either url or page_id")
+        if self.url is not None and self.page_id is not None:
+            raise ValueError("give url or page_id, not both")
+        return self
+
+
+class IntakeError(Exception):
+    def __init__(self, status_code: int, message: str):
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+@dataclass
+class Submitted:
+    job_id: str
+    workflow_id: str
+    run_id: str
+    page_id: int
+    url: str
+    existing: bool
+
+
+def _temporal_priority(priority: int) -> Priority:
+    # Temporal's priority keys run 1 (first) to 5 (last).
+    return Priority(priority_key=5 - round(priority * 4 / 10))
+
+
+async def check_url(url: str, allow: AllowList) -> str:
+    """Syntax, scheme and address checks at the door, so a bad URL never becomes a job."""
+    try:
+        normalized = validate_url(url, allow)
+    except GuardError as err:
+        raise IntakeError(422, str(err)) from err
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(normalized)
+    try:
+        await resolve_checked(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80), allow)
+    except BlockedAddress as err:
+        raise IntakeError(422, str(err)) from err
+    except GuardError as err:
+        raise IntakeError(422, str(err)) from err
+    except OSError:
+        pass  # the name may resolve later: the crawl checks again and says why if not
+    return normalized
+
+
+async def submit_job(
+    request: JobRequest,
+    *,
+    pool: asyncpg.Pool,
+    client: Client,
+    settings: Settings,
+    queue_prefix: str | None = None,
+    reuse_window_seconds: float | None = None,
+) -> Submitted:
+    allow = parse_allowed_hosts(settings.allowed_hosts)
+    if request.page_id is not None:
+        page = await queries.get_page(pool, request.page_id)
+        if page is None:
+            raise IntakeError(404, f"no page with id {request.page_id}")
+        page_id, url = page["id"], page["url"]
+        await check_url(url, allow)
+    else:
+        url = await check_url(request.url or "", allow)
+        page_id = await queries.get_or_create_page(pool, url)
+
+    keyword_set_id = None
+    async with pool.acquire() as conn:
+        if request.keywords:
+            keyword_set_id = await queries.create_keyword_set(conn, page_id, request.keywords, source="inline")
+        else:
+            date_range, rows = await queries.latest_gsc_rows(conn, url)
+            if rows:
+                keyword_set_id = await queries.create_keyword_set(conn, page_id, rows, source="gsc",
+                                                                  date_range=date_range)
+
+    job = JobInput(
+        job_id=str(uuid.uuid4()), page_id=page_id, url=url, queue_prefix=queue_prefix or settings.queue_prefix,
+        keyword_set_id=keyword_set_id, skip_steps=list(request.skip_steps), force_update=request.force_update,
+        priority=request.priority, max_attempts=request.max_attempts,
+        retry_delay_seconds=request.retry_delay_seconds,
+        reuse_window_seconds=reuse_window_seconds if reuse_window_seconds is not None else settings.reuse_window_seconds,
+        options=request.options,
+    )
+    payload = request.model_dump(mode="json", exclude={"keywords"})
+    payload["keyword_count"] = len(request.keywords or [])
+    payload["keyword_set_id"] = keyword_set_id
+    return await start_job(job, payload, pool=pool, client=client)
+
+
+async def start_job(job: JobInput, payload: dict, *, pool: asyncpg.Pool, client: Client) -> Submitted:
+    """Store the job row and start its workflow; a page with a running job gets that job back."""
+    workflow_id = workflow_id_for_page(job.page_id)
+    async with pool.acquire() as conn:
+        await queries.insert_job(conn, job, payload, workflow_id)
+    try:
+        handle = await client.start_workflow(
+            PagePerfectWorkflow.run,
+            job,
+            id=workflow_id,
+            task_queue=queue_name(job.queue_prefix, WORKFLOW_QUEUE),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            search_attributes=TypedSearchAttributes([
+                SearchAttributePair(URL_ATTRIBUTE, job.url[:2000]),
+                SearchAttributePair(JOB_ATTRIBUTE, job.job_id),
+                SearchAttributePair(STAGE_ATTRIBUTE, "queued"),
+            ]),
+            priority=_temporal_priority(job.priority),
+        )
+        run_id = handle.result_run_id or ""
+        running_job_id = await _job_id_of_run(client, workflow_id, run_id)
+    except RPCError as err:
+        await queries.delete_job(pool, job.job_id)
+        raise IntakeError(503, f"Temporal did not take the job ({err.message}); nothing was created, try again") from err
+    if running_job_id and running_job_id != job.job_id:
+        # The page already has a running job: answer with that one, keep nothing of this request.
+        await queries.delete_job(pool, job.job_id)
+        return Submitted(running_job_id, workflow_id, run_id, job.page_id, job.url, existing=True)
+    await queries.set_job_run(pool, job.job_id, run_id)
+    return Submitted(job.job_id, workflow_id, run_id, job.page_id, job.url, existing=False)
+
+
+async def _job_id_of_run(client: Client, workflow_id: str, run_id: str) -> str | None:
+    """The job id a run was started with, read from its first history event."""
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    async for event in handle.fetch_history_events():
+        attrs = event.workflow_execution_started_event_attributes
+        values = await client.data_converter.decode(attrs.input.payloads, [JobInput])
+        return values[0].job_id if values else None
+    return None

@@ -1,0 +1,1 @@
+"""Postgres: migrations, the pool and every SQL statement the project runs."""

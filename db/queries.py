@@ -1,0 +1,557 @@
+"""Every SQL statement PagePerfect runs. Functions take a connection or pool first."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Iterable, Sequence
+
+import asyncpg
+import numpy as np
+
+from pageperfect.models import STAGE_NAMES, JobInput, JobOutcome, KeywordRow
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+FINAL_JOB_STATUSES = ("completed", "failed", "cancelled")
+
+# A stage row moves forward only: a later attempt, or a later status of the same attempt.
+_STATUS_RANK_SQL = """CASE {col} WHEN 'pending' THEN 0 WHEN 'processing' THEN 1 WHEN 'retrying' THEN 2
+    ELSE 3 END"""
+
+
+@asynccontextmanager
+async def transaction(conn: Conn) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction on the given connection, or on one taken from the given pool."""
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as held:
+            async with held.transaction():
+                yield held
+    else:
+        async with conn.transaction():
+            yield conn
+
+
+# ---------------------------------------------------------------- pages, keywords
+
+async def get_or_create_page(conn: Conn, url: str) -> int:
+    return await conn.fetchval(
+        """INSERT INTO pages (url) VALUES ($1)
+           ON CONFLICT (url) DO UPDATE SET updated_at = pages.updated_at
+           RETURNING id""",
+        url,
+    )
+
+
+async def get_page(conn: Conn, page_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM pages WHERE id = $1", page_id)
+
+
+async def update_page_meta(conn: Conn, page_id: int, title: str | None, description: str | None) -> None:
+    await conn.execute(
+        "UPDATE pages SET title = $2, meta_description = $3, updated_at = now() WHERE id = $1",
+        page_id, title, description,
+    )
+
+
+def keyword_rows_hash(rows: Sequence[KeywordRow]) -> str:
+    digest = hashlib.sha256()
+    for row in sorted(rows, key=lambda r: r.query):
+        digest.update(json.dumps(row.model_dump(), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+async def create_keyword_set(
+    conn: Conn, page_id: int, rows: Sequence[KeywordRow], *, source: str, date_range: str | None = None
+) -> int:
+    merged: dict[str, KeywordRow] = {}
+    for row in rows:  # one row per query: the first occurrence wins
+        merged.setdefault(row.query, row)
+    unique = list(merged.values())
+    async with transaction(conn) as conn:
+        set_id = await conn.fetchval(
+            """INSERT INTO keyword_sets (page_id, source, date_range, row_count, content_hash)
+               VALUES ($1, $2, $3, $4, $5) RETURNING id""",
+            page_id, source, date_range, len(unique), keyword_rows_hash(unique),
+        )
+        await conn.copy_records_to_table(
+            "keywords",
+            columns=["keyword_set_id", "query", "clicks", "impressions", "ctr", "position"],
+            records=[(set_id, r.query, r.clicks, r.impressions, r.ctr, r.position) for r in unique],
+        )
+    return set_id
+
+
+async def get_keyword_set(conn: Conn, keyword_set_id: int) -> tuple[asyncpg.Record | None, list[KeywordRow]]:
+    header = await conn.fetchrow("SELECT * FROM keyword_sets WHERE id = $1", keyword_set_id)
+    rows = await conn.fetch(
+        "SELECT query, clicks, impressions, ctr, position FROM keywords WHERE keyword_set_id = $1 ORDER BY query",
+        keyword_set_id,
+    )
+    return header, [KeywordRow.model_construct(**dict(r)) for r in rows]
+
+
+async def keyword_set_hash(conn: Conn, keyword_set_id: int) -> str | None:
+    return await conn.fetchval("SELECT content_hash FROM keyword_sets WHERE id = $1", keyword_set_id)
+
+
+async def store_gsc_rows(
+    conn: Conn, page_url: str, rows: Iterable[KeywordRow], *, date_range: str | None, source: str
+) -> int:
+    records = [(page_url, date_range or "", r.query, r.clicks, r.impressions, r.ctr, r.position, source) for r in rows]
+    async with transaction(conn) as conn:
+        await conn.executemany(
+            """INSERT INTO gsc_keywords (page_url, date_range, query, clicks, impressions, ctr, position, source)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+               ON CONFLICT (page_url, date_range, query) DO UPDATE SET
+                 clicks = EXCLUDED.clicks, impressions = EXCLUDED.impressions, ctr = EXCLUDED.ctr,
+                 position = EXCLUDED.position, source = EXCLUDED.source, imported_at = now()""",
+            records,
+        )
+    return len(records)
+
+
+async def latest_gsc_rows(conn: Conn, page_url: str) -> tuple[str | None, list[KeywordRow]]:
+    """The most recently imported date range's rows for a page."""
+    latest = await conn.fetchrow(
+        "SELECT date_range FROM gsc_keywords WHERE page_url = $1 ORDER BY imported_at DESC LIMIT 1", page_url
+    )
+    if latest is None:
+        return None, []
+    rows = await conn.fetch(
+        """SELECT query, clicks, impressions, ctr, position FROM gsc_keywords
+           WHERE page_url = $1 AND date_range = $2""",
+        page_url, latest["date_range"],
+    )
+    return latest["date_range"] or None, [KeywordRow.model_construct(**dict(r)) for r in rows]
+
+
+# ---------------------------------------------------------------- jobs (intake)
+
+async def insert_job(conn: Conn, job: JobInput, payload: dict, workflow_id: str) -> None:
+    async with transaction(conn) as conn:
+        await conn.execute(
+            """INSERT INTO pageperfect_jobs (id, page_id, url, status, priority, payload, max_attempts,
+                                             retry_delay_seconds, workflow_id)
+               VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8)""",
+            job.job_id, job.page_id, job.url, job.priority, payload, job.max_attempts,
+            job.retry_delay_seconds, workflow_id,
+        )
+        await conn.executemany(
+            "INSERT INTO pageperfect_job_stages (job_id, stage, position) VALUES ($1, $2, $3)",
+            [(job.job_id, name, i) for i, name in enumerate(STAGE_NAMES)],
+        )
+
+
+async def set_job_run(conn: Conn, job_id: str, run_id: str) -> None:
+    await conn.execute("UPDATE pageperfect_jobs SET run_id = $2 WHERE id = $1", job_id, run_id)
+
+
+async def delete_job(conn: Conn, job_id: str) -> None:
+    await conn.execute("DELETE FROM pageperfect_jobs WHERE id = $1", job_id)
+
+
+async def get_job(conn: Conn, job_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM pageperfect_jobs WHERE id = $1", job_id)
+
+
+async def get_job_by_run(conn: Conn, workflow_id: str, run_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM pageperfect_jobs WHERE workflow_id = $1 AND run_id = $2", workflow_id, run_id
+    )
+
+
+async def get_job_stages(conn: Conn, job_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM pageperfect_job_stages WHERE job_id = $1 ORDER BY position", job_id
+    )
+
+
+async def get_job_events(conn: Conn, job_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM pageperfect_job_events WHERE job_id = $1 ORDER BY created_at, id", job_id
+    )
+
+
+async def list_jobs(conn: Conn, *, status: str | None = None, stage: str | None = None, limit: int = 50) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT * FROM v_pageperfect_job_status
+           WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR stage = $2)
+           ORDER BY created_at DESC LIMIT $3""",
+        status, stage, limit,
+    )
+
+
+async def recent_jobs(conn: Conn, *, days: int = 1) -> list[asyncpg.Record]:
+    """Jobs still open, and those created in the last days: what a reconcile looks at."""
+    return await conn.fetch(
+        """SELECT * FROM pageperfect_jobs
+           WHERE status IN ('queued', 'processing') OR created_at > now() - make_interval(days => $1)
+           ORDER BY created_at""",
+        days,
+    )
+
+
+async def set_job_status(conn: Conn, job_id: str, status: str) -> None:
+    await conn.execute(
+        """UPDATE pageperfect_jobs SET status = $2, updated_at = now(),
+                  completed_at = CASE WHEN $2 IN ('completed', 'failed', 'cancelled')
+                                      THEN coalesce(completed_at, now()) END
+           WHERE id = $1""",
+        job_id, status,
+    )
+
+
+# ---------------------------------------------------------------- the mirror
+
+async def mirror_stage(
+    conn: Conn,
+    *,
+    job_id: str,
+    stage: str,
+    status: str,
+    attempt: int,
+    max_attempts: int | None,
+    started_at: datetime | None = None,
+    completed_at: datetime | None = None,
+    duration_ms: float | None = None,
+    last_error: str | None = None,
+    next_retry_at: datetime | None = None,
+    reused: bool = False,
+) -> None:
+    old_rank = _STATUS_RANK_SQL.format(col="s.status")
+    new_rank = _STATUS_RANK_SQL.format(col="EXCLUDED.status")
+    await conn.execute(
+        f"""INSERT INTO pageperfect_job_stages AS s
+              (job_id, stage, position, status, attempt_count, max_attempts, started_at, completed_at,
+               duration_ms, last_error, next_retry_at, reused)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+            ON CONFLICT (job_id, stage) DO UPDATE SET
+              status = EXCLUDED.status,
+              attempt_count = EXCLUDED.attempt_count,
+              max_attempts = coalesce(EXCLUDED.max_attempts, s.max_attempts),
+              started_at = coalesce(s.started_at, EXCLUDED.started_at),
+              completed_at = EXCLUDED.completed_at,
+              duration_ms = coalesce(EXCLUDED.duration_ms, s.duration_ms),
+              last_error = coalesce(EXCLUDED.last_error, s.last_error),
+              next_retry_at = EXCLUDED.next_retry_at,
+              reused = EXCLUDED.reused,
+              updated_at = now()
+            WHERE s.status NOT IN ('completed', 'skipped')
+              AND (EXCLUDED.attempt_count > s.attempt_count
+                   OR (EXCLUDED.attempt_count = s.attempt_count AND {new_rank} > {old_rank}))""",
+        job_id, stage, _stage_position(stage), status, attempt, max_attempts, started_at, completed_at,
+        duration_ms, last_error, next_retry_at, reused,
+    )
+
+
+def _stage_position(stage: str) -> int:
+    return STAGE_NAMES.index(stage) if stage in STAGE_NAMES else len(STAGE_NAMES)
+
+
+async def mirror_event(
+    conn: Conn,
+    *,
+    job_id: str,
+    stage: str | None,
+    status: str,
+    message: str,
+    metadata: dict[str, Any],
+    workflow_id: str,
+    run_id: str,
+    activity_id: str,
+    attempt: int,
+    created_at: datetime | None = None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO pageperfect_job_events
+             (job_id, stage, status, message, metadata, workflow_id, run_id, activity_id, attempt, created_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10, now()))
+           ON CONFLICT (workflow_id, run_id, activity_id, attempt, status) DO NOTHING""",
+        job_id, stage, status, message, metadata, workflow_id, run_id, activity_id, attempt, created_at,
+    )
+
+
+async def mirror_job_progress(conn: Conn, *, job_id: str, stage: str, attempt: int, run_id: str) -> None:
+    """The job row follows its running stage; a final job row is never reopened."""
+    await conn.execute(
+        """UPDATE pageperfect_jobs SET status = 'processing', stage = $2,
+                  attempt_count = greatest(attempt_count, $3),
+                  started_at = coalesce(started_at, now()), run_id = coalesce(run_id, $4), updated_at = now()
+           WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')""",
+        job_id, stage, attempt, run_id,
+    )
+
+
+async def finalize_job(conn: Conn, outcome: JobOutcome, result: dict | None) -> None:
+    """The job's final row, its skipped stages and, when it failed, its dead letter: all or nothing."""
+    job = outcome.job
+    async with transaction(conn) as conn:
+        await conn.execute(
+            """UPDATE pageperfect_jobs SET status = $2, stage = coalesce($3, stage), result = $4, error = $5,
+                      attempt_count = greatest(attempt_count, $6), completed_at = coalesce(completed_at, now()),
+                      run_id = coalesce(run_id, $7), updated_at = now()
+               WHERE id = $1""",
+            job.job_id, outcome.status, outcome.stage, result, outcome.failure_reason, outcome.attempt_count,
+            outcome.run_id,
+        )
+        for name in job.skip_steps:
+            await conn.execute(
+                """UPDATE pageperfect_job_stages SET status = 'skipped', updated_at = now()
+                   WHERE job_id = $1 AND stage = $2 AND status = 'pending'""",
+                job.job_id, name,
+            )
+        if outcome.status == "cancelled":
+            await conn.execute(
+                """UPDATE pageperfect_job_stages SET status = 'cancelled', updated_at = now()
+                   WHERE job_id = $1 AND status IN ('processing', 'retrying')""",
+                job.job_id,
+            )
+        if outcome.status == "failed":
+            await conn.execute(
+                """INSERT INTO pageperfect_dead_letters
+                     (job_id, workflow_id, run_id, stage, payload, failure_reason, error_details, attempt_count)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   ON CONFLICT (workflow_id, run_id) DO NOTHING""",
+                job.job_id, outcome.workflow_id, outcome.run_id, outcome.stage, job.model_dump(mode="json"),
+                outcome.failure_reason or "failed", outcome.error_details, outcome.attempt_count,
+            )
+
+
+async def stage_attempts(conn: Conn, job_id: str, stage: str) -> int:
+    value = await conn.fetchval(
+        "SELECT attempt_count FROM pageperfect_job_stages WHERE job_id = $1 AND stage = $2", job_id, stage
+    )
+    return value or 0
+
+
+async def list_dead_letters(conn: Conn, limit: int = 50) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM pageperfect_dead_letters ORDER BY routed_at DESC LIMIT $1", limit)
+
+
+async def get_dead_letter(conn: Conn, dead_letter_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM pageperfect_dead_letters WHERE id = $1", dead_letter_id)
+
+
+async def mark_redriven(conn: Conn, dead_letter_id: int, new_job_id: str) -> None:
+    await conn.execute(
+        "UPDATE pageperfect_dead_letters SET redriven_at = now(), redrive_job_id = $2 WHERE id = $1",
+        dead_letter_id, new_job_id,
+    )
+
+
+# ---------------------------------------------------------------- stage outputs (reuse)
+
+async def find_stage_output(conn: Conn, page_id: int, stage: str, fingerprint: str, max_age: timedelta) -> dict | None:
+    return await conn.fetchval(
+        """SELECT summary FROM stage_outputs
+           WHERE page_id = $1 AND stage = $2 AND fingerprint = $3 AND created_at > now() - $4::interval
+           ORDER BY created_at DESC LIMIT 1""",
+        page_id, stage, fingerprint, max_age,
+    )
+
+
+async def latest_stage_output(conn: Conn, page_id: int, stage: str) -> dict | None:
+    return await conn.fetchval(
+        "SELECT summary FROM stage_outputs WHERE page_id = $1 AND stage = $2 ORDER BY created_at DESC LIMIT 1",
+        page_id, stage,
+    )
+
+
+async def record_stage_output(conn: Conn, page_id: int, stage: str, fingerprint: str, job_id: str, summary: dict) -> None:
+    await conn.execute(
+        "INSERT INTO stage_outputs (page_id, stage, fingerprint, job_id, summary) VALUES ($1, $2, $3, $4, $5)",
+        page_id, stage, fingerprint, job_id, summary,
+    )
+
+
+# ---------------------------------------------------------------- crawls
+
+async def insert_crawl(conn: Conn, *, page_id: int, job_id: str, provider: str, requested_url: str,
+                       external_id: str | None) -> int:
+    return await conn.fetchval(
+        """INSERT INTO crawls (page_id, job_id, provider, external_id, status, requested_url)
+           VALUES ($1, $2, $3, $4, 'submitted', $5) RETURNING id""",
+        page_id, job_id, provider, external_id, requested_url,
+    )
+
+
+async def store_crawl_result(conn: Conn, crawl_id: int, result: Any) -> None:
+    await conn.execute(
+        """UPDATE crawls SET status = 'fetched', final_url = $2, http_status = $3, content_type = $4,
+                  encoding = $5, html = $6, bytes = $7, redirects = $8, fetched_at = $9
+           WHERE id = $1""",
+        crawl_id, result.final_url, result.status_code, result.content_type, result.encoding,
+        result.html.replace("\x00", ""), result.bytes, list(result.redirects), result.fetched_at,
+    )
+
+
+async def get_crawl(conn: Conn, crawl_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM crawls WHERE id = $1", crawl_id)
+
+
+# ---------------------------------------------------------------- segments and embeddings
+
+async def insert_segment_set(conn: Conn, *, page_id: int, crawl_id: int, job_id: str, page: Any,
+                             provider: str, model: str, embeddings: np.ndarray) -> int:
+    async with transaction(conn) as conn:
+        set_id = await conn.fetchval(
+            """INSERT INTO segment_sets (page_id, crawl_id, job_id, extractor, embedding_provider, embedding_model,
+                                         title, meta_description, truncated)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id""",
+            page_id, crawl_id, job_id, page.extractor, provider, model, page.title, page.meta_description,
+            bool(getattr(page, "truncated", False)),
+        )
+        await conn.copy_records_to_table(
+            "segments",
+            columns=["segment_set_id", "segment_id", "position", "kind", "heading_level", "heading_path", "text",
+                     "embedding"],
+            records=[
+                (set_id, s.segment_id, s.position, s.kind, s.heading_level, list(s.heading_path), s.text,
+                 embeddings[i].tolist())
+                for i, s in enumerate(page.segments)
+            ],
+        )
+    return set_id
+
+
+async def get_segment_set(conn: Conn, segment_set_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM segment_sets WHERE id = $1", segment_set_id)
+
+
+async def get_segments(conn: Conn, segment_set_id: int, *, with_embeddings: bool = True) -> list[asyncpg.Record]:
+    columns = "segment_id, position, kind, heading_level, heading_path, text"
+    if with_embeddings:
+        columns += ", embedding"
+    return await conn.fetch(
+        f"SELECT {columns} FROM segments WHERE segment_set_id = $1 ORDER BY position", segment_set_id
+    )
+
+
+class PostgresEmbeddingCache:
+    """The embedding cache keyed by (provider, model, text hash)."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self._pool = pool
+
+    async def get_many(self, provider: str, model: str, text_hashes: list[str]) -> dict[str, np.ndarray]:
+        rows = await self._pool.fetch(
+            """SELECT text_hash, embedding FROM embedding_cache
+               WHERE provider = $1 AND model = $2 AND text_hash = ANY($3::text[])""",
+            provider, model, text_hashes,
+        )
+        return {r["text_hash"]: np.asarray(r["embedding"], dtype=np.float32) for r in rows}
+
+    async def put_many(self, provider: str, model: str, items: dict[str, np.ndarray]) -> None:
+        await self._pool.executemany(
+            """INSERT INTO embedding_cache (provider, model, text_hash, embedding) VALUES ($1, $2, $3, $4)
+               ON CONFLICT DO NOTHING""",
+            [(provider, model, h, v.tolist()) for h, v in items.items()],
+        )
+
+
+# ---------------------------------------------------------------- clusters, gaps, drafts
+
+async def insert_cluster_set(conn: Conn, *, page_id: int, keyword_set_id: int | None, job_id: str,
+                             provider: str, model: str, eps: float, min_samples: int, keyword_count: int,
+                             clusters: Sequence[Any]) -> int:
+    async with transaction(conn) as conn:
+        set_id = await conn.fetchval(
+            """INSERT INTO cluster_sets (page_id, keyword_set_id, job_id, embedding_provider, embedding_model, eps,
+                                         min_samples, keyword_count)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
+            page_id, keyword_set_id, job_id, provider, model, eps, min_samples, keyword_count,
+        )
+        await conn.copy_records_to_table(
+            "clusters",
+            columns=["cluster_set_id", "cluster_id", "representative", "keywords", "size", "total_impressions",
+                     "avg_impressions", "total_clicks", "avg_position", "centroid"],
+            records=[
+                (set_id, c.cluster_id, c.representative, list(c.keywords), c.size, c.total_impressions,
+                 c.avg_impressions, c.total_clicks, c.avg_position, c.centroid.tolist())
+                for c in clusters
+            ],
+        )
+    return set_id
+
+
+async def get_cluster_set(conn: Conn, cluster_set_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM cluster_sets WHERE id = $1", cluster_set_id)
+
+
+async def get_clusters(conn: Conn, cluster_set_id: int, *, with_centroids: bool = True) -> list[asyncpg.Record]:
+    columns = "cluster_id, representative, keywords, size, total_impressions, avg_impressions, total_clicks, avg_position"
+    if with_centroids:
+        columns += ", centroid"
+    return await conn.fetch(
+        f"SELECT {columns} FROM clusters WHERE cluster_set_id = $1 ORDER BY cluster_id", cluster_set_id
+    )
+
+
+async def insert_gap_report(conn: Conn, *, page_id: int, job_id: str, cluster_set_id: int,
+                            segment_set_id: int, report: Any) -> int:
+    async with transaction(conn) as conn:
+        report_id = await conn.fetchval(
+            """INSERT INTO gap_reports (page_id, job_id, cluster_set_id, segment_set_id, threshold, score,
+                                        coverage_score)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
+            page_id, job_id, cluster_set_id, segment_set_id, report.threshold, report.score, report.coverage_score,
+        )
+        await conn.executemany(
+            """INSERT INTO gaps (gap_report_id, rank, cluster_id, representative, keywords, total_impressions,
+                                 avg_position, has_gap, opportunity_score, best_match, top_matches)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+            [
+                (report_id, rank, g.cluster_id, g.representative, list(g.keywords), g.total_impressions,
+                 g.avg_position, g.has_gap, g.opportunity_score, _match_json(g.best_match),
+                 [_match_json(m) for m in g.top_matches])
+                for rank, g in enumerate(report.gaps)
+            ],
+        )
+    return report_id
+
+
+def _match_json(match: Any) -> dict | None:
+    if match is None:
+        return None
+    return {"segment_id": match.segment_id, "heading_path": list(match.heading_path), "text": match.text,
+            "similarity": float(match.similarity)}
+
+
+async def get_gap_report(conn: Conn, gap_report_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM gap_reports WHERE id = $1", gap_report_id)
+
+
+async def get_gaps(conn: Conn, gap_report_id: int) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM gaps WHERE gap_report_id = $1 ORDER BY rank", gap_report_id)
+
+
+async def insert_draft_set(conn: Conn, *, page_id: int, job_id: str, gap_report_id: int,
+                           llm_provider: str, llm_model: str | None, drafts: Sequence[Any]) -> int:
+    async with transaction(conn) as conn:
+        set_id = await conn.fetchval(
+            """INSERT INTO draft_sets (page_id, job_id, gap_report_id, llm_provider, llm_model)
+               VALUES ($1, $2, $3, $4, $5) RETURNING id""",
+            page_id, job_id, gap_report_id, llm_provider, llm_model,
+        )
+        await conn.executemany(
+            """INSERT INTO drafts (draft_set_id, cluster_id, kind, action, target_segment_id, suggested_heading,
+                                   original, draft, diff, model, prompt_version)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+            [
+                (set_id, d.cluster_id, d.kind, d.action, d.target_segment_id, d.suggested_heading, d.original,
+                 d.draft, d.diff, d.model, d.prompt_version)
+                for d in drafts
+            ],
+        )
+    return set_id
+
+
+async def get_draft_set(conn: Conn, draft_set_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM draft_sets WHERE id = $1", draft_set_id)
+
+
+async def get_drafts(conn: Conn, draft_set_id: int) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM drafts WHERE draft_set_id = $1 ORDER BY cluster_id", draft_set_id)

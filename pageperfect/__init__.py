@@ -1,0 +1,1 @@
+"""PagePerfect: what a page is missing for the searches that bring it traffic."""

@@ -1,0 +1,38 @@
+"""Search Console files into Postgres: one row per (date range, page, query)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+
+from db import queries
+from pageperfect.gsc import parse_page_query_csv, read_export
+
+PAGE_QUERY_HEADER = "page,query"
+
+
+def rows_by_page(data: bytes, filename: str, page: str | None) -> tuple[str | None, dict]:
+    """Parse an export ZIP, a Queries.csv or a page-and-query CSV; rows grouped by page URL."""
+    head = data[:200].decode("utf-8", "replace").lstrip("\ufeff").lower().replace(" ", "")
+    if head.startswith(PAGE_QUERY_HEADER):
+        return None, parse_page_query_csv(data, source=filename)
+    export = read_export(data, filename=filename)
+    target = page or export.page
+    if not target:
+        raise ValueError(f"{filename} does not say which page its rows are for: pass --page URL")
+    return export.date_range, {target: export.rows}
+
+
+async def import_bytes(pool: asyncpg.Pool, data: bytes, filename: str, *, page: str | None = None) -> dict[str, int]:
+    date_range, grouped = rows_by_page(data, filename, page)
+    counts = {}
+    async with pool.acquire() as conn:
+        async with conn.transaction():  # all pages or none
+            for url, rows in grouped.items():
+                counts[url] = await queries.store_gsc_rows(conn, url, rows, date_range=date_range, source=filename)
+    return counts
+
+
+async def import_file(pool: asyncpg.Pool, path: Path, *, page: str | None = None) -> dict[str, int]:
+    return await import_bytes(pool, Path(path).read_bytes(), Path(path).name, page=page)

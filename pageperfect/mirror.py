@@ -1,0 +1,201 @@
+"""The mirror: stage and event rows in Postgres for every activity attempt, for SQL dashboards.
+
+Temporal history is the truth. The mirror is written from a worker interceptor, off
+the activity's path: writes queue up and a background task applies them in order,
+retrying while Postgres is away, so a job never waits on (or fails for) its mirror.
+Every write is idempotent and moves rows forward only, so replays, retries and
+duplicate deliveries change nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
+
+from db import queries
+from workflows.stages import STAGES_BY_NAME
+
+log = logging.getLogger("pageperfect.mirror")
+
+Write = Callable[[asyncpg.Pool], Awaitable[None]]
+
+
+class MirrorWriter:
+    """Applies mirror writes in order in the background; retries while Postgres is down."""
+
+    def __init__(self, pool: asyncpg.Pool, *, give_up_after: float = 600.0, max_pending: int = 50_000):
+        self._pool = pool
+        self._queue: asyncio.Queue[tuple[str, Write] | None] = asyncio.Queue(maxsize=max_pending)
+        self._give_up_after = give_up_after
+        self._task: asyncio.Task | None = None
+        self.dropped = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="pageperfect-mirror")
+
+    def submit(self, job_id: str, write: Write) -> None:
+        try:
+            self._queue.put_nowait((job_id, write))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning("mirror queue full: write dropped for job %s (pageperfect mirror reconcile %s)", job_id, job_id)
+
+    async def flush(self) -> None:
+        await self._queue.join()
+
+    async def close(self) -> None:
+        if self._task is None:
+            return
+        await self._queue.put(None)
+        await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                if item is None:
+                    return
+                await self._apply(*item)
+            finally:
+                self._queue.task_done()
+
+    async def _apply(self, job_id: str, write: Write) -> None:
+        deadline = asyncio.get_running_loop().time() + self._give_up_after
+        delay = 0.5
+        while True:
+            try:
+                await write(self._pool)
+                return
+            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                    asyncpg.CannotConnectNowError, asyncio.TimeoutError) as err:
+                if asyncio.get_running_loop().time() > deadline:
+                    self.dropped += 1
+                    log.error("mirror write dropped for job %s after retries (%s); "
+                              "`pageperfect mirror reconcile %s` rebuilds it", job_id, err, job_id)
+                    return
+                await asyncio.sleep(delay * (1 + random.random() / 4))
+                delay = min(delay * 2, 15.0)
+            except Exception:  # a bad row must not stop the mirror for every other job
+                self.dropped += 1
+                log.exception("mirror write failed for job %s", job_id)
+                return
+
+
+def retry_outlook(err: BaseException, info: activity.Info) -> tuple[bool, datetime | None]:
+    """Whether Temporal will try this activity again, and when."""
+    policy = info.retry_policy
+    if isinstance(err, ApplicationError) and err.non_retryable:
+        return False, None
+    error_type = err.type if isinstance(err, ApplicationError) else type(err).__name__
+    if policy is None:
+        return True, None
+    if error_type in (policy.non_retryable_error_types or []):
+        return False, None
+    if policy.maximum_attempts and info.attempt >= policy.maximum_attempts:
+        return False, None
+    if isinstance(err, ApplicationError) and err.next_retry_delay:
+        delay = err.next_retry_delay
+    else:
+        delay = policy.initial_interval * (policy.backoff_coefficient ** (info.attempt - 1))
+        if policy.maximum_interval:
+            delay = min(delay, policy.maximum_interval)
+    return True, datetime.now(timezone.utc) + delay
+
+
+def _error_text(err: BaseException) -> str:
+    kind = err.type if isinstance(err, ApplicationError) and err.type else type(err).__name__
+    return f"{kind}: {err}"[:2000]
+
+
+class _MirrorInbound(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, writer: MirrorWriter):
+        super().__init__(next)
+        self._writer = writer
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        stage = STAGES_BY_NAME.get(info.activity_type)
+        job = getattr(input.args[0], "job", None) if input.args else None
+        if stage is None or job is None:
+            return await self.next.execute_activity(input)
+        max_attempts = info.retry_policy.maximum_attempts if info.retry_policy else None
+        started = datetime.now(timezone.utc)
+        self._record(info, job.job_id, status="processing", started_at=started, max_attempts=max_attempts or None,
+                     message=f"attempt {info.attempt} started")
+        try:
+            result = await self.next.execute_activity(input)
+        except BaseException as err:
+            finished = datetime.now(timezone.utc)
+            if _is_cancel(err):
+                status, next_retry = "cancelled", None
+            else:
+                will_retry, next_retry = retry_outlook(err, info)
+                status = "retrying" if will_retry else "failed"
+            self._record(info, job.job_id, status=status, started_at=started, completed_at=finished,
+                         max_attempts=max_attempts or None, last_error=_error_text(err), next_retry_at=next_retry,
+                         message=_error_text(err))
+            raise
+        finished = datetime.now(timezone.utc)
+        reused = getattr(result, "status", None) == "reused"
+        self._record(info, job.job_id, status="completed", started_at=started, completed_at=finished,
+                     max_attempts=max_attempts or None, reused=reused,
+                     message="reused stored output" if reused else "completed",
+                     metadata={"counts": getattr(result, "counts", {}), "artifact_id": getattr(result, "artifact_id", None)})
+        return result
+
+    def _record(self, info: activity.Info, job_id: str, *, status: str, started_at: datetime,
+                max_attempts: int | None, message: str, completed_at: datetime | None = None,
+                last_error: str | None = None, next_retry_at: datetime | None = None, reused: bool = False,
+                metadata: dict | None = None) -> None:
+        stage, attempt = info.activity_type, info.attempt
+        duration = (completed_at - started_at).total_seconds() * 1000 if completed_at else None
+        event_meta = {"duration_ms": duration, **(metadata or {})}
+        if next_retry_at:
+            event_meta["next_retry_at"] = next_retry_at.isoformat()
+        when = completed_at or started_at
+
+        async def write(pool: asyncpg.Pool) -> None:
+            async with pool.acquire() as conn:
+                async with conn.transaction():
+                    await queries.mirror_stage(
+                        conn, job_id=job_id, stage=stage, status=status, attempt=attempt, max_attempts=max_attempts,
+                        started_at=started_at, completed_at=completed_at, duration_ms=duration,
+                        last_error=last_error, next_retry_at=next_retry_at, reused=reused,
+                    )
+                    await queries.mirror_event(
+                        conn, job_id=job_id, stage=stage, status=status, message=message, metadata=event_meta,
+                        workflow_id=info.workflow_id or "", run_id=info.workflow_run_id or "",
+                        activity_id=info.activity_id, attempt=attempt, created_at=when,
+                    )
+                    if status == "processing":
+                        await queries.mirror_job_progress(conn, job_id=job_id, stage=stage, attempt=attempt,
+                                                          run_id=info.workflow_run_id or "")
+
+        self._writer.submit(job_id, write)
+
+
+def _is_cancel(err: BaseException) -> bool:
+    from temporalio.exceptions import CancelledError
+
+    return isinstance(err, (asyncio.CancelledError, CancelledError))
+
+
+class MirrorInterceptor(Interceptor):
+    """Worker interceptor: mirrors every stage activity attempt. Touches no workflow history."""
+
+    def __init__(self, writer: MirrorWriter):
+        self.writer = writer
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _MirrorInbound(next, self.writer)
+

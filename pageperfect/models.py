@@ -1,0 +1,145 @@
+"""Data shapes shared by the API, the workflow, the activities and the analysis.
+
+Only pydantic and the standard library are imported here: the workflow sandbox
+loads this module, so it must stay light and free of I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+STAGE_NAMES = (
+    "submit_crawl",
+    "wait_crawl",
+    "segment_embed",
+    "keyword_clustering",
+    "gap_analysis",
+    "rewrite_draft",
+)
+
+ScoreName = Literal["striking", "legacy"]
+
+
+class KeywordRow(BaseModel):
+    """One Search Console row: a query and its performance for one page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=1000)
+    clicks: float = Field(default=0, ge=0)
+    impressions: float = Field(default=0, ge=0)
+    ctr: float = Field(default=0, ge=0, le=1, description="Click-through rate as a fraction (0.0417, not 4.17%).")
+    position: float = Field(default=0, ge=1, le=1000, description="Average position, 1 is the top.")
+
+    @field_validator("query")
+    @classmethod
+    def _query_has_text(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not value:
+            raise ValueError("query is empty")
+        return value
+
+    @field_validator("clicks", "impressions", "ctr", "position")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+class KeywordFilters(BaseModel):
+    """The old system's keyword filters, applied per job or per import."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_position: float | None = Field(default=None, ge=0)
+    max_position: float | None = Field(default=None, ge=0)
+    min_impressions: float | None = Field(default=None, ge=0)
+    min_clicks: float | None = Field(default=None, ge=0)
+    max_keywords: int | None = Field(default=None, ge=1, le=100_000)
+    sort_by: Literal["impressions", "clicks", "position"] = "impressions"
+    brand_terms: list[str] = Field(default_factory=list, max_length=200)
+
+
+class AnalysisOptions(BaseModel):
+    """Per-job analysis knobs; None means the embedding provider's calibrated default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    eps: float | None = Field(default=None, gt=0, lt=2)
+    min_samples: int | None = Field(default=None, ge=1, le=1000)
+    gap_threshold: float | None = Field(default=None, gt=-1, lt=1)
+    score: ScoreName = "striking"
+    top_gaps: int = Field(default=3, ge=0, le=50)
+    filters: KeywordFilters = Field(default_factory=KeywordFilters)
+
+
+class JobInput(BaseModel):
+    """The workflow's single argument. Ids and small options only: never HTML or secrets."""
+
+    job_id: str
+    page_id: int
+    url: str
+    queue_prefix: str = "pageperfect"
+    keyword_set_id: int | None = None
+    skip_steps: list[str] = Field(default_factory=list)
+    force_update: bool = False
+    priority: int = 0
+    max_attempts: int | None = None
+    retry_delay_seconds: float | None = None
+    reuse_window_seconds: float = 24 * 3600
+    options: AnalysisOptions = Field(default_factory=AnalysisOptions)
+
+
+class StageInput(BaseModel):
+    """What every stage activity receives: the job, plus the summaries of the stages before it."""
+
+    job: JobInput
+    previous: dict[str, dict] = Field(default_factory=dict)
+
+
+class StageSummary(BaseModel):
+    """A stage's small result as it goes into history: counts, ids, timings."""
+
+    stage: str
+    status: Literal["completed", "reused", "skipped"] = "completed"
+    artifact_id: int | None = None
+    counts: dict[str, float] = Field(default_factory=dict)
+    info: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    duration_ms: float = 0
+
+
+class JobOutcome(BaseModel):
+    """What the finalize activity writes: the job's final state and, on failure, its dead letter."""
+
+    job: JobInput
+    status: Literal["completed", "failed", "cancelled"]
+    stage: str | None = None
+    failure_reason: str | None = None
+    error_details: str | None = None
+    attempt_count: int = 0
+    summaries: dict[str, dict] = Field(default_factory=dict)
+    workflow_id: str = ""
+    run_id: str = ""
+
+
+class StageProgress(BaseModel):
+    stage: str
+    status: str = "pending"
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class JobProgress(BaseModel):
+    """What the workflow's `progress` query answers."""
+
+    job_id: str
+    status: str
+    current_stage: str | None
+    max_attempts: int | None
+    retry_delay_seconds: float | None
+    stages: list[StageProgress]

@@ -1,0 +1,87 @@
+"""A job's full result, assembled from the artifacts its stage summaries name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from db import queries
+
+OFFLINE_NOTE = (
+    "offline defaults: no OPENAI_API_KEY is set, so queries and segments are embedded with the lexical "
+    "hashing embedder and the top gaps get briefs instead of LLM drafts"
+)
+
+
+async def _artifact(pool: asyncpg.Pool, page_id: int, stages: dict[str, Any], stage: str) -> int | None:
+    summary = stages.get(stage) or await queries.latest_stage_output(pool, page_id, stage) or {}
+    return summary.get("artifact_id")
+
+
+async def build_result(pool: asyncpg.Pool, job: asyncpg.Record) -> dict[str, Any]:
+    stages = (job["result"] or {}).get("stages", {})
+    page = await queries.get_page(pool, job["page_id"])
+    crawl_id = await _artifact(pool, job["page_id"], stages, "wait_crawl")
+    segment_set_id = await _artifact(pool, job["page_id"], stages, "segment_embed")
+    report_id = await _artifact(pool, job["page_id"], stages, "gap_analysis")
+    draft_set_id = await _artifact(pool, job["page_id"], stages, "rewrite_draft")
+    cluster_set_id = await _artifact(pool, job["page_id"], stages, "keyword_clustering")
+
+    crawl = await queries.get_crawl(pool, crawl_id) if crawl_id else None
+    segment_set = await queries.get_segment_set(pool, segment_set_id) if segment_set_id else None
+    report = await queries.get_gap_report(pool, report_id) if report_id else None
+    draft_set = await queries.get_draft_set(pool, draft_set_id) if draft_set_id else None
+
+    clusters = [dict(r) for r in await queries.get_clusters(pool, cluster_set_id, with_centroids=False)] if cluster_set_id else []
+    gaps = []
+    for row in await queries.get_gaps(pool, report_id) if report_id else []:
+        gaps.append({
+            "cluster_id": row["cluster_id"], "representative": row["representative"],
+            "keywords": list(row["keywords"]), "total_impressions": row["total_impressions"],
+            "avg_position": row["avg_position"], "has_gap": row["has_gap"],
+            "opportunity_score": row["opportunity_score"], "best_match": row["best_match"],
+            "top_matches": row["top_matches"],
+        })
+    drafts = []
+    for row in await queries.get_drafts(pool, draft_set_id) if draft_set_id else []:
+        drafts.append({
+            "cluster_id": row["cluster_id"], "kind": row["kind"], "action": row["action"],
+            "target_segment_id": row["target_segment_id"], "suggested_heading": row["suggested_heading"],
+            "original": row["original"], "draft": row["draft"], "diff": row["diff"], "model": row["model"],
+            "prompt_version": row["prompt_version"],
+        })
+
+    embedding = ({"provider": segment_set["embedding_provider"], "model": segment_set["embedding_model"]}
+                 if segment_set else None)
+    llm = ({"provider": draft_set["llm_provider"], "model": draft_set["llm_model"]} if draft_set else None)
+    offline = bool(embedding and embedding["provider"] == "hashing") or bool(llm and llm["provider"] == "brief")
+    return {
+        "job_id": str(job["id"]),
+        "status": job["status"],
+        "page": {
+            "url": page["url"] if page else job["url"],
+            "title": page["title"] if page else None,
+            "meta_description": page["meta_description"] if page else None,
+        },
+        "providers": {
+            "crawl": crawl["provider"] if crawl else None,
+            "embedding": embedding,
+            "llm": llm,
+            "offline": offline,
+            "note": OFFLINE_NOTE if offline else None,
+        },
+        "stats": {
+            "segments": int(stages.get("segment_embed", {}).get("counts", {}).get("segments", 0)),
+            "keywords": int(stages.get("keyword_clustering", {}).get("counts", {}).get("keywords", 0)),
+            "clusters": len(clusters),
+            "gaps": sum(1 for g in gaps if g["has_gap"]),
+            "coverage_score": report["coverage_score"] if report else None,
+            "gap_threshold": report["threshold"] if report else None,
+            "score": report["score"] if report else None,
+        },
+        "stages": stages,
+        "clusters": clusters,
+        "gaps": gaps,
+        "drafts": drafts,
+    }

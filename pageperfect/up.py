@@ -1,0 +1,100 @@
+"""The whole stack in one process tree: Temporal dev server, Postgres, migrations, workers, API.
+
+`pageperfect up` runs it in the foreground; `pageperfect demo` runs it and a job on
+the sample site. Either stops everything cleanly on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator
+
+import uvicorn
+
+from db.migrate import migrate_dsn
+from db.pool import create_pool
+from pageperfect.settings import Settings
+from pageperfect.stack import EmbeddedPostgres, TemporalDevServer, quiet_platformdirs_warning, wait_for_port
+from pageperfect.temporal import connect, ensure_search_attributes
+
+log = logging.getLogger("pageperfect.up")
+
+
+@dataclass
+class RunningStack:
+    settings: Settings
+    temporal_address: str
+    ui_url: str | None
+    dsn: str
+    api_url: str
+    embedded_postgres: bool
+    embedded_temporal: bool
+    client: object
+    pool: object
+    workers: object
+
+    @property
+    def docs_url(self) -> str:
+        return f"{self.api_url}/docs"
+
+
+@asynccontextmanager
+async def running_stack(settings: Settings, *, api_host: str = "127.0.0.1") -> AsyncIterator[RunningStack]:
+    from api.app import create_app
+    from worker import build_workers
+
+    data_dir = Path(settings.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    async with contextlib.AsyncExitStack() as stack:
+        dsn = settings.database_dsn
+        if not dsn:
+            quiet_platformdirs_warning()
+            pg = await asyncio.to_thread(EmbeddedPostgres(data_dir / "postgres").start)
+            stack.callback(pg.stop)
+            dsn = pg.dsn
+        await migrate_dsn(dsn)
+
+        address, ui_url = settings.temporal_address, None
+        if not address:
+            server = TemporalDevServer(port=settings.temporal_port, ui_port=settings.ui_port,
+                                       db_file=data_dir / "temporal.db", log_file=data_dir / "temporal.log")
+            await asyncio.to_thread(server.start)
+            stack.callback(server.stop)
+            address, ui_url = server.address, server.ui_url
+        client = await connect(address, settings.temporal_namespace)
+        with contextlib.suppress(Exception):  # a managed cluster may refuse; the dev server has them already
+            await ensure_search_attributes(client)
+
+        pool = await create_pool(dsn)
+        stack.push_async_callback(pool.close)
+        run_settings = settings.model_copy(update={"temporal_address": address})
+        group = await build_workers(client, run_settings, pool)
+        group.start()
+        stack.push_async_callback(group.shutdown)
+
+        app = create_app(run_settings, pool=pool, client=client)
+        server_api = uvicorn.Server(uvicorn.Config(app, host=api_host, port=settings.api_port, log_level="warning"))
+        api_task = asyncio.create_task(server_api.serve())
+
+        async def stop_api() -> None:
+            server_api.should_exit = True
+            with contextlib.suppress(BaseException):
+                await api_task
+
+        stack.push_async_callback(stop_api)
+        while not server_api.started:
+            if api_task.done():
+                api_task.result()
+                raise RuntimeError(f"the API did not start on port {settings.api_port}")
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(wait_for_port, "127.0.0.1", settings.api_port, 10)
+        yield RunningStack(settings=run_settings, temporal_address=address, ui_url=ui_url, dsn=dsn,
+                           api_url=f"http://127.0.0.1:{settings.api_port}",
+                           embedded_postgres=not settings.database_dsn,
+                           embedded_temporal=not settings.temporal_address, client=client, pool=pool,
+                           workers=group)

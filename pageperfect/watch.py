@@ -1,0 +1,76 @@
+"""Live progress of a job and its result, for the terminal."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from pageperfect.models import STAGE_NAMES
+
+FINAL = ("completed", "failed", "cancelled")
+_DONE = ("completed", "skipped", "failed", "cancelled")
+
+
+def _stage_line(stage: dict) -> str:
+    text = stage["status"]
+    if stage.get("reused"):
+        text += " (reused)"
+    if stage.get("attempt_count", 0) > 1 or stage["status"] == "retrying":
+        text += f", attempt {stage['attempt_count']}" + (f"/{stage['max_attempts']}" if stage.get("max_attempts") else "")
+    if stage["status"] in ("retrying", "failed") and stage.get("last_error"):
+        text += f": {stage['last_error'][:70]}"
+    return text
+
+
+async def watch_job(http: httpx.AsyncClient, job_id: str, console: Console, *, interval: float = 0.3) -> dict:
+    """A bar per stage, updated until the job ends; returns the final job."""
+    with Progress(TextColumn("{task.fields[stage]:<20}"), BarColumn(bar_width=24), TextColumn("{task.fields[state]}"),
+                  console=console, transient=False) as progress:
+        tasks = {name: progress.add_task("", total=1, stage=name, state="pending") for name in STAGE_NAMES}
+        while True:
+            job = (await http.get(f"/v1/jobs/{job_id}")).json()
+            for stage in job.get("stages", []):
+                task = tasks.get(stage["stage"])
+                if task is not None:
+                    progress.update(task, completed=1 if stage["status"] in _DONE else 0, state=_stage_line(stage))
+            if job["status"] in FINAL:
+                return job
+            await asyncio.sleep(interval)
+
+
+def stage_table(job: dict) -> Table:
+    table = Table("stage", "status", "attempts", "duration", "last error")
+    for stage in job.get("stages", []):
+        duration = f"{stage['duration_ms'] / 1000:.2f} s" if stage.get("duration_ms") is not None else ""
+        table.add_row(stage["stage"], stage["status"] + (" (reused)" if stage.get("reused") else ""),
+                      f"{stage['attempt_count']}" + (f"/{stage['max_attempts']}" if stage.get("max_attempts") else ""),
+                      duration, (stage.get("last_error") or "")[:60])
+    return table
+
+
+def print_result(result: dict, console: Console, *, top: int = 10) -> None:
+    page, stats = result["page"], result["stats"]
+    console.print(f"\n[bold]{page.get('title') or page['url']}[/bold]")
+    coverage = stats.get("coverage_score")
+    console.print(f"{stats['segments']} segments, {stats['keywords']} queries in {stats['clusters']} clusters; "
+                  f"{stats['gaps']} gaps; coverage "
+                  + (f"{coverage:.0%} of impressions" if coverage is not None else "n/a"))
+    if result["providers"].get("note"):
+        console.print(f"[yellow]{result['providers']['note']}[/yellow]")
+    table = Table("rank", "missing topic", "queries", "impressions", "position", "score", "closest passage (similarity)")
+    for rank, gap in enumerate([g for g in result["gaps"] if g["has_gap"]][:top], start=1):
+        best = gap.get("best_match") or {}
+        passage = (best.get("text") or "")[:60]
+        similarity = f" ({best['similarity']:.2f})" if best.get("similarity") is not None else ""
+        table.add_row(str(rank), gap["representative"], str(len(gap["keywords"])), f"{gap['total_impressions']:,.0f}",
+                      f"{gap['avg_position']:.1f}", f"{gap['opportunity_score']:.3f}", passage + similarity)
+    console.print(table)
+    for draft in result["drafts"]:
+        label = "Draft" if draft["kind"] == "draft" else "Brief"
+        console.print(f"\n[bold]{label} for cluster {draft['cluster_id']}[/bold]"
+                      + (f" — {draft['suggested_heading']}" if draft.get("suggested_heading") else ""))
+        console.print(draft["draft"][:600])

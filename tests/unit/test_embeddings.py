@@ -1,0 +1,236 @@
+import asyncio
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pageperfect.embeddings import (
+    MAX_INPUT_TOKENS,
+    MAX_TOKENS_PER_REQUEST,
+    PROVIDER_DEFAULTS,
+    EmbeddingError,
+    HashingEmbedder,
+    MemoryEmbeddingCache,
+    OpenAIEmbedder,
+    TokenCounter,
+    defaults_for,
+    embed_with_cache,
+    light_stem,
+    text_hash,
+)
+from tests.openai_server import OpenAIStub
+
+ROOT = Path(__file__).resolve().parents[2]
+WORDS = "monstera sourdough starter water light soil repot leaves bread oven python venv activate install".split()
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b)
+
+
+@pytest.fixture
+def stub():
+    with OpenAIStub(dim=64) as server:
+        yield server
+
+
+def make_embedder(stub: OpenAIStub, **kwargs) -> OpenAIEmbedder:
+    kwargs.setdefault("backoff_base", 0.01)
+    return OpenAIEmbedder("test-key", base_url=stub.base_url, **kwargs)
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+async def test_hashing_rows_are_unit_float32():
+    embedder = HashingEmbedder()
+    matrix = await embedder.embed(["how to repot a monstera", "sourdough starter", "the of and"])
+    assert matrix.dtype == np.float32
+    assert matrix.shape == (3, embedder.dim)
+    norms = np.linalg.norm(matrix, axis=1)
+    assert np.allclose(norms[:2], 1.0, atol=1e-5)
+    assert norms[2] == 0  # only stop words: nothing to say, and no NaN
+
+
+async def test_hashing_is_deterministic_across_processes():
+    texts = ["when to repot monstera", "sourdough discard recipes"]
+    here = (await HashingEmbedder().embed(texts)).tobytes()
+    code = (
+        "import sys, hashlib; from pageperfect.embeddings import HashingEmbedder; "
+        f"sys.stdout.write(hashlib.sha256(HashingEmbedder().embed_sync({texts!r}).tobytes()).hexdigest())"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+        env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin:/bin"},
+    ).stdout
+    import hashlib
+
+    assert other == hashlib.sha256(here).hexdigest()
+
+
+def test_light_stem_meets_word_forms():
+    assert {light_stem(w) for w in ["repot", "repotting", "repotted", "repots"]} == {light_stem("repot")}
+    assert light_stem("shaping") == light_stem("shape") == light_stem("shapes")
+    assert light_stem("families") == light_stem("family")
+    assert light_stem("spring") == "spring"  # not a verb form of "spr"
+
+
+def test_hashing_tolerates_word_forms():
+    embedder = HashingEmbedder()
+    repotting, repot, watering, cat = embedder.embed_sync(["repotting", "repot", "watering", "cat"])
+    assert cosine(repotting, repot) > 0.9
+    assert cosine(repotting, repot) > cosine(repotting, watering) + 0.5
+    assert cosine(repotting, cat) < 0.2
+    a, b, c = embedder.embed_sync(["how to repot a monstera", "repotting monstera plants", "sourdough bread oven"])
+    assert cosine(a, b) > cosine(a, c) + 0.3
+
+
+async def test_hashing_does_not_block_the_event_loop():
+    embedder = HashingEmbedder()
+    texts = [f"query {i} about {WORDS[i % len(WORDS)]} and {WORDS[(i * 7) % len(WORDS)]}" for i in range(8000)]
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    started = time.perf_counter()
+    await embedder.embed(texts)
+    elapsed = time.perf_counter() - started
+    task.cancel()
+    assert elapsed > 0.1
+    assert ticks >= 5
+
+
+# --------------------------------------------------------------------------- OpenAI over HTTP
+
+
+async def test_openai_batches_and_keeps_order(stub: OpenAIStub):
+    embedder = make_embedder(stub, batch_size=128)
+    texts = [f"query {i} {WORDS[i % len(WORDS)]}" for i in range(1000)]
+    matrix = await embedder.embed(texts)
+    assert stub.requests["embeddings"] == math.ceil(1000 / 128) == embedder.requests
+    assert stub.inputs["embeddings"] == 1000
+    assert embedder.dim == 64 and matrix.shape == (1000, 64)
+    assert np.allclose(matrix, stub.embed(texts), atol=1e-5)
+    assert embedder.input_tokens == sum(len(t.split()) for t in texts)
+    assert set(stub.authorization) == {"Bearer test-key"}
+
+
+async def test_openai_bounds_concurrency(stub: OpenAIStub):
+    embedder = make_embedder(stub, batch_size=10, concurrency=2)
+    stub.script_faults("embeddings", [{"hang": 0.2}] * 6)  # slow answers, so requests overlap
+    await embedder.embed([f"text {i}" for i in range(60)])
+    assert stub.requests["embeddings"] == 6
+    assert stub.max_in_flight == 2
+
+
+async def test_cache_second_run_makes_no_requests(stub: OpenAIStub):
+    embedder = make_embedder(stub, batch_size=100)
+    cache = MemoryEmbeddingCache()
+    texts = [f"keyword {i}" for i in range(250)] + ["keyword 3", "keyword  3 "]  # duplicates
+    first, stats = await embed_with_cache(embedder, texts, cache)
+    assert stats == {"cached": 0, "embedded": 250, "requests": 3}
+    assert stub.inputs["embeddings"] == 250
+    second, stats = await embed_with_cache(embedder, texts, cache)
+    assert stats == {"cached": 250, "embedded": 0, "requests": 0}
+    assert stub.requests["embeddings"] == 3
+    assert np.array_equal(first, second)
+    assert np.array_equal(first[3], first[250]) and np.array_equal(first[3], first[251])
+    partial, stats = await embed_with_cache(embedder, texts[:10] + ["new one"], cache)
+    assert stats == {"cached": 10, "embedded": 1, "requests": 1}
+    assert np.allclose(partial[-1], stub.embed(["new one"])[0], atol=1e-5)
+
+
+async def test_cache_keys_by_provider_and_model():
+    cache = MemoryEmbeddingCache()
+    hashing = HashingEmbedder()
+    await embed_with_cache(hashing, ["a query"], cache)
+    other = HashingEmbedder(n_features=2**10)
+    _, stats = await embed_with_cache(other, ["a query"], cache)
+    assert stats["embedded"] == 1
+    assert text_hash("a  query ") == text_hash("a query") != text_hash("a Query")
+
+
+async def test_retries_429_and_500_then_succeeds(stub: OpenAIStub):
+    embedder = make_embedder(stub, max_tries=4)
+    stub.script_faults("embeddings", [{"status": 429, "retry_after": 1}, 500])
+    started = time.perf_counter()
+    matrix = await embedder.embed(["hello world"])
+    elapsed = time.perf_counter() - started
+    assert matrix.shape == (1, 64)
+    assert stub.requests["embeddings"] == 3
+    assert elapsed >= 1.0  # Retry-After honoured
+
+
+async def test_retries_timeouts(stub: OpenAIStub):
+    embedder = make_embedder(stub, timeout=0.3)
+    stub.script_faults("embeddings", [{"hang": 2}])
+    started = time.perf_counter()
+    matrix = await embedder.embed(["hello world"])
+    assert matrix.shape == (1, 64)
+    assert time.perf_counter() - started < 1.5
+    assert embedder.requests == 2
+
+
+async def test_gives_up_after_max_tries(stub: OpenAIStub):
+    embedder = make_embedder(stub, max_tries=3)
+    stub.script_faults("embeddings", [503, 500, 429, 500])
+    with pytest.raises(EmbeddingError, match="after 3 tries"):
+        await embedder.embed(["hello world"])
+    assert stub.requests["embeddings"] == 3
+
+
+async def test_client_errors_are_not_retried(stub: OpenAIStub):
+    embedder = make_embedder(stub, max_tries=5)
+    stub.script_faults("embeddings", [401])
+    with pytest.raises(EmbeddingError, match="HTTP 401"):
+        await embedder.embed(["hello world"])
+    assert stub.requests["embeddings"] == 1
+
+
+async def test_truncates_long_input_by_tokens(stub: OpenAIStub):
+    embedder = make_embedder(stub)
+    long_text = " ".join(WORDS[i % len(WORDS)] for i in range(50_000))
+    matrix = await embedder.embed([long_text, "short one"])
+    assert matrix.shape == (2, 64)  # the stub refuses inputs over 8,191 words
+    sent = stub.bodies["embeddings"][0]["input"][0]
+    assert long_text.startswith(sent)
+    assert TokenCounter(embedder.model).count(sent) <= MAX_INPUT_TOKENS
+    assert len(sent.split()) > 3000  # cut by tokens, not to a sliver
+
+
+async def test_requests_respect_token_budget(stub: OpenAIStub):
+    embedder = make_embedder(stub, batch_size=512)
+    counter = TokenCounter(embedder.model)
+    long_text = " ".join(WORDS[i % len(WORDS)] for i in range(20_000))
+    texts = [f"{i} {long_text}" for i in range(80)]
+    await embedder.embed(texts)
+    per_request = [sum(counter.count(t) for t in body["input"]) for body in stub.bodies["embeddings"]]
+    assert max(per_request) <= MAX_TOKENS_PER_REQUEST
+    assert len(per_request) == math.ceil(80 / (MAX_TOKENS_PER_REQUEST // MAX_INPUT_TOKENS))
+
+
+def test_fallback_token_estimate_is_conservative():
+    counter = TokenCounter("text-embedding-3-small")
+    if counter.exact:
+        pytest.skip("tiktoken's encoding is available; the estimate is not used")
+    assert counter.count("the cat sat on the mat") >= 6
+    assert counter.count("1234567") == 3
+    assert counter.count("日本") == 6  # UTF-8 bytes
+    cut, n = counter.truncate("word " * 100, max_tokens=10)
+    assert n <= 10 and counter.count(cut) <= 10 and cut
+
+
+def test_provider_defaults():
+    assert defaults_for("hashing") is PROVIDER_DEFAULTS["hashing"]
+    assert defaults_for("openai").gap_threshold == 0.65
+    with pytest.raises(ValueError, match="unknown embedding provider"):
+        defaults_for("word2vec")

@@ -1,0 +1,1 @@
+"""Workflow definitions. Deterministic, no I/O, no heavy imports."""

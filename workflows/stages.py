@@ -1,0 +1,96 @@
+"""The one declarative table of stages, read by the workflow, the worker and the mirror.
+
+Adding a stage is one row here and one activity function named after it.
+Only the standard library and temporalio.common are imported: the workflow
+sandbox loads this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+# Kinds of work, each its own task queue so it can be scaled and limited on its own.
+WORKFLOW_QUEUE = "workflow"
+CRAWL_QUEUE = "crawl"
+AI_QUEUE = "ai"  # embedding and LLM calls: network-bound, rate-limited by providers
+COMPUTE_QUEUE = "compute"  # CPU-heavy analysis
+CONTROL_QUEUE = "control"  # bookkeeping: final job rows and dead letters
+ALL_QUEUES = (WORKFLOW_QUEUE, CRAWL_QUEUE, AI_QUEUE, COMPUTE_QUEUE, CONTROL_QUEUE)
+
+# Failures no retry can fix: bad input, blocked addresses, pages that are not there.
+PERMANENT_ERRORS = (
+    "InvalidUrl", "BlockedAddress", "NotFound", "NotHtml", "TooLarge", "TooManyRedirects", "NoContent",
+    "MissingInput", "BadInput",
+)
+
+
+@dataclass(frozen=True)
+class Retry:
+    initial: timedelta
+    backoff: float
+    maximum: timedelta
+    attempts: int
+    non_retryable: tuple[str, ...] = PERMANENT_ERRORS
+
+    def policy(self, *, max_attempts: int | None = None, initial_seconds: float | None = None) -> RetryPolicy:
+        """The Temporal policy, with a job's own max_attempts and retry delay where it set them."""
+        initial = timedelta(seconds=initial_seconds) if initial_seconds is not None else self.initial
+        return RetryPolicy(
+            initial_interval=initial,
+            backoff_coefficient=self.backoff,
+            maximum_interval=max(self.maximum, initial),
+            maximum_attempts=max_attempts if max_attempts is not None else self.attempts,
+            non_retryable_error_types=list(self.non_retryable),
+        )
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # also the activity's name
+    queue: str
+    start_to_close: timedelta
+    retry: Retry
+    heartbeat: timedelta | None = None
+    description: str = field(default="", compare=False)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("submit_crawl", CRAWL_QUEUE, timedelta(seconds=90),
+          Retry(timedelta(seconds=5), 2.0, timedelta(minutes=2), 5),
+          description="Fetch the page, or hand it to the external crawl provider"),
+    Stage("wait_crawl", CRAWL_QUEUE, timedelta(minutes=15),
+          Retry(timedelta(seconds=5), 2.0, timedelta(minutes=2), 5),
+          heartbeat=timedelta(seconds=30),
+          description="Poll the crawl until it is done"),
+    Stage("segment_embed", AI_QUEUE, timedelta(minutes=10),
+          Retry(timedelta(seconds=5), 2.0, timedelta(minutes=5), 5),
+          heartbeat=timedelta(seconds=60),
+          description="Split the main content into headed segments and embed them"),
+    Stage("keyword_clustering", COMPUTE_QUEUE, timedelta(minutes=20),
+          Retry(timedelta(seconds=5), 2.0, timedelta(minutes=5), 4),
+          heartbeat=timedelta(seconds=60),
+          description="Embed the page's queries and group them with DBSCAN"),
+    Stage("gap_analysis", COMPUTE_QUEUE, timedelta(minutes=10),
+          Retry(timedelta(seconds=5), 2.0, timedelta(minutes=5), 4),
+          heartbeat=timedelta(seconds=60),
+          description="Find the clusters the page does not cover and rank them"),
+    Stage("rewrite_draft", AI_QUEUE, timedelta(minutes=15),
+          Retry(timedelta(seconds=10), 2.0, timedelta(minutes=5), 5),
+          heartbeat=timedelta(seconds=60),
+          description="Draft rewrites for the top gaps"),
+)
+
+STAGES_BY_NAME = {stage.name: stage for stage in STAGES}
+
+# Bookkeeping activity run in every ending; it retries until Postgres takes the write.
+FINALIZE_ACTIVITY = "finalize_job"
+FINALIZE_TIMEOUT = timedelta(seconds=60)
+FINALIZE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
+                             maximum_interval=timedelta(minutes=1), maximum_attempts=0)
+
+
+def queue_name(prefix: str, kind: str) -> str:
+    return f"{prefix}-{kind}"
