@@ -35,8 +35,10 @@ async def rewrite_draft(inp: StageInput) -> StageSummary:
                 best_segment_id=best.get("segment_id"), best_heading_path=list(best.get("heading_path") or []),
                 best_text=best.get("text"), neighbours=neighbours,
             )
+            # A passage far below the gap threshold is unrelated: draft a new section after it instead.
             drafts.append(await draft_for_gap(context, page["title"] if page else None, llm,
-                                              similarity=best.get("similarity")))
+                                              similarity=best.get("similarity"),
+                                              min_rewrite_similarity=report["threshold"] / 2))
             activity.heartbeat(len(drafts))
         set_id = await queries.insert_draft_set(
             res.pool, page_id=job.page_id, job_id=job.job_id, gap_report_id=report_id,

@@ -158,9 +158,15 @@ async def pipeline_factory(pool, client, temporal_server):
 
     started: list[tuple[object, uvicorn.Server, asyncio.Task, httpx.AsyncClient]] = []
 
-    async def start(*, resources=None, **overrides) -> Pipeline:
+    async def start(*, wrap_crawler=None, **overrides) -> Pipeline:
+        """wrap_crawler(inner) -> crawler lets a test put faults in front of the real crawler."""
+        from activities.runtime import build_resources
+
         settings = make_settings(temporal_address=temporal_server.address, **overrides)
         prefix = f"t{uuid.uuid4().hex[:10]}"
+        resources = await build_resources(settings, pool)
+        if wrap_crawler is not None:
+            resources.crawler = wrap_crawler(resources.crawler)
         group = await build_workers(client, settings, pool, prefix=prefix, resources=resources)
         group.start()
         app = create_app(settings, pool=pool, client=client, queue_prefix=prefix)
