@@ -71,8 +71,12 @@ async def wait_crawl(inp: StageInput) -> StageSummary:
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 30.0)
     reused = inp.previous.get("submit_crawl", {}).get("status") == "reused"
-    return StageSummary(
+    summary = StageSummary(
         stage="wait_crawl", status="reused" if reused else "completed", artifact_id=crawl_id,
         counts={"bytes": crawl["bytes"] or 0, "http_status": crawl["http_status"] or 0},
-        info={"final_url": crawl["final_url"], "provider": crawl["provider"]},
+        info={"final_url": crawl["final_url"], "provider": crawl["provider"], "job_id": inp.job.job_id},
     )
+    if not reused:  # what a later job that skips the crawl reads
+        await queries.record_stage_output(res.pool, inp.job.page_id, "wait_crawl", str(crawl_id), inp.job.job_id,
+                                          summary.model_dump(mode="json"))
+    return summary

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
@@ -82,6 +83,14 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, err: RequestValidationError):
+        # The offending input is left out: it may be huge, or NaN, which JSON cannot carry.
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in err.errors()][:50]
+        message = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors[:5])
+        return JSONResponse({"detail": errors, "message": message}, status_code=422)
 
     @app.exception_handler(IntakeError)
     async def _intake_error(request: Request, err: IntakeError):

@@ -96,8 +96,13 @@ def _content_words(text: str) -> list[str]:
     return [w for w in _WORD_RE.findall(_normalize_for_hashing(text)) if w not in stop]
 
 
+def content_stems(text: str) -> list[str]:
+    """The text's words, lower-cased, English stop words dropped, each reduced by light_stem."""
+    return [light_stem(w) for w in _content_words(text)]
+
+
 def _word_features(text: str) -> list[str]:
-    stems = [light_stem(w) for w in _content_words(text)]
+    stems = content_stems(text)
     bigrams = [f"{a} {b}" for a, b in zip(stems, stems[1:])]
     return stems + bigrams
 
@@ -470,17 +475,21 @@ async def embed_with_cache(
 
 @dataclass(frozen=True)
 class ProviderDefaults:
-    """Analysis thresholds that suit a provider's embedding space."""
+    """Analysis settings that suit a provider's embedding space."""
 
-    eps: float  # DBSCAN radius, cosine distance
+    eps: float  # DBSCAN radius, cosine distance between query embeddings
     min_samples: int
-    gap_threshold: float  # a cluster is a gap when its best segment cosine is below this
+    gap_threshold: float  # a cluster is a gap when its best segment similarity is below this
+    similarity: str = "cosine"  # how gaps.analyze_gaps compares clusters with segments
 
 
 PROVIDER_DEFAULTS: dict[str, ProviderDefaults] = {
-    # Calibrated on the labelled pages in shared/eval; see docs/CALIBRATION.md.
-    "hashing": ProviderDefaults(eps=0.5, min_samples=2, gap_threshold=0.2),
-    # Not calibrated here (the API cannot be reached from the calibration machine).
+    # Calibrated on the labelled pages in shared/eval (scripts/calibrate.py, docs/CALIBRATION.md).
+    # Bag-of-words cosine cannot tell a long section that holds every word of a query
+    # from a short heading that shares only the page's topic word, so the offline
+    # provider judges coverage by the share of query words a segment contains.
+    "hashing": ProviderDefaults(eps=0.25, min_samples=2, gap_threshold=0.65, similarity="lexical"),
+    # Not calibrated here: the API cannot be reached from the calibration machine.
     # 0.65 is the old system's gap threshold for OpenAI embeddings; eps 0.3 sits in the
     # 0.25-0.35 cosine-distance range commonly used to group near-paraphrase queries
     # with text-embedding-3-small.

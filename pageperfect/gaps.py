@@ -1,8 +1,18 @@
 """Which query clusters the page does not cover, and how much each is worth fixing.
 
-A cluster is covered when some segment of the page is close to its centroid
-(cosine >= threshold); otherwise it is a gap. Every cluster gets an opportunity
-score from its average position and impressions.
+A cluster is covered when some segment of the page is similar enough to it
+(similarity >= threshold); otherwise it is a gap. Two similarities:
+
+- "cosine": the cluster centroid against each segment embedding; for semantic
+  embeddings.
+- "lexical": the share of the cluster's query words (stop words dropped, word
+  forms merged) that a segment contains, averaged over the cluster's queries.
+  Bag-of-words cosine punishes long segments (a three-word query fully present
+  in a sixty-word paragraph scores ~0.25, as low as a query sharing only the
+  page's topic word with a short heading); word coverage does not. It is the
+  similarity of the offline hashing provider.
+
+Every cluster gets an opportunity score from its average position and impressions.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from pageperfect.clustering import Cluster
+from pageperfect.embeddings import content_stems
 
 
 def legacy_score(position: float, impressions: float) -> float:
@@ -68,6 +79,7 @@ def striking_score(position: float, impressions: float) -> float:
 
 
 SCORES: dict[str, Callable[[float, float], float]] = {"striking": striking_score, "legacy": legacy_score}
+SIMILARITIES = ("cosine", "lexical")
 
 
 class SegmentLike(Protocol):
@@ -119,6 +131,51 @@ def coverage(clusters: Sequence[Cluster], covered: Sequence[bool]) -> float:
     return sum(covered) / len(clusters)
 
 
+def cosine_similarities(clusters: Sequence[Cluster], segment_embeddings: np.ndarray) -> np.ndarray:
+    """(clusters, segments) cosines of the centroids with the segment embeddings, in one float32 product."""
+    centroids = np.stack([np.asarray(c.centroid, dtype=np.float32) for c in clusters])
+    seg = np.asarray(segment_embeddings, dtype=np.float32)
+    if centroids.shape[1] != seg.shape[1]:
+        raise ValueError(f"cluster centroids have {centroids.shape[1]} dims, segments {seg.shape[1]}")
+    norms = np.linalg.norm(seg, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return centroids @ (seg / norms).T
+
+
+def segment_words(segment: SegmentLike) -> str:
+    """A segment's text for word matching: its headings, then its text."""
+    return " ".join([*segment.heading_path, segment.text])
+
+
+def lexical_similarities(clusters: Sequence[Cluster], segments: Sequence[SegmentLike]) -> np.ndarray:
+    """(clusters, segments) word coverage: per query, the share of its content stems the segment contains, averaged over the cluster's queries.
+
+    Queries without content words (only stop words) are left out of the average;
+    a cluster of only such queries scores 0.
+    """
+    from scipy import sparse
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    queries = [q for c in clusters for q in c.keywords]
+    owner = np.repeat(np.arange(len(clusters)), [len(c.keywords) for c in clusters])
+    vectorizer = CountVectorizer(analyzer=content_stems, binary=True, dtype=np.float32)
+    try:
+        vectorizer.fit([segment_words(s) for s in segments] + queries)
+    except ValueError:  # no content word anywhere: nothing can match
+        return np.zeros((len(clusters), len(segments)), dtype=np.float32)
+    words = vectorizer.transform(queries)  # queries x vocabulary, 0/1
+    per_query = words.sum(axis=1).A1
+    has_words = per_query > 0
+    words = sparse.diags(np.where(has_words, 1.0 / np.maximum(per_query, 1), 0.0).astype(np.float32)) @ words
+    counted = np.bincount(owner[has_words], minlength=len(clusters)).astype(np.float32)
+    mean = sparse.csr_matrix(
+        (np.where(has_words, 1.0 / np.maximum(counted[owner], 1), 0.0).astype(np.float32), (owner, np.arange(len(queries)))),
+        shape=(len(clusters), len(queries)),
+    )
+    present = vectorizer.transform([segment_words(s) for s in segments])  # segments x vocabulary, 0/1
+    return np.asarray(((mean @ words) @ present.T).todense(), dtype=np.float32)
+
+
 def analyze_gaps(
     clusters: Sequence[Cluster],
     segment_embeddings: np.ndarray,
@@ -126,26 +183,27 @@ def analyze_gaps(
     *,
     threshold: float,
     score: str = "striking",
+    similarity: str = "cosine",
     top_k: int = 3,
 ) -> GapReport:
-    """Matches every cluster centroid against every segment and ranks the clusters.
+    """Matches every cluster against every segment and ranks the clusters.
 
     A page without segments covers nothing: every cluster is a gap.
+    segment_embeddings are only read by the cosine similarity.
     """
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}; known: {sorted(SCORES)}")
-    if len(segments) != len(segment_embeddings):
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"unknown similarity {similarity!r}; known: {list(SIMILARITIES)}")
+    if similarity == "cosine" and len(segments) != len(segment_embeddings):
         raise ValueError(f"{len(segments)} segments but {len(segment_embeddings)} segment embeddings")
     scorer = SCORES[score]
     similarities = np.zeros((len(clusters), 0), dtype=np.float32)
     if clusters and len(segments):
-        centroids = np.stack([np.asarray(c.centroid, dtype=np.float32) for c in clusters])
-        seg = np.asarray(segment_embeddings, dtype=np.float32)
-        if centroids.shape[1] != seg.shape[1]:
-            raise ValueError(f"cluster centroids have {centroids.shape[1]} dims, segments {seg.shape[1]}")
-        norms = np.linalg.norm(seg, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        similarities = centroids @ (seg / norms).T
+        if similarity == "cosine":
+            similarities = cosine_similarities(clusters, segment_embeddings)
+        else:
+            similarities = lexical_similarities(clusters, segments)
 
     gaps: list[Gap] = []
     for row, cluster in enumerate(clusters):
