@@ -61,12 +61,17 @@ def _too_large(limit: int) -> JSONResponse:
 
 
 def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = None,
-               client: Client | None = None, queue_prefix: str | None = None) -> FastAPI:
+               client: Client | None = None, queue_prefix: str | None = None,
+               migrate_on_start: bool = False) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         own_pool = pool is None
+        if migrate_on_start:
+            from db.migrate import migrate_dsn
+
+            await migrate_dsn(_required(settings.database_dsn, "DATABASE_URL"))
         app.state.pool = pool or await create_pool(_required(settings.database_dsn, "DATABASE_URL"))
         app.state.client = client or await connect(_required(settings.temporal_address, "TEMPORAL_ADDRESS"),
                                                    settings.temporal_namespace)

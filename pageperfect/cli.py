@@ -28,7 +28,7 @@ app.add_typer(dead_app, name="dead-letters")
 app.add_typer(mirror_app, name="mirror")
 app.add_typer(gsc_app, name="gsc")
 
-console = Console()
+console = Console(soft_wrap=True)  # long URLs stay on one line, so they can be clicked
 err_console = Console(stderr=True)
 
 
