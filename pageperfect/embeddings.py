@@ -488,7 +488,7 @@ PROVIDER_DEFAULTS: dict[str, ProviderDefaults] = {
     # Bag-of-words cosine cannot tell a long section that holds every word of a query
     # from a short heading that shares only the page's topic word, so the offline
     # provider judges coverage by the share of query words a segment contains.
-    "hashing": ProviderDefaults(eps=0.25, min_samples=2, gap_threshold=0.65, similarity="lexical"),
+    "hashing": ProviderDefaults(eps=0.2, min_samples=2, gap_threshold=0.65, similarity="lexical"),
     # Not calibrated here: the API cannot be reached from the calibration machine.
     # 0.65 is the old system's gap threshold for OpenAI embeddings; eps 0.3 sits in the
     # 0.25-0.35 cosine-distance range commonly used to group near-paraphrase queries

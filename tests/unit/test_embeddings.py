@@ -231,6 +231,8 @@ def test_fallback_token_estimate_is_conservative():
 
 def test_provider_defaults():
     assert defaults_for("hashing") is PROVIDER_DEFAULTS["hashing"]
+    assert defaults_for("hashing").similarity == "lexical"
     assert defaults_for("openai").gap_threshold == 0.65
+    assert defaults_for("openai").similarity == "cosine"
     with pytest.raises(ValueError, match="unknown embedding provider"):
         defaults_for("word2vec")

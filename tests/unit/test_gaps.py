@@ -142,3 +142,37 @@ def test_few_segments_give_fewer_top_matches():
     report = analyze_gaps(toy_clusters()[:1], SEGMENT_VECTORS[:2], SEGMENTS[:2], threshold=0.5)
     assert len(report.gaps[0].top_matches) == 2
     assert math.isclose(report.gaps[0].best_match.similarity, float(unit(1, 0.1, 0, 0)[0]), abs_tol=1e-6)
+
+
+def test_lexical_similarity_is_the_share_of_query_words_a_segment_holds():
+    segments = [
+        Seg("intro", ["Monstera Care"], "The monstera is an easy plant."),
+        Seg("repot", ["Monstera Care", "Repotting"],
+            "Repot a monstera every two years, when it is root bound and the roots circle the pot. " * 3),
+    ]
+    clusters = [
+        cluster(0, unit(1, 0), 100, 5),
+        cluster(1, unit(1, 0), 100, 5),
+        cluster(2, unit(1, 0), 100, 5),
+    ]
+    clusters[0].keywords = ["monstera root bound", "repotting a monstera"]  # every word in the long section
+    clusters[1].keywords = ["monstera yellow leaves"]  # only the topic word
+    clusters[2].keywords = ["the and of"]  # no content words at all
+    report = analyze_gaps(clusters, np.zeros((2, 2), dtype=np.float32), segments, threshold=0.6, similarity="lexical")
+    by_id = {g.cluster_id: g for g in report.gaps}
+    assert by_id[0].best_match.segment_id == "repot" and by_id[0].best_match.similarity == pytest.approx(1.0)
+    assert not by_id[0].has_gap
+    assert by_id[1].best_match.similarity == pytest.approx(1 / 3)
+    assert by_id[1].has_gap
+    assert by_id[2].best_match.similarity == 0 and by_id[2].has_gap
+    assert [m.segment_id for m in by_id[1].top_matches] == ["intro", "repot"]  # ties keep page order
+
+
+def test_lexical_similarity_averages_over_the_cluster_queries():
+    segments = [Seg("a", [], "feed the sourdough starter daily")]
+    group = cluster(0, unit(1, 0), 100, 5)
+    group.keywords = ["feed sourdough starter", "sourdough discard"]  # 3/3 and 1/2
+    report = analyze_gaps([group], np.zeros((1, 2), dtype=np.float32), segments, threshold=0.5, similarity="lexical")
+    assert report.gaps[0].best_match.similarity == pytest.approx((1 + 0.5) / 2)
+    with pytest.raises(ValueError, match="unknown similarity"):
+        analyze_gaps([group], np.zeros((1, 2), dtype=np.float32), segments, threshold=0.5, similarity="fuzzy")
