@@ -42,7 +42,8 @@ async def gap_analysis(inp: StageInput) -> StageSummary:
             f"segments were embedded with {provider}/{segment_set['embedding_model']} but queries with "
             f"{cluster_set['embedding_provider']}/{cluster_set['embedding_model']}; run again with force_update",
         )
-    threshold = job.options.gap_threshold if job.options.gap_threshold is not None else defaults_for(provider).gap_threshold
+    defaults = defaults_for(provider)
+    threshold = job.options.gap_threshold if job.options.gap_threshold is not None else defaults.gap_threshold
 
     async def run() -> StageSummary:
         cluster_rows = await queries.get_clusters(res.pool, cluster_set_id)
@@ -52,7 +53,8 @@ async def gap_analysis(inp: StageInput) -> StageSummary:
                     for r in segment_rows]
         matrix = (np.asarray([r["embedding"] for r in segment_rows], dtype=np.float32)
                   if segment_rows else np.zeros((0, 1), dtype=np.float32))
-        report = await run_cpu(analyze_gaps, clusters, matrix, segments, threshold=threshold, score=job.options.score)
+        report = await run_cpu(analyze_gaps, clusters, matrix, segments, threshold=threshold,
+                               score=job.options.score, similarity=defaults.similarity)
         report_id = await queries.insert_gap_report(
             res.pool, page_id=job.page_id, job_id=job.job_id, cluster_set_id=cluster_set_id,
             segment_set_id=segment_set_id, report=report,
@@ -61,8 +63,8 @@ async def gap_analysis(inp: StageInput) -> StageSummary:
             stage="gap_analysis", artifact_id=report_id,
             counts={"clusters": len(clusters), "gaps": sum(1 for g in report.gaps if g.has_gap),
                     "coverage_score": round(report.coverage_score, 4)},
-            info={"threshold": threshold, "score": job.options.score},
+            info={"threshold": threshold, "score": job.options.score, "similarity": defaults.similarity},
         )
 
-    key = fingerprint(segment_set_id, cluster_set_id, threshold, job.options.score)
+    key = fingerprint(segment_set_id, cluster_set_id, threshold, job.options.score, defaults.similarity)
     return await reuse_or_run(inp, "gap_analysis", key, run)

@@ -54,7 +54,9 @@ def _unit_rows(matrix: np.ndarray, dtype: type) -> np.ndarray:
 
 
 def radius_graph(embeddings: np.ndarray, eps: float, *, block_bytes: int = BLOCK_BYTES) -> sparse.csr_matrix:
-    """Sparse matrix of cosine distances for all pairs with distance <= eps (self pairs and exact duplicates included as explicit zeros).
+    """Sparse matrix of the cosine distances of all pairs within eps.
+
+    Self pairs and duplicates are stored, as explicit zeros where the distance is 0.
 
     Rows that are all zeros have no neighbours. Distances are float64 so that
     DBSCAN's own `<= eps` check agrees with the one made here.
@@ -116,6 +118,10 @@ def dbscan_labels(
     embeddings: np.ndarray, *, eps: float, min_samples: int, approximate: bool = False, threads: int | None = None
 ) -> np.ndarray:
     """DBSCAN labels with cosine distance, the same as DBSCAN(metric="cosine").fit(embeddings).labels_.
+
+    The one difference: a pair whose float32 distance lies within float32 rounding
+    of eps is decided by its float64 distance, where scikit-learn's float32 path
+    may fall either way.
 
     approximate=True first projects the embeddings to 128 dimensions: faster on
     wide embeddings, but pairs near eps may fall on the other side, so labels can

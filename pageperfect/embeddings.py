@@ -111,8 +111,8 @@ def _char_features(text: str) -> list[str]:
     # char_wb-style n-grams of the stemmed content words: spelling variants and
     # compounds still share most of their n-grams.
     grams: list[str] = []
-    for word in _content_words(text):
-        padded = f" {light_stem(word)} "
+    for stem in content_stems(text):
+        padded = f" {stem} "
         for n in (3, 4, 5):
             if len(padded) < n:
                 continue
@@ -133,15 +133,18 @@ class HashingEmbedder:
 
     name = "hashing"
 
-    def __init__(self, n_features: int = 2**11, word_weight: float = 0.5) -> None:
+    def __init__(self, n_features: int = 2**10, word_weight: float = 0.5) -> None:
         from sklearn.feature_extraction.text import HashingVectorizer
 
         if not 0 <= word_weight <= 1:
             raise ValueError("word_weight must be within [0, 1]")
+        # The model name keys the embedding cache: bump the version whenever the features change.
         self.model = f"hashing-v1-{n_features}-w{word_weight:g}"
         self.dim = 2 * n_features
         self.word_weight = word_weight
-        common: dict[str, Any] = dict(n_features=n_features, binary=True, norm="l2", alternate_sign=True)
+        common: dict[str, Any] = dict(
+            n_features=n_features, binary=True, norm="l2", alternate_sign=True, dtype=np.float32
+        )
         self._words = HashingVectorizer(analyzer=_word_features, **common)
         self._chars = HashingVectorizer(analyzer=_char_features, **common)
 
@@ -152,7 +155,7 @@ class HashingEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         words = self._words.transform(texts) * math.sqrt(self.word_weight)
         chars = self._chars.transform(texts) * math.sqrt(1 - self.word_weight)
-        matrix = sparse.hstack([words, chars], format="csr").toarray().astype(np.float32)
+        matrix = sparse.hstack([words, chars], format="csr").toarray()
         return _normalize_rows(matrix)
 
     async def embed(self, texts: list[str]) -> np.ndarray:

@@ -64,12 +64,12 @@ def striking_score(position: float, impressions: float) -> float:
 
     striking = bump(position) * impression_factor(impressions), where
 
-      bump(p) = L(1.5 * (p - 3.5)) * L(-0.25 * (p - 22)) / peak,  L(x) = 1 / (1 + e^-x)
+      bump(p) = L(1.5 * (p - 3.5)) * L(-0.3 * (p - 24)) / peak,  L(x) = 1 / (1 + e^-x)
       impression_factor(i) = min(1, log10(i + 1) / 6)
 
-    The bump is ~1 for positions 5 to 16, still above 0.5 from 4 to 22, small at
-    the top (position 1: 0.02, position 3: 0.3) where there is little left to gain,
-    and fades past 30 (0.12; 50: 0.001) where a page would need more than an edit.
+    The bump is above 0.9 for positions 5 to 16 and above 0.5 from 4 to 23, small
+    at the top (position 1: 0.02, position 3: 0.32) where there is little left to
+    gain, and fades past 30 (30: 0.14, 40: 0.01) where a page needs more than an edit.
     The impression factor is logarithmic and reaches 1 at a million impressions,
     so it does not depend on the other queries of the job.
     """
@@ -131,15 +131,20 @@ def coverage(clusters: Sequence[Cluster], covered: Sequence[bool]) -> float:
     return sum(covered) / len(clusters)
 
 
-def cosine_similarities(clusters: Sequence[Cluster], segment_embeddings: np.ndarray) -> np.ndarray:
-    """(clusters, segments) cosines of the centroids with the segment embeddings, in one float32 product."""
+BLOCK_CELLS = 2**22  # similarities computed at once (16 MB of float32), so big jobs stay small in memory
+
+BlockScorer = Callable[[slice], np.ndarray]  # cluster rows -> (rows, segments) similarities
+
+
+def _cosine_scorer(clusters: Sequence[Cluster], segment_embeddings: np.ndarray) -> BlockScorer:
     centroids = np.stack([np.asarray(c.centroid, dtype=np.float32) for c in clusters])
     seg = np.asarray(segment_embeddings, dtype=np.float32)
     if centroids.shape[1] != seg.shape[1]:
         raise ValueError(f"cluster centroids have {centroids.shape[1]} dims, segments {seg.shape[1]}")
     norms = np.linalg.norm(seg, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return centroids @ (seg / norms).T
+    seg_t = np.ascontiguousarray((seg / norms).T)
+    return lambda rows: centroids[rows] @ seg_t
 
 
 def segment_words(segment: SegmentLike) -> str:
@@ -147,33 +152,49 @@ def segment_words(segment: SegmentLike) -> str:
     return " ".join([*segment.heading_path, segment.text])
 
 
-def lexical_similarities(clusters: Sequence[Cluster], segments: Sequence[SegmentLike]) -> np.ndarray:
-    """(clusters, segments) word coverage: per query, the share of its content stems the segment contains, averaged over the cluster's queries.
-
-    Queries without content words (only stop words) are left out of the average;
-    a cluster of only such queries scores 0.
-    """
+def _lexical_scorer(clusters: Sequence[Cluster], segments: Sequence[SegmentLike]) -> BlockScorer:
     from scipy import sparse
     from sklearn.feature_extraction.text import CountVectorizer
 
     queries = [q for c in clusters for q in c.keywords]
     owner = np.repeat(np.arange(len(clusters)), [len(c.keywords) for c in clusters])
+    texts = [segment_words(s) for s in segments]
     vectorizer = CountVectorizer(analyzer=content_stems, binary=True, dtype=np.float32)
     try:
-        vectorizer.fit([segment_words(s) for s in segments] + queries)
+        vectorizer.fit(texts + queries)
     except ValueError:  # no content word anywhere: nothing can match
-        return np.zeros((len(clusters), len(segments)), dtype=np.float32)
+        return lambda rows: np.zeros((len(range(*rows.indices(len(clusters)))), len(segments)), dtype=np.float32)
     words = vectorizer.transform(queries)  # queries x vocabulary, 0/1
-    per_query = words.sum(axis=1).A1
+    # A word most of the page's queries share (the page's own subject: "fiddle leaf fig") says
+    # little about which topic a query asks for; weigh words by their rarity among the queries.
+    document_frequency = np.asarray(words.sum(axis=0)).ravel()
+    rarity = (np.log((1 + len(queries)) / (1 + document_frequency)) + 1).astype(np.float32)
+    words = (words @ sparse.diags(rarity)).tocsr()
+    per_query = np.asarray(words.sum(axis=1)).ravel()
     has_words = per_query > 0
-    words = sparse.diags(np.where(has_words, 1.0 / np.maximum(per_query, 1), 0.0).astype(np.float32)) @ words
+    words = sparse.diags(np.where(has_words, 1.0 / np.maximum(per_query, 1e-9), 0.0).astype(np.float32)) @ words
     counted = np.bincount(owner[has_words], minlength=len(clusters)).astype(np.float32)
-    mean = sparse.csr_matrix(
-        (np.where(has_words, 1.0 / np.maximum(counted[owner], 1), 0.0).astype(np.float32), (owner, np.arange(len(queries)))),
-        shape=(len(clusters), len(queries)),
-    )
-    present = vectorizer.transform([segment_words(s) for s in segments])  # segments x vocabulary, 0/1
-    return np.asarray(((mean @ words) @ present.T).todense(), dtype=np.float32)
+    weights = np.where(has_words, 1.0 / np.maximum(counted[owner], 1), 0.0).astype(np.float32)
+    mean = sparse.csr_matrix((weights, (owner, np.arange(len(queries)))), shape=(len(clusters), len(queries)))
+    cluster_words = (mean @ words).tocsr()  # clusters x vocabulary: mean share each stem stands for
+    present_t = vectorizer.transform(texts).T.tocsc()  # vocabulary x segments, 0/1
+    return lambda rows: np.asarray((cluster_words[rows] @ present_t).todense(), dtype=np.float32)
+
+
+def cosine_similarities(clusters: Sequence[Cluster], segment_embeddings: np.ndarray) -> np.ndarray:
+    """(clusters, segments) cosines of the centroids with the segment embeddings (float32)."""
+    return _cosine_scorer(clusters, segment_embeddings)(slice(None))
+
+
+def lexical_similarities(clusters: Sequence[Cluster], segments: Sequence[SegmentLike]) -> np.ndarray:
+    """(clusters, segments) word coverage: per query, the share of its content stems that the
+    segment (headings included) contains, each stem weighed by its rarity among the page's
+    queries (smoothed idf), averaged over the cluster's queries.
+
+    Queries without content words (only stop words) are left out of the average;
+    a cluster of only such queries scores 0.
+    """
+    return _lexical_scorer(clusters, segments)(slice(None))
 
 
 def analyze_gaps(
@@ -188,8 +209,9 @@ def analyze_gaps(
 ) -> GapReport:
     """Matches every cluster against every segment and ranks the clusters.
 
-    A page without segments covers nothing: every cluster is a gap.
-    segment_embeddings are only read by the cosine similarity.
+    similarity is "cosine" (centroids against segment_embeddings) or "lexical"
+    (query words found in each segment; segment_embeddings are not read). A page
+    without segments covers nothing: every cluster is a gap.
     """
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}; known: {sorted(SCORES)}")
@@ -198,24 +220,37 @@ def analyze_gaps(
     if similarity == "cosine" and len(segments) != len(segment_embeddings):
         raise ValueError(f"{len(segments)} segments but {len(segment_embeddings)} segment embeddings")
     scorer = SCORES[score]
-    similarities = np.zeros((len(clusters), 0), dtype=np.float32)
+    best_ids = np.zeros((len(clusters), 0), dtype=np.intp)
+    best_sims = np.zeros((len(clusters), 0), dtype=np.float32)
     if clusters and len(segments):
         if similarity == "cosine":
-            similarities = cosine_similarities(clusters, segment_embeddings)
+            block_scorer = _cosine_scorer(clusters, segment_embeddings)
         else:
-            similarities = lexical_similarities(clusters, segments)
+            block_scorer = _lexical_scorer(clusters, segments)
+        k = min(top_k, len(segments))
+        best_ids = np.empty((len(clusters), k), dtype=np.intp)
+        best_sims = np.empty((len(clusters), k), dtype=np.float32)
+        step = max(1, BLOCK_CELLS // len(segments))
+        for start in range(0, len(clusters), step):
+            rows = slice(start, min(len(clusters), start + step))
+            block = block_scorer(rows)
+            every_row = np.arange(block.shape[0])
+            for rank in range(k):  # k argmax passes: cheaper than sorting, and ties keep page order
+                best = np.argmax(block, axis=1)
+                best_ids[rows, rank] = best
+                best_sims[rows, rank] = block[every_row, best]
+                block[every_row, best] = -np.inf
 
     gaps: list[Gap] = []
     for row, cluster in enumerate(clusters):
-        order = np.argsort(-similarities[row], kind="stable")[:top_k]
         matches = [
             SegmentMatch(
                 segment_id=segments[j].segment_id,
                 heading_path=list(segments[j].heading_path),
                 text=segments[j].text,
-                similarity=float(similarities[row, j]),
+                similarity=float(sim),
             )
-            for j in order
+            for j, sim in zip(best_ids[row], best_sims[row])
         ]
         best = matches[0] if matches else None
         gaps.append(

@@ -192,7 +192,8 @@ def calibrate(pages, topics, evalkit, similarity: str) -> dict:
     flat = plateau(scores, chosen, eps_grid, thr_grid, TARGET_F1)
     print(
         f"chosen eps={chosen[0]} min_samples={chosen[1]} gap_threshold={chosen[2]}: "
-        f"precision {precision:.2f} recall {recall:.2f} F1 {f1:.2f}; worst F1 one grid step around it {floor[chosen]:.2f}"
+        f"precision {precision:.2f} recall {recall:.2f} F1 {f1:.2f}; "
+        f"worst F1 one grid step around it {floor[chosen]:.2f}"
     )
     print(f"F1 >= {TARGET_F1}: thresholds {flat['thresholds']} at eps {chosen[0]}; eps {flat['eps']} at threshold "
           f"{chosen[2]} (min_samples {chosen[1]})")

@@ -153,7 +153,7 @@ async def test_cache_keys_by_provider_and_model():
     cache = MemoryEmbeddingCache()
     hashing = HashingEmbedder()
     await embed_with_cache(hashing, ["a query"], cache)
-    other = HashingEmbedder(n_features=2**10)
+    other = HashingEmbedder(n_features=2**9)
     _, stats = await embed_with_cache(other, ["a query"], cache)
     assert stats["embedded"] == 1
     assert text_hash("a  query ") == text_hash("a query") != text_hash("a Query")
@@ -236,3 +236,22 @@ def test_provider_defaults():
     assert defaults_for("openai").similarity == "cosine"
     with pytest.raises(ValueError, match="unknown embedding provider"):
         defaults_for("word2vec")
+
+
+async def test_stub_answers_chat_and_models(stub: OpenAIStub):
+    import openai
+
+    client = openai.AsyncOpenAI(api_key="chat-key", base_url=stub.base_url, max_retries=0)
+    reply = await client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "Fix this"}],
+    )
+    assert reply.choices[0].message.content == "REWRITE: Fix this"
+    models = await client.models.list()
+    assert "text-embedding-3-small" in [m.id for m in models.data]
+    stub.script_faults("chat/completions", [503])
+    with pytest.raises(openai.InternalServerError):
+        await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert stub.requests["chat/completions"] == 2 and stub.inputs["chat/completions"] == 1
+    assert stub.authorization[-1] == "Bearer chat-key"
+    await client.close()

@@ -162,7 +162,9 @@ def test_lexical_similarity_is_the_share_of_query_words_a_segment_holds():
     by_id = {g.cluster_id: g for g in report.gaps}
     assert by_id[0].best_match.segment_id == "repot" and by_id[0].best_match.similarity == pytest.approx(1.0)
     assert not by_id[0].has_gap
-    assert by_id[1].best_match.similarity == pytest.approx(1 / 3)
+    # Words are weighed by rarity among the page's 4 queries: "monstera" is in 3 of them.
+    rarity = lambda df: math.log((1 + 4) / (1 + df)) + 1  # noqa: E731
+    assert by_id[1].best_match.similarity == pytest.approx(rarity(3) / (rarity(3) + 2 * rarity(1)), rel=1e-5)
     assert by_id[1].has_gap
     assert by_id[2].best_match.similarity == 0 and by_id[2].has_gap
     assert [m.segment_id for m in by_id[1].top_matches] == ["intro", "repot"]  # ties keep page order
@@ -171,8 +173,45 @@ def test_lexical_similarity_is_the_share_of_query_words_a_segment_holds():
 def test_lexical_similarity_averages_over_the_cluster_queries():
     segments = [Seg("a", [], "feed the sourdough starter daily")]
     group = cluster(0, unit(1, 0), 100, 5)
-    group.keywords = ["feed sourdough starter", "sourdough discard"]  # 3/3 and 1/2
+    group.keywords = ["feed sourdough starter", "sourdough discard"]  # all words, and the common word only
     report = analyze_gaps([group], np.zeros((1, 2), dtype=np.float32), segments, threshold=0.5, similarity="lexical")
-    assert report.gaps[0].best_match.similarity == pytest.approx((1 + 0.5) / 2)
+    common, rare = 1.0, math.log(3 / 2) + 1  # "sourdough" is in both queries, "discard" in one
+    assert report.gaps[0].best_match.similarity == pytest.approx((1 + common / (common + rare)) / 2, rel=1e-5)
     with pytest.raises(ValueError, match="unknown similarity"):
         analyze_gaps([group], np.zeros((1, 2), dtype=np.float32), segments, threshold=0.5, similarity="fuzzy")
+
+
+def test_a_missing_rare_word_costs_more_than_a_missing_common_one():
+    segments = [Seg("a", [], "fiddle leaf fig watering"), Seg("b", [], "brown spots on leaves")]
+    near, far = cluster(0, unit(1, 0), 100, 5), cluster(1, unit(1, 0), 100, 5)
+    near.keywords = ["fiddle leaf fig watering"]
+    far.keywords = ["fiddle leaf fig brown spots", "fiddle leaf fig repotting", "fiddle leaf fig light"]
+    report = analyze_gaps([near, far], np.zeros((2, 2), dtype=np.float32), segments, threshold=0.6,
+                          similarity="lexical")
+    by_id = {g.cluster_id: g for g in report.gaps}
+    # The page's own subject ("fiddle leaf fig") alone does not cover a query about something else.
+    assert not by_id[0].has_gap and by_id[1].has_gap
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "lexical"])
+def test_blocked_matching_gives_the_same_report(similarity: str, monkeypatch: pytest.MonkeyPatch):
+    rng = np.random.default_rng(3)
+    words = "water light soil repot monstera leaves yellow cat pot root bark mix sun window".split()
+    segments = [Seg(f"s{i}", ["H"], " ".join(rng.choice(words, 12))) for i in range(7)]
+    vectors = rng.normal(size=(7, 16)).astype(np.float32)
+    clusters = []
+    for i in range(40):
+        c = cluster(i, unit(*rng.normal(size=16)), float(rng.integers(1, 1000)), float(rng.uniform(1, 40)))
+        c.keywords = [" ".join(rng.choice(words, 3)) for _ in range(int(rng.integers(1, 4)))]
+        clusters.append(c)
+    threshold = {"cosine": 0.3, "lexical": 0.9}[similarity]
+    whole = analyze_gaps(clusters, vectors, segments, threshold=threshold, similarity=similarity)
+    monkeypatch.setattr("pageperfect.gaps.BLOCK_CELLS", 7 * 3)
+    blocked = analyze_gaps(clusters, vectors, segments, threshold=threshold, similarity=similarity)
+    # Same matches and decisions; float32 products of other shapes may differ in the last bits.
+    assert [(g.cluster_id, g.has_gap, [m.segment_id for m in g.top_matches]) for g in blocked.gaps] == [
+        (g.cluster_id, g.has_gap, [m.segment_id for m in g.top_matches]) for g in whole.gaps
+    ]
+    sims = lambda report: [m.similarity for g in report.gaps for m in g.top_matches]  # noqa: E731
+    assert np.allclose(sims(blocked), sims(whole), atol=1e-6)
+    assert 0 < sum(g.has_gap for g in whole.gaps) < len(whole.gaps)

@@ -1,0 +1,160 @@
+"""Generated inputs for the benchmarks: article pages, their search queries, a loopback site.
+
+Everything is deterministic (seeded), so runs compare like with like.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+SUBJECT = "fiddle leaf fig"
+# What the page covers: (heading, words its paragraphs use).
+COVERED = [
+    ("How much light it needs", "light bright indirect window sun south east exposure leaves"),
+    ("How often to water", "water watering weekly soil dry top inches drainage overwatering"),
+    ("Choosing a pot", "pot container drainage holes size terracotta plastic roots"),
+    ("The best soil mix", "soil mix bark perlite peat airy draining chunky"),
+    ("When to repot", "repot spring roots bound pot size larger transplant"),
+    ("Fertilizing", "fertilizer feed nitrogen liquid monthly growing season dilute"),
+    ("Pruning and shaping", "prune pruning shape cut branch node notch height"),
+    ("Humidity", "humidity humidifier air dry mist tray pebble leaves"),
+    ("Temperature", "temperature warm cold draft heater degrees winter"),
+    ("Dusting the leaves", "dust leaves wipe cloth shine clean photosynthesis"),
+    ("Rotating the plant", "rotate turn lean light even growth quarter"),
+    ("Propagating from cuttings", "propagate cutting water roots node stem rooting"),
+    ("Growing it taller", "tall height stake support trunk upright growth"),
+    ("Making it bushy", "bushy branching notch prune lateral buds fuller"),
+    ("Winter care", "winter dormant less water light heater draft"),
+    ("Moving it outdoors", "outdoors patio summer acclimate sunburn shade"),
+    ("Choosing a healthy plant", "buy nursery healthy leaves roots pests inspect"),
+    ("Cleaning up fallen leaves", "fallen leaves drop shock move stress recover"),
+    ("Dealing with dropping leaves", "dropping leaves drop shock change stress draft"),
+    ("Drooping leaves", "drooping droop thirsty water limp recover"),
+    ("Yellow leaves", "yellow leaves overwatering nitrogen old lower"),
+    ("Curling leaves", "curling curl dry thirsty heat light"),
+    ("New growth", "new growth bud leaf spring flush size"),
+    ("Air layering", "air layering moss wrap cut trunk root"),
+    ("Toxicity for pets", "toxic pets cats dogs sap irritation"),
+]
+# What the page leaves out: the gaps the queries should reveal.
+UNCOVERED = [
+    ("brown spots", "brown spots edges fungal root rot bacterial"),
+    ("spider mites", "spider mites webbing pests neem oil insecticidal soap"),
+    ("bonsai", "bonsai miniature wire shallow tray"),
+    ("variegated", "variegated tineke cream white rare cultivar"),
+    ("fruit", "fruit figs edible flowering mature outdoors"),
+]
+MODIFIERS = ["how to", "best", "why", "when to", "guide", "tips", "care", "indoor", "problems", "easy", "what",
+             "should i", "can you", "help", "fix"]
+FILLER = ("the a of and it to in is for with your that this on as are be can more when from but or if "
+          "most will keep plant plants fig ficus lyrata indoor home room").split()
+
+
+def _paragraph(rng: random.Random, words: list[str], length: int) -> str:
+    pool = words * 3 + FILLER
+    text = " ".join(rng.choice(pool) for _ in range(length))
+    return text[0].upper() + text[1:] + "."
+
+
+def article_html(seed: int = 0, *, sections: int = 25, paragraphs: int = 2, words: int = 45,
+                 title: str = "Caring for a Fiddle Leaf Fig") -> str:
+    """An article page: site furniture around `sections` headed sections of `paragraphs` paragraphs each.
+
+    With the defaults, about 50 segments of main content once extracted.
+    """
+    rng = random.Random(seed)
+    body = []
+    for i in range(sections):
+        heading, vocabulary = COVERED[i % len(COVERED)]
+        if i >= len(COVERED):
+            heading = f"{heading} ({i // len(COVERED) + 1})"
+        body.append(f"<h2>{heading}</h2>")
+        for _ in range(paragraphs):
+            body.append(f"<p>{_paragraph(rng, vocabulary.split(), words)}</p>")
+    nav = "".join(f'<li><a href="/c/{i}">Category {i}</a></li>' for i in range(12))
+    return (
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{title} | Green Sill</title>"
+        f"<meta name=\"description\" content=\"How to care for a {SUBJECT} indoors.\"></head><body>"
+        f"<header><nav><ul>{nav}</ul></nav></header>"
+        f"<main><article><h1>{title}</h1>{''.join(body)}</article></main>"
+        "<aside class=\"sidebar\"><p>Subscribe to our newsletter for weekly plant tips.</p></aside>"
+        "<footer><p>Copyright Green Sill. All rights reserved.</p></footer></body></html>"
+    )
+
+
+def sized_article_html(target_bytes: int, seed: int = 0) -> str:
+    """An article of about target_bytes: more sections and longer paragraphs as it grows."""
+    per_section = len(article_html(seed, sections=1, paragraphs=4, words=60)) - len(article_html(seed, sections=0))
+    sections = max(1, round((target_bytes - len(article_html(seed, sections=0))) / per_section))
+    return article_html(seed, sections=sections, paragraphs=4, words=60)
+
+
+def keyword_rows(count: int = 300, seed: int = 0) -> list[dict]:
+    """Search Console rows for the article: most about what it covers, some about what it lacks."""
+    rng = random.Random(seed)
+    topics = [(h.lower(), v.split(), True) for h, v in COVERED] + [(h, v.split(), False) for h, v in UNCOVERED]
+    rows: dict[str, dict] = {}
+    while len(rows) < count:
+        heading, vocabulary, covered = topics[rng.randrange(len(topics))]
+        words = rng.sample(vocabulary, k=min(len(vocabulary), rng.randint(1, 3)))
+        query = " ".join([rng.choice(MODIFIERS), SUBJECT, *words])
+        if query in rows:
+            continue
+        impressions = rng.randint(20, 5000) * (3 if not covered else 1)
+        position = round(rng.uniform(1.5, 30.0), 2)
+        clicks = round(impressions * rng.uniform(0.001, 0.08))
+        rows[query] = {"query": query, "clicks": clicks, "impressions": impressions,
+                       "ctr": round(clicks / impressions, 4), "position": position}
+    return list(rows.values())
+
+
+class _SiteHandler(BaseHTTPRequestHandler):
+    pages: dict[str, bytes] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        # Any /<kind>/<name>.html serves the page registered for <kind>: one page, many distinct URLs.
+        kind = self.path.strip("/").split("/", 1)[0]
+        body = self.pages.get(kind)
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Type", "text/html; charset=utf-8" if body is not None else "text/plain")
+        body = body if body is not None else b"not found"
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@dataclass
+class Site:
+    """A loopback HTTP server: each registered page kind is served under /<kind>/<anything>.html."""
+
+    server: ThreadingHTTPServer
+    handler: type[_SiteHandler]
+
+    @classmethod
+    def start(cls) -> "Site":
+        handler = type("Handler", (_SiteHandler,), {"pages": {}})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        return cls(server, handler)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def add(self, kind: str, html: str) -> None:
+        self.handler.pages[kind] = html.encode()
+
+    def url(self, kind: str, name: str) -> str:
+        return f"{self.base_url}/{kind}/{name}.html"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
