@@ -64,6 +64,7 @@ async def build_workers(
     queues: tuple[str, ...] = ALL_QUEUES,
     prefix: str | None = None,
     resources: Resources | None = None,
+    mirror: bool = True,
 ) -> WorkerGroup:
     unknown = set(queues) - set(ALL_QUEUES)
     if unknown:
@@ -72,7 +73,7 @@ async def build_workers(
     resources = resources or await build_resources(settings, pool)
     install(resources)
     writer = MirrorWriter(pool)
-    interceptors = worker_interceptors(writer)
+    interceptors = worker_interceptors(writer if mirror else None)  # mirror=False: to measure what it costs
     by_queue = activities_by_queue()
     limit = settings.max_concurrent_per_queue
     workers = []

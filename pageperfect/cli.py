@@ -28,7 +28,8 @@ app.add_typer(dead_app, name="dead-letters")
 app.add_typer(mirror_app, name="mirror")
 app.add_typer(gsc_app, name="gsc")
 
-console = Console(soft_wrap=True)  # long URLs stay on one line, so they can be clicked
+# Long URLs stay on one line so they can be clicked; piped output gets room for the tables.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True)
 
 

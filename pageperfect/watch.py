@@ -64,7 +64,7 @@ def print_result(result: dict, console: Console, *, top: int = 10) -> None:
     table = Table("rank", "missing topic", "queries", "impressions", "position", "score", "closest passage (similarity)")
     for rank, gap in enumerate([g for g in result["gaps"] if g["has_gap"]][:top], start=1):
         best = gap.get("best_match") or {}
-        passage = (best.get("text") or "")[:60]
+        passage = (best.get("text") or "")[:50]
         similarity = f" ({best['similarity']:.2f})" if best.get("similarity") is not None else ""
         table.add_row(str(rank), gap["representative"], str(len(gap["keywords"])), f"{gap['total_impressions']:,.0f}",
                       f"{gap['avg_position']:.1f}", f"{gap['opportunity_score']:.3f}", passage + similarity)

@@ -1,0 +1,90 @@
+"""The real servers the pipeline benchmarks share: a Temporal dev server, an embedded Postgres, a loopback site.
+
+Started once per `python -m bench` run, the way tests/conftest.py starts them;
+each benchmark runs its workers on a fresh task-queue prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator
+
+from bench.fixtures import Site
+from db.migrate import migrate_dsn
+from db.pool import create_pool
+from pageperfect.settings import Settings
+from pageperfect.stack import EmbeddedPostgres, TemporalDevServer, free_port, quiet_platformdirs_warning
+from pageperfect.temporal import connect
+
+
+def bench_settings(temporal_address: str, **overrides: object) -> Settings:
+    """Offline providers (hashing embedder, no LLM) and loopback pages allowed."""
+    values: dict = dict(openai_api_key=None, openai_base_url=None, allowed_hosts="127.0.0.1,localhost",
+                        database_url=None, temporal_address=temporal_address)
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@dataclass
+class Stack:
+    root: Path
+    temporal: TemporalDevServer
+    postgres: EmbeddedPostgres
+    pool: object  # asyncpg.Pool
+    client: object  # temporalio.client.Client
+    site: Site
+
+    @classmethod
+    async def start(cls) -> "Stack":
+        root = Path(tempfile.mkdtemp(prefix="pageperfect-bench-"))
+        temporal = TemporalDevServer(port=free_port(), ui_port=free_port(), db_file=root / "temporal.db",
+                                     log_file=root / "temporal.log")
+        postgres = EmbeddedPostgres(root / "pg")
+        site = None
+        try:
+            await asyncio.to_thread(temporal.start)
+            quiet_platformdirs_warning()
+            await asyncio.to_thread(postgres.start)
+            await migrate_dsn(postgres.dsn)
+            pool = await create_pool(postgres.dsn, max_size=20)
+            client = await connect(temporal.address)
+            site = Site.start()
+        except BaseException:
+            temporal.stop()
+            postgres.stop()
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        return cls(root, temporal, postgres, pool, client, site)
+
+    def settings(self, **overrides: object) -> Settings:
+        return bench_settings(self.temporal.address, **overrides)
+
+    @asynccontextmanager
+    async def workers(self, *, mirror: bool = True, **overrides: object) -> AsyncIterator[tuple[str, Settings, object]]:
+        """The PagePerfect workers on a fresh queue prefix: yields (prefix, settings, group)."""
+        from activities.runtime import build_resources
+        from worker import build_workers
+
+        settings = self.settings(**overrides)
+        prefix = f"b{uuid.uuid4().hex[:10]}"
+        resources = await build_resources(settings, self.pool)
+        group = await build_workers(self.client, settings, self.pool, prefix=prefix, resources=resources,
+                                    mirror=mirror)
+        group.start()
+        try:
+            yield prefix, settings, group
+        finally:
+            await group.shutdown()
+
+    async def stop(self) -> None:
+        self.site.stop()
+        await self.pool.close()
+        await asyncio.to_thread(self.temporal.stop)
+        await asyncio.to_thread(self.postgres.stop)
+        shutil.rmtree(self.root, ignore_errors=True)
