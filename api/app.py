@@ -14,6 +14,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from api.intake import IntakeError, JobRequest, submit_job
+from api.routes_gsc import router as gsc_router
 from db import queries
 from db.pool import create_pool
 from pageperfect.results import build_result
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit)
+    app.include_router(gsc_router)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError):

@@ -8,6 +8,7 @@ import asyncpg
 
 from db import queries
 from pageperfect.gsc import parse_page_query_csv, read_export
+from pageperfect.guard import GuardError, normalize_url
 
 PAGE_QUERY_HEADER = "page,query"
 
@@ -20,13 +21,17 @@ def rows_by_page(data: bytes, filename: str, page: str | None) -> tuple[str | No
     export = read_export(data, filename=filename)
     target = page or export.page
     if not target:
-        raise ValueError(f"{filename} does not say which page its rows are for: pass --page URL")
+        raise ValueError(f"{filename} does not say which page its rows are for: name it (--page URL, or the page field of the upload)")
     return export.date_range, {target: export.rows}
 
 
 async def import_bytes(pool: asyncpg.Pool, data: bytes, filename: str, *, page: str | None = None) -> dict[str, int]:
     date_range, grouped = rows_by_page(data, filename, page)
     counts = {}
+    try:  # stored under the URL the intake writes, so the page's next job finds them
+        grouped = {normalize_url(url): rows for url, rows in grouped.items()}
+    except GuardError as err:
+        raise ValueError(f"{filename}: {err}") from err
     async with pool.acquire() as conn:
         async with conn.transaction():  # all pages or none
             for url, rows in grouped.items():

@@ -1,0 +1,37 @@
+"""The OpenAI-compatible path over real HTTP: batched embeddings, the cache, and LLM drafts."""
+
+from __future__ import annotations
+
+from tests.integration.test_pipeline import demo_keywords
+from tests.openai_server import OpenAIStub
+
+
+async def test_batched_embeddings_cache_and_drafts(pipeline_factory, site, pool):
+    with OpenAIStub() as stub:
+        pipeline = await pipeline_factory(openai_api_key="sk-test-openai-path", openai_base_url=stub.base_url)
+        url = site.add("/openai-path.html", site.handler.routes["/index.html"][2])
+        keywords = demo_keywords()
+        first = await pipeline.submit(url=url, keywords=keywords)
+        job = await pipeline.wait(first["job_id"])
+        assert job["status"] == "completed", job
+        result = (await pipeline.http.get(f"/v1/jobs/{first['job_id']}/result")).json()
+        embedded = stub.inputs["embeddings"]
+        # Every segment and query went in a handful of requests, not one request per item.
+        assert embedded >= result["stats"]["segments"] + len(keywords) - 5
+        assert stub.requests["embeddings"] <= 4
+        assert result["providers"]["embedding"] == {"provider": "openai", "model": "text-embedding-3-small"}
+        assert result["providers"]["offline"] is False
+        drafts = result["drafts"]
+        assert drafts and all(d["kind"] == "draft" and d["model"] == "gpt-4o-mini" for d in drafts)
+        assert stub.requests["chat/completions"] == len(drafts)
+        assert all(d["diff"].startswith("---") for d in drafts)
+        assert all(a == "Bearer sk-test-openai-path" for a in stub.authorization)
+
+        # The unchanged page again, forced to run every stage: the cache answers, nothing is sent.
+        before = stub.requests["embeddings"]
+        again = await pipeline.submit(url=url, keywords=keywords, force_update=True)
+        job = await pipeline.wait(again["job_id"])
+        assert job["status"] == "completed" and not any(s["reused"] for s in job["stages"])
+        assert stub.requests["embeddings"] == before
+        counts = {s["stage"]: s for s in (job.get("stages") or [])}
+        assert counts["segment_embed"]["status"] == "completed"
