@@ -18,7 +18,6 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
-from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Protocol
 from urllib.parse import quote
@@ -27,6 +26,7 @@ import charset_normalizer
 import httpx
 
 from pageperfect.guard import AllowList, GuardError, guarded_client, validate_url
+from pageperfect.retry_after import retry_after_seconds  # noqa: F401 - part of this module's API
 
 DEFAULT_MAX_BYTES = 10_000_000
 DEFAULT_USER_AGENT = "PagePerfectBot/0.1 (+https://github.com/pageperfect)"
@@ -112,24 +112,6 @@ class CrawlProvider(Protocol):
 
 
 # --- Status codes -------------------------------------------------------------------
-
-
-def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header, which is either a number or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def classify_status(status_code: int, url: str, *, retry_after: str | None = None) -> CrawlError | None:

@@ -14,11 +14,10 @@ import random
 import re
 import unicodedata
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
-from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import numpy as np
+from pageperfect.retry_after import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -256,20 +255,7 @@ def _retry_after_seconds(headers: Any) -> float | None:
             return max(0.0, float(value) / 1000)
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    return retry_after_seconds(headers.get("retry-after"))
 
 
 class OpenAIEmbedder:

@@ -25,7 +25,6 @@ import time
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
@@ -35,6 +34,7 @@ import jwt
 from pydantic import ValidationError
 
 from pageperfect.models import KeywordFilters, KeywordRow
+from pageperfect.retry_after import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -636,17 +636,9 @@ class SearchAnalyticsClient:
             return token
 
     def _delay(self, attempt: int, response: httpx.Response | None) -> float:
-        retry_after = response.headers.get("Retry-After") if response is not None else None
-        if retry_after:
-            try:
-                seconds = float(retry_after)
-            except ValueError:
-                try:
-                    seconds = parsedate_to_datetime(retry_after).timestamp() - time.time()
-                except (TypeError, ValueError):
-                    seconds = None
-            if seconds is not None:
-                return min(self.backoff_max, max(0.0, seconds))
+        seconds = retry_after_seconds(response.headers.get("Retry-After")) if response is not None else None
+        if seconds is not None:
+            return min(self.backoff_max, seconds)
         # Full jitter: spreads the retries of many workers hitting the same quota.
         return random.uniform(0, min(self.backoff_max, self.backoff_base * 2**attempt))
 
