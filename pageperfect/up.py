@@ -19,7 +19,13 @@ import uvicorn
 from db.migrate import migrate_dsn
 from db.pool import create_pool
 from pageperfect.settings import Settings
-from pageperfect.stack import EmbeddedPostgres, TemporalDevServer, quiet_platformdirs_warning, wait_for_port
+from pageperfect.stack import (
+    EmbeddedPostgres,
+    TemporalDevServer,
+    port_in_use,
+    quiet_platformdirs_warning,
+    wait_for_port,
+)
 from pageperfect.temporal import connect, ensure_search_attributes
 
 log = logging.getLogger("pageperfect.up")
@@ -50,6 +56,12 @@ async def running_stack(settings: Settings, *, api_host: str = "127.0.0.1") -> A
 
     data_dir = Path(settings.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    wanted = {"--api-port": settings.api_port}
+    if not settings.temporal_address:
+        wanted.update({"--temporal-port": settings.temporal_port, "--ui-port": settings.ui_port})
+    for option, port in wanted.items():
+        if port_in_use(port):
+            raise RuntimeError(f"port {port} is already in use; choose another with {option}")
     async with contextlib.AsyncExitStack() as stack:
         dsn = settings.database_dsn
         if not dsn:
