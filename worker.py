@@ -91,7 +91,7 @@ async def main(queues: tuple[str, ...]) -> None:
     settings = get_settings()
     if not settings.temporal_address or not settings.database_dsn:
         raise SystemExit("worker.py needs TEMPORAL_ADDRESS and DATABASE_URL (or use `pageperfect up`)")
-    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    client = await connect(settings.temporal_address, settings.temporal_namespace, settings=settings)
     with contextlib.suppress(Exception):  # a cluster may not let workers register attributes
         await ensure_search_attributes(client)
     pool = await create_pool(settings.database_dsn)

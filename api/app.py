@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
             await migrate_dsn(_required(settings.database_dsn, "DATABASE_URL"))
         app.state.pool = pool or await create_pool(_required(settings.database_dsn, "DATABASE_URL"))
         app.state.client = client or await connect(_required(settings.temporal_address, "TEMPORAL_ADDRESS"),
-                                                   settings.temporal_namespace)
+                                                   settings.temporal_namespace, settings=settings)
         try:
             yield
         finally:

@@ -242,7 +242,7 @@ async def _with_backends(work):
         fail("needs DATABASE_URL and TEMPORAL_ADDRESS (the ones `pageperfect up` printed)")
     pool = await create_pool(settings.database_dsn)
     try:
-        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        client = await connect(settings.temporal_address, settings.temporal_namespace, settings=settings)
         return await work(pool, client, settings)
     finally:
         await pool.close()

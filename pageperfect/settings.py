@@ -19,6 +19,12 @@ class Settings(BaseSettings):
     # Where the services are. Unset means: start (or expect) the embedded ones.
     temporal_address: str | None = Field(default=None, alias="TEMPORAL_ADDRESS")
     temporal_namespace: str = Field(default="default", alias="TEMPORAL_NAMESPACE")
+    # An existing cluster or Temporal Cloud: mTLS certificate files, or an API key (implies TLS).
+    temporal_tls: bool = Field(default=False, alias="TEMPORAL_TLS")
+    temporal_tls_cert: Path | None = Field(default=None, alias="TEMPORAL_TLS_CERT")
+    temporal_tls_key: Path | None = Field(default=None, alias="TEMPORAL_TLS_KEY")
+    temporal_tls_ca: Path | None = Field(default=None, alias="TEMPORAL_TLS_CA")
+    temporal_api_key: SecretStr | None = Field(default=None, alias="TEMPORAL_API_KEY")
     database_url: SecretStr | None = Field(default=None, alias="DATABASE_URL")
     api_url: str = Field(default="http://127.0.0.1:8000", alias="PAGEPERFECT_API_URL")
 
@@ -47,12 +53,29 @@ class Settings(BaseSettings):
     embedding_model: str = Field(default="text-embedding-3-small", alias="PAGEPERFECT_EMBEDDING_MODEL")
     llm_model: str = Field(default="gpt-4o-mini", alias="PAGEPERFECT_LLM_MODEL")
 
+    # API keys the API accepts (comma-separated), besides those made with `pageperfect keys create`;
+    # and the key the CLI sends to the API.
+    api_keys: SecretStr | None = Field(default=None, alias="PAGEPERFECT_API_KEYS")
+    api_key: SecretStr | None = Field(default=None, alias="PAGEPERFECT_API_KEY")
+
+    # Payload encryption (AES-GCM) of everything the workflows and activities send through Temporal:
+    # one base64 32-byte key, or `id:key,id:key` to rotate (encrypts with the first, decrypts with any).
+    payload_key: SecretStr | None = Field(default=None, alias="PAGEPERFECT_PAYLOAD_KEY")
+    payload_key_id: str = Field(default="k1", alias="PAGEPERFECT_PAYLOAD_KEY_ID")
+    # Origins allowed to call the codec endpoint (the Temporal Web UI); empty means the local UI port.
+    codec_cors_origins: str = Field(default="", alias="PAGEPERFECT_CODEC_CORS_ORIGINS")
+
     # Reuse of a stage's stored output for the same page (the old system's 24 h window).
     reuse_window_seconds: float = Field(default=24 * 3600, alias="PAGEPERFECT_REUSE_WINDOW_SECONDS")
 
     @property
     def database_dsn(self) -> str | None:
         return self.database_url.get_secret_value() if self.database_url else None
+
+    @property
+    def env_api_keys(self) -> list[str]:
+        raw = self.api_keys.get_secret_value() if self.api_keys else ""
+        return [key.strip() for key in raw.split(",") if key.strip()]
 
     def queue(self, kind: str) -> str:
         return f"{self.queue_prefix}-{kind}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -9,7 +10,9 @@ from pathlib import Path
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.service import TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 
 SEARCH_ATTRIBUTES = ("PagePerfectUrl", "PagePerfectStage", "PagePerfectJobId")
 
@@ -25,9 +28,40 @@ def temporal_binary() -> str:
     return found
 
 
-async def connect(address: str, namespace: str = "default") -> Client:
+def data_converter(settings=None) -> DataConverter:
+    """The one converter of clients, workers and the Replayer: pydantic, plus encryption where configured."""
+    from pageperfect.codec import codec_from_settings
+    from pageperfect.settings import get_settings
+
+    codec = codec_from_settings(settings or get_settings())
+    if codec is None:
+        return pydantic_data_converter
+    # With encryption on, failure messages and stack traces are encrypted too: they can quote page text.
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec,
+                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+
+
+def tls_config(settings) -> TLSConfig | bool:
+    """mTLS from certificate files, plain TLS for an API key (Temporal Cloud), else none."""
+    if settings.temporal_tls_cert or settings.temporal_tls_key:
+        if not (settings.temporal_tls_cert and settings.temporal_tls_key):
+            raise RuntimeError("set both TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY for mTLS")
+        return TLSConfig(
+            client_cert=Path(settings.temporal_tls_cert).read_bytes(),
+            client_private_key=Path(settings.temporal_tls_key).read_bytes(),
+            server_root_ca_cert=Path(settings.temporal_tls_ca).read_bytes() if settings.temporal_tls_ca else None,
+        )
+    return bool(settings.temporal_api_key or settings.temporal_tls)
+
+
+async def connect(address: str, namespace: str = "default", *, settings=None) -> Client:
+    from pageperfect.settings import get_settings
+
+    settings = settings or get_settings()
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     # Pydantic models cross Temporal with the same converter on client and worker.
-    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+    return await Client.connect(address, namespace=namespace, data_converter=data_converter(settings),
+                                tls=tls_config(settings), api_key=api_key)
 
 
 async def ensure_search_attributes(client: Client) -> None:

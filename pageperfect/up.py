@@ -78,7 +78,10 @@ async def running_stack(settings: Settings, *, api_host: str = "127.0.0.1") -> A
             await asyncio.to_thread(server.start)
             stack.callback(server.stop)
             address, ui_url = server.address, server.ui_url
-        client = await connect(address, settings.temporal_namespace)
+        # The embedded dev server speaks plain gRPC, whatever TLS settings an existing cluster would need.
+        connect_settings = settings if settings.temporal_address else settings.model_copy(
+            update={"temporal_tls": False, "temporal_tls_cert": None, "temporal_tls_key": None, "temporal_api_key": None})
+        client = await connect(address, settings.temporal_namespace, settings=connect_settings)
         with contextlib.suppress(Exception):  # a managed cluster may refuse; the dev server has them already
             await ensure_search_attributes(client)
 

@@ -65,7 +65,7 @@ async def pool(postgres_dsn):
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def client(temporal_server):
-    client = await connect(temporal_server.address)
+    client = await connect(temporal_server.address, settings=make_settings())
     yield client
 
 
