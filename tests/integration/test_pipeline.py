@@ -51,3 +51,21 @@ async def test_demo_job_completes_and_mirrors(pipeline, site, pool, client):
     attrs = {k.name: v for k, v in description.typed_search_attributes}
     assert attrs["PagePerfectUrl"] == site.base_url + "/index.html"
     assert attrs["PagePerfectStage"] == "completed"
+
+
+async def test_dashboard_queries_in_the_docs_run(pipeline, site, pool):
+    import re
+
+    from tests.conftest import REPO
+
+    created = await pipeline.submit(url=site.add("/dashboards.html", site.handler.routes["/index.html"][2]),
+                                    keywords=demo_keywords())
+    await pipeline.wait(created["job_id"])
+    text = (REPO / "docs" / "DASHBOARDS.md").read_text() + (REPO / "README.md").read_text()
+    statements = [s.strip() for block in re.findall(r"```sql\n(.*?)```", text, re.S) for s in block.split(";")]
+    statements = [s for s in statements if s and not all(line.startswith("--") for line in s.splitlines())]
+    assert len(statements) >= 10
+    for statement in statements:
+        await pool.fetch(statement.replace("<job id>", created["job_id"]))
+    rows = await pool.fetch("SELECT * FROM pageperfect_job_stages WHERE job_id = $1", created["job_id"])
+    assert len(rows) == 6
