@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pageperfect.cli_keys import keys_app
 from pageperfect.settings import Settings, get_settings
 
 app = typer.Typer(help="PagePerfect: what a page is missing for the searches that bring it traffic.",
@@ -27,6 +28,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(dead_app, name="dead-letters")
 app.add_typer(mirror_app, name="mirror")
 app.add_typer(gsc_app, name="gsc")
+app.add_typer(keys_app, name="keys")
 
 # Long URLs stay on one line so they can be clicked; piped output gets room for the tables.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
@@ -58,6 +60,17 @@ def _print_stack(stack) -> None:
     console.print("Postgres:  " + ("embedded, in " + str(Path(stack.settings.data_dir).resolve() / "postgres")
                                    if stack.embedded_postgres else "DATABASE_URL"))
     console.print(f"API:       {stack.api_url}   docs: {stack.docs_url}")
+    _print_key(stack)
+
+
+def _print_key(stack) -> None:
+    # A key from the environment is the operator's own: named, never printed.
+    from_env = stack.api_key_source == "PAGEPERFECT_API_KEYS"
+    shown = "<a key from PAGEPERFECT_API_KEYS>" if from_env else stack.api_key
+    console.print(f"API key:   {shown}" + ("" if from_env else f"   (kept in {stack.api_key_source})"))
+    console.print(f"           curl -H 'Authorization: Bearer {'$KEY' if from_env else stack.api_key}' {stack.api_url}/v1/jobs")
+    if stack.settings.payload_key is not None:
+        console.print(f"Codec:     {stack.api_url}/codec/key/{shown}   (the Web UI's Data Encoder endpoint)")
 
 
 async def _wait_for_signal() -> None:
@@ -124,7 +137,8 @@ def demo(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT
         with DemoSite() as site:
             async with running_stack(settings) as stack:
                 _print_stack(stack)
-                async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
+                async with httpx.AsyncClient(base_url=stack.api_url, timeout=30,
+                                             headers={"Authorization": f"Bearer {stack.api_key}"}) as http:
                     url = f"{site.base_url}/index.html"
                     console.print(f"\nAnalyzing {url} with {len(keywords)} sample Search Console queries…")
                     response = await http.post("/v1/jobs", json={"url": url, "keywords": keywords})
@@ -182,7 +196,11 @@ def worker(queues: str = typer.Option("workflow,crawl,ai,compute,control", help=
 
 
 def _api() -> httpx.Client:
-    return httpx.Client(base_url=get_settings().api_url, timeout=30)
+    from pageperfect.apikeys import client_key
+
+    key = client_key(get_settings())  # PAGEPERFECT_API_KEY, else the key `pageperfect up` keeps in the data dir
+    return httpx.Client(base_url=get_settings().api_url, timeout=30,
+                        headers={"Authorization": f"Bearer {key}"} if key else None)
 
 
 def _api_call(method: str, path: str, **kwargs) -> dict | list:
@@ -293,25 +311,37 @@ def mirror_reconcile(job_id: Optional[str] = typer.Argument(None, help="One job;
 
 @gsc_app.command("import")
 def gsc_import(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Export ZIP, Queries.csv, or a page-and-query CSV"),
-               page: Optional[str] = typer.Option(None, "--page", help="The page the rows belong to (else Filters.csv's page)")) -> None:
+               page: Optional[str] = typer.Option(None, "--page", help="The page the rows belong to (else Filters.csv's page)"),
+               min_position: Optional[float] = typer.Option(None, help="Leave out queries ranking above this"),
+               max_position: Optional[float] = typer.Option(None, help="Leave out queries ranking below this"),
+               min_impressions: Optional[float] = typer.Option(None),
+               min_clicks: Optional[float] = typer.Option(None),
+               max_keywords: Optional[int] = typer.Option(None, help="Keep the first N after sorting"),
+               sort_by: str = typer.Option("impressions", help="impressions, clicks or position"),
+               brand: list[str] = typer.Option([], "--brand", help="A brand term whose queries are left out (repeatable)")) -> None:
     """Import a Search Console export; the next job for that page uses its rows.
 
-    Example: pageperfect gsc import ~/Downloads/Performance-2026.zip --page https://example.com/blog/post
+    Example: pageperfect gsc import ~/Downloads/Performance.zip --page https://example.com/blog/post --brand acme
     """
-    from pageperfect.gsc_import import import_file
+    from pydantic import ValidationError
 
-    async def work(pool, client, settings):
-        return await import_file(pool, file, page=page)
+    from db.pool import create_pool
+    from pageperfect.gsc_import import import_file
+    from pageperfect.models import KeywordFilters
 
     settings = get_settings()
     if not settings.database_dsn:
         fail("needs DATABASE_URL")
-    from db.pool import create_pool
+    try:
+        filters = KeywordFilters(min_position=min_position, max_position=max_position, min_impressions=min_impressions,
+                                 min_clicks=min_clicks, max_keywords=max_keywords, sort_by=sort_by, brand_terms=brand)
+    except ValidationError as err:
+        fail(f"bad filter: {err.errors()[0]['loc'][0]}: {err.errors()[0]['msg']}")
 
     async def run():
         pool = await create_pool(settings.database_dsn)
         try:
-            return await work(pool, None, settings)
+            return await import_file(pool, file, page=page, filters=filters)
         finally:
             await pool.close()
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import asyncpg
 
 from db import queries
-from pageperfect.gsc import parse_page_query_csv, read_export
+from pageperfect.models import KeywordFilters
+from pageperfect.gsc import apply_filters, parse_page_query_csv, read_export
 from pageperfect.guard import GuardError, normalize_url
 
 PAGE_QUERY_HEADER = "page,query"
@@ -25,8 +26,11 @@ def rows_by_page(data: bytes, filename: str, page: str | None) -> tuple[str | No
     return export.date_range, {target: export.rows}
 
 
-async def import_bytes(pool: asyncpg.Pool, data: bytes, filename: str, *, page: str | None = None) -> dict[str, int]:
+async def import_bytes(pool: asyncpg.Pool, data: bytes, filename: str, *, page: str | None = None,
+                       filters: KeywordFilters | None = None) -> dict[str, int]:
     date_range, grouped = rows_by_page(data, filename, page)
+    if filters is not None:  # the old system's import filters: positions, minimums, brand terms, a cap
+        grouped = {url: apply_filters(rows, filters) for url, rows in grouped.items()}
     counts = {}
     try:  # stored under the URL the intake writes, so the page's next job finds them
         grouped = {normalize_url(url): rows for url, rows in grouped.items()}
@@ -39,5 +43,6 @@ async def import_bytes(pool: asyncpg.Pool, data: bytes, filename: str, *, page: 
     return counts
 
 
-async def import_file(pool: asyncpg.Pool, path: Path, *, page: str | None = None) -> dict[str, int]:
-    return await import_bytes(pool, Path(path).read_bytes(), Path(path).name, page=page)
+async def import_file(pool: asyncpg.Pool, path: Path, *, page: str | None = None,
+                      filters: KeywordFilters | None = None) -> dict[str, int]:
+    return await import_bytes(pool, Path(path).read_bytes(), Path(path).name, page=page, filters=filters)
