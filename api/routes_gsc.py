@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 
+from pydantic import ValidationError
+
 from pageperfect.gsc_import import import_bytes
+from pageperfect.models import KeywordFilters
 
 router = APIRouter()
 
@@ -12,10 +15,17 @@ router = APIRouter()
 @router.post("/v1/gsc/import", summary="Import a Search Console export")
 async def import_gsc(request: Request, file: UploadFile = File(..., description="Export ZIP, Queries.csv or page-and-query CSV"),
                      page: str | None = Form(default=None, max_length=2048,
-                                             description="The page the rows are for, where the file does not say")) -> dict:
+                                             description="The page the rows are for, where the file does not say"),
+                     filters: str | None = Form(default=None, max_length=20_000,
+                                                description='Keyword filters as JSON, e.g. {"min_impressions": 10, "brand_terms": ["acme"]}')) -> dict:
+    try:
+        keyword_filters = KeywordFilters.model_validate_json(filters) if filters else None
+    except ValidationError as err:
+        raise HTTPException(422, f"filters: {err.errors()[0]['msg']}") from err
     data = await file.read()
     try:
-        counts = await import_bytes(request.app.state.pool, data, file.filename or "upload", page=page)
+        counts = await import_bytes(request.app.state.pool, data, file.filename or "upload", page=page,
+                                    filters=keyword_filters)
     except ValueError as err:  # GscFormatError names the file, line and column
         raise HTTPException(422, str(err)) from err
     return {"imported": counts, "rows": sum(counts.values())}
