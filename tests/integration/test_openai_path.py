@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+
 from tests.integration.test_pipeline import demo_keywords
 from tests.openai_server import OpenAIStub
 
 
 async def test_batched_embeddings_cache_and_drafts(pipeline_factory, site, pool):
     with OpenAIStub() as stub:
-        pipeline = await pipeline_factory(openai_api_key="sk-test-openai-path", openai_base_url=stub.base_url)
+        # A model name of its own: the session's embedding cache must not answer for other tests' jobs.
+        model = f"text-embedding-3-small-{uuid.uuid4().hex[:8]}"
+        pipeline = await pipeline_factory(openai_api_key="sk-test-openai-path", openai_base_url=stub.base_url,
+                                          embedding_model=model)
         url = site.add("/openai-path.html", site.handler.routes["/index.html"][2])
         keywords = demo_keywords()
         first = await pipeline.submit(url=url, keywords=keywords)
@@ -19,7 +24,7 @@ async def test_batched_embeddings_cache_and_drafts(pipeline_factory, site, pool)
         # Every segment and query went in a handful of requests, not one request per item.
         assert embedded >= result["stats"]["segments"] + len(keywords) - 5
         assert stub.requests["embeddings"] <= 4
-        assert result["providers"]["embedding"] == {"provider": "openai", "model": "text-embedding-3-small"}
+        assert result["providers"]["embedding"] == {"provider": "openai", "model": model}
         assert result["providers"]["offline"] is False
         drafts = result["drafts"]
         assert drafts and all(d["kind"] == "draft" and d["model"] == "gpt-4o-mini" for d in drafts)
