@@ -114,7 +114,8 @@ def retry_outlook(err: BaseException, info: activity.Info) -> tuple[bool, dateti
 
 def _error_text(err: BaseException) -> str:
     kind = err.type if isinstance(err, ApplicationError) and err.type else type(err).__name__
-    return f"{kind}: {err}"[:2000]
+    text = str(err)
+    return (text if text.startswith(f"{kind}:") else f"{kind}: {text}")[:2000]
 
 
 class _MirrorInbound(ActivityInboundInterceptor):
