@@ -23,7 +23,7 @@ from db.pool import create_pool
 from pageperfect.mirror import MirrorInterceptor, MirrorWriter
 from pageperfect.settings import Settings, get_settings
 from pageperfect.temporal import connect, ensure_search_attributes
-from workflows.pageperfect import PagePerfectWorkflow
+from workflows.registry import WORKFLOWS
 from workflows.stages import ALL_QUEUES, WORKFLOW_QUEUE, queue_name
 
 log = logging.getLogger("pageperfect.worker")
@@ -71,6 +71,7 @@ async def build_workers(
         raise ValueError(f"unknown queue kinds {sorted(unknown)}; known: {', '.join(ALL_QUEUES)}")
     prefix = prefix or settings.queue_prefix
     resources = resources or await build_resources(settings, pool)
+    resources.extra.setdefault("temporal_client", client)  # for activities that look at other runs (batches)
     install(resources)
     writer = MirrorWriter(pool)
     interceptors = worker_interceptors(writer if mirror else None)  # mirror=False: to measure what it costs
@@ -79,7 +80,7 @@ async def build_workers(
     workers = []
     for kind in queues:
         if kind == WORKFLOW_QUEUE:
-            workers.append(Worker(client, task_queue=queue_name(prefix, kind), workflows=[PagePerfectWorkflow],
+            workers.append(Worker(client, task_queue=queue_name(prefix, kind), workflows=list(WORKFLOWS),
                                   interceptors=interceptors, max_concurrent_workflow_tasks=limit))
         elif by_queue.get(kind):
             workers.append(Worker(client, task_queue=queue_name(prefix, kind), activities=by_queue[kind],
@@ -91,7 +92,14 @@ async def main(queues: tuple[str, ...]) -> None:
     settings = get_settings()
     if not settings.temporal_address or not settings.database_dsn:
         raise SystemExit("worker.py needs TEMPORAL_ADDRESS and DATABASE_URL (or use `pageperfect up`)")
-    client = await connect(settings.temporal_address, settings.temporal_namespace, settings=settings)
+    runtime = None
+    if settings.worker_metrics_port:
+        from pageperfect.metrics import sdk_runtime
+
+        runtime = sdk_runtime(settings.worker_metrics_port, settings.worker_metrics_host)
+        log.info("Temporal SDK metrics on http://%s:%d/metrics", settings.worker_metrics_host,
+                 settings.worker_metrics_port)
+    client = await connect(settings.temporal_address, settings.temporal_namespace, settings=settings, runtime=runtime)
     with contextlib.suppress(Exception):  # a cluster may not let workers register attributes
         await ensure_search_attributes(client)
     pool = await create_pool(settings.database_dsn)

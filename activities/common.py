@@ -65,12 +65,37 @@ async def artifact_from(inp: StageInput, stage: str) -> int:
     )
 
 
-async def run_cpu(func: Callable[..., T], *args: Any, heartbeat_every: float = 10.0, **kwargs: Any) -> T:
+def heartbeat_interval(longest: float = 10.0) -> float:
+    """Seconds between heartbeats: at most `longest`, and a third of the activity's heartbeat timeout,
+    so that scaled-down timeouts (PAGEPERFECT_STAGE_TIMEOUT_SCALE) never expire on a live worker."""
+    if activity.in_activity():
+        timeout = activity.info().heartbeat_timeout
+        if timeout:
+            return max(0.1, min(longest, timeout.total_seconds() / 3))
+    return longest
+
+
+async def heartbeating(work: Awaitable[T], *, every: float | None = None) -> T:
+    """Await `work`, heartbeating meanwhile so a cancel or a lost worker is seen.
+
+    The heartbeat says the worker is alive, not that the work is quick: a provider call that
+    is slow or hangs is bounded by its own timeout and retries (PAGEPERFECT_PROVIDER_TIMEOUT),
+    so Temporal never starts a second attempt beside a live first one.
+    """
+    every = every if every is not None else heartbeat_interval()
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=every)
+            if done:
+                return task.result()
+            if activity.in_activity():
+                activity.heartbeat()
+    finally:
+        if not task.done():  # the activity was cancelled: so is the work
+            task.cancel()
+
+
+async def run_cpu(func: Callable[..., T], *args: Any, heartbeat_every: float | None = None, **kwargs: Any) -> T:
     """CPU work off the event loop, heartbeating meanwhile so a cancel or a lost worker is seen."""
-    task = asyncio.create_task(asyncio.to_thread(func, *args, **kwargs))
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=heartbeat_every)
-        if done:
-            return task.result()
-        if activity.in_activity():
-            activity.heartbeat()
+    return await heartbeating(asyncio.to_thread(func, *args, **kwargs), every=heartbeat_every)

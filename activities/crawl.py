@@ -8,7 +8,7 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.common import artifact_from, fingerprint, permanent, reuse_or_run
+from activities.common import artifact_from, fingerprint, heartbeat_interval, permanent, reuse_or_run
 from activities.runtime import resources
 from db import queries
 from pageperfect.crawl import CrawlError
@@ -68,8 +68,10 @@ async def wait_crawl(inp: StageInput) -> StageSummary:
             await queries.store_crawl_result(res.pool, crawl_id, result)
             continue
         activity.heartbeat({"crawl_id": crawl_id, "waiting": True})
+        # Polls back off, but never past the heartbeat cadence: a long wait would look like a lost worker.
+        delay = min(delay, heartbeat_interval(30.0))
         await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 30.0)
+        delay *= 1.5
     reused = inp.previous.get("submit_crawl", {}).get("status") == "reused"
     summary = StageSummary(
         stage="wait_crawl", status="reused" if reused else "completed", artifact_id=crawl_id,

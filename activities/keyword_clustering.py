@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.common import fingerprint, reuse_or_run, run_cpu
+from activities.common import fingerprint, heartbeating, reuse_or_run, run_cpu
 from activities.runtime import resources
 from db import queries
 from pageperfect.clustering import cluster_keywords
@@ -33,7 +33,8 @@ async def keyword_clustering(inp: StageInput) -> StageSummary:
         clusters = []
         stats: dict = {}
         if rows:
-            embeddings, stats = await embed_with_cache(embedder, [r.query for r in rows], res.embedding_cache)
+            embeddings, stats = await heartbeating(embed_with_cache(embedder, [r.query for r in rows],
+                                                                    res.embedding_cache))
             clusters = await run_cpu(cluster_keywords, rows, embeddings, eps=eps, min_samples=min_samples)
         set_id = await queries.insert_cluster_set(
             res.pool, page_id=job.page_id, keyword_set_id=job.keyword_set_id, job_id=job.job_id,

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Callable
 
+from activities.batch import (
+    batch_job_status,
+    close_batch,
+    link_running_job,
+    open_batch,
+    prepare_batch_job,
+    reject_batch_page,
+)
 from activities.crawl import submit_crawl, wait_crawl
 from activities.finalize import finalize_job
 from activities.gap_analysis import gap_analysis
 from activities.keyword_clustering import keyword_clustering
 from activities.rewrite_draft import rewrite_draft
+from activities.search_console import import_search_console
 from activities.segment_embed import segment_embed
+from activities.webhook import send_webhook
 from workflows.stages import CONTROL_QUEUE, FINALIZE_ACTIVITY, STAGES
 
 ACTIVITIES: dict[str, Callable] = {
@@ -20,7 +30,18 @@ ACTIVITIES: dict[str, Callable] = {
     "gap_analysis": gap_analysis,
     "rewrite_draft": rewrite_draft,
     FINALIZE_ACTIVITY: finalize_job,
+    # Bookkeeping beside the stages, on the control queue: batches, webhooks, Search Console imports.
+    "open_batch": open_batch,
+    "prepare_batch_job": prepare_batch_job,
+    "link_running_job": link_running_job,
+    "batch_job_status": batch_job_status,
+    "reject_batch_page": reject_batch_page,
+    "close_batch": close_batch,
+    "send_webhook": send_webhook,
+    "import_search_console": import_search_console,
 }
+CONTROL_ACTIVITIES = (FINALIZE_ACTIVITY, "open_batch", "prepare_batch_job", "link_running_job", "batch_job_status",
+                      "reject_batch_page", "close_batch", "send_webhook", "import_search_console")
 
 
 def activities_by_queue() -> dict[str, list[Callable]]:
@@ -28,7 +49,7 @@ def activities_by_queue() -> dict[str, list[Callable]]:
     by_queue: dict[str, list[Callable]] = {}
     for stage in STAGES:
         by_queue.setdefault(stage.queue, []).append(ACTIVITIES[stage.name])
-    by_queue.setdefault(CONTROL_QUEUE, []).append(ACTIVITIES[FINALIZE_ACTIVITY])
+    by_queue.setdefault(CONTROL_QUEUE, []).extend(ACTIVITIES[name] for name in CONTROL_ACTIVITIES)
     missing = {s.name for s in STAGES} - set(ACTIVITIES)
     if missing:
         raise RuntimeError(f"stages without an activity: {sorted(missing)}")

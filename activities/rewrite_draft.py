@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.common import artifact_from, fingerprint, reuse_or_run
+from activities.common import artifact_from, fingerprint, heartbeating, reuse_or_run
 from activities.runtime import resources
 from db import queries
 from pageperfect.models import StageInput, StageSummary
@@ -36,9 +36,9 @@ async def rewrite_draft(inp: StageInput) -> StageSummary:
                 best_text=best.get("text"), neighbours=neighbours,
             )
             # A passage far below the gap threshold is unrelated: draft a new section after it instead.
-            drafts.append(await draft_for_gap(context, page["title"] if page else None, llm,
-                                              similarity=best.get("similarity"),
-                                              min_rewrite_similarity=report["threshold"] / 2))
+            drafts.append(await heartbeating(draft_for_gap(
+                context, page["title"] if page else None, llm, similarity=best.get("similarity"),
+                min_rewrite_similarity=report["threshold"] / 2)))
             activity.heartbeat(len(drafts))
         set_id = await queries.insert_draft_set(
             res.pool, page_id=job.page_id, job_id=job.job_id, gap_report_id=report_id,

@@ -60,10 +60,11 @@ def build_providers(settings: Settings) -> tuple[Any, Any, Any | None]:
     )
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     if key:
-        embedder = OpenAIEmbedder(api_key=key, base_url=settings.openai_base_url, model=settings.embedding_model)
+        embedder = OpenAIEmbedder(api_key=key, base_url=settings.openai_base_url, model=settings.embedding_model,
+                                  timeout=settings.provider_timeout_seconds)
     else:
         embedder = HashingEmbedder()
-    llm = make_llm(key, settings.openai_base_url, settings.llm_model)
+    llm = make_llm(key, settings.openai_base_url, settings.llm_model, timeout=settings.provider_timeout_seconds)
     return crawler, embedder, llm
 
 

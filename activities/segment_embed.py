@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.common import artifact_from, fingerprint, permanent, reuse_or_run, run_cpu
+from activities.common import artifact_from, fingerprint, heartbeating, permanent, reuse_or_run, run_cpu
 from activities.runtime import resources
 from db import queries
 from pageperfect.embeddings import embed_with_cache
@@ -29,7 +29,7 @@ async def segment_embed(inp: StageInput) -> StageSummary:
         except NoContent as err:
             raise permanent("NoContent", str(err)) from err
         texts = [segment_text_for_embedding(s) for s in page.segments]
-        embeddings, stats = await embed_with_cache(embedder, texts, res.embedding_cache)
+        embeddings, stats = await heartbeating(embed_with_cache(embedder, texts, res.embedding_cache))
         activity.heartbeat()
         set_id = await queries.insert_segment_set(
             res.pool, page_id=inp.job.page_id, crawl_id=crawl_id, job_id=inp.job.job_id, page=page,

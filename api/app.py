@@ -7,16 +7,23 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
+from api.auth import require_api_key
+from api.codec import install_codec
 from api.intake import IntakeError, JobRequest, submit_job
+from api.openapi_errors import document_errors
 from api.routes_gsc import router as gsc_router
+from api.routes_batches import router as batches_router
+from api.routes_ops import router as ops_router
+from api.routes_stages import router as stages_router
 from db import queries
 from db.pool import create_pool
+from pageperfect.metrics import RequestMetrics, metrics_endpoint
 from pageperfect.results import build_result
 from pageperfect.settings import Settings, get_settings
 from pageperfect.temporal import connect
@@ -37,19 +44,29 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await _too_large(self.limit)(scope, receive, send)
-        seen = 0
+        seen, exceeded, answered = 0, False, False
 
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
+                exceeded = True
                 raise _BodyTooLarge()
             return message
 
+        async def guarded_send(message):
+            nonlocal answered
+            if exceeded:  # the app turned the interruption into an answer of its own (a 400): drop it
+                return
+            answered = True
+            await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive, guarded_send)
         except _BodyTooLarge:
+            pass
+        if exceeded and not answered:
             await _too_large(self.limit)(scope, receive, send)
 
 
@@ -87,9 +104,18 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
         version="0.1.0",
         description="What a page is missing for the searches that already bring it traffic, and drafts of the fix.",
         lifespan=lifespan,
+        dependencies=[Depends(require_api_key(settings))],  # every route but /healthz; see api/auth.py
     )
     app.add_middleware(BodyLimit)
+    install_codec(app, settings)
+    document_errors(app)  # the shared 4xx/503 answers, in the OpenAPI schema
     app.include_router(gsc_router)
+    app.include_router(ops_router)  # tune, report
+    app.include_router(batches_router)
+    app.include_router(stages_router)
+    app.add_middleware(RequestMetrics)  # outermost: counts every answer, 413s and 401s included
+    app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
+    app.state.settings, app.state.queue_prefix = settings, queue_prefix or settings.queue_prefix
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError):
@@ -109,13 +135,18 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
                             status_code=503)
 
     @app.exception_handler(asyncpg.PostgresConnectionError)
+    @app.exception_handler(asyncpg.InterfaceError)  # a pooled connection that died with its server
+    @app.exception_handler(asyncpg.InternalClientError)
     @app.exception_handler(ConnectionError)
     @app.exception_handler(OSError)
     async def _postgres_down(request: Request, err: Exception):
         return JSONResponse({"detail": f"Postgres is not answering ({type(err).__name__}); try again shortly"},
                             status_code=503)
 
-    @app.post("/v1/jobs", status_code=202, summary="Start a job for a page")
+    @app.post("/v1/jobs", status_code=202, summary="Start a job for a page", responses={
+        200: {"description": "The page already has a running job: that job, with `existing` true",
+              "content": {"application/json": {}}},
+        404: {"description": "No page with that page_id"}})
     async def create_job(body: JobRequest, request: Request) -> JSONResponse:
         submitted = await submit_job(body, pool=request.app.state.pool, client=request.app.state.client,
                                      settings=settings, queue_prefix=queue_prefix)

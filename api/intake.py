@@ -6,13 +6,14 @@ HTTP status and a message; never leaves a half-made job behind.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Literal
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
@@ -42,7 +43,7 @@ class JobRequest(BaseModel):
                                     "ctr": 0.0071, "position": 11.4}]}]})
 
     url: str | None = Field(default=None, max_length=2048)
-    page_id: int | None = Field(default=None, ge=1)
+    page_id: int | None = Field(default=None, ge=1, le=2**63 - 1)  # a Postgres BIGINT
     keywords: list[KeywordRow] | None = Field(default=None, max_length=MAX_INLINE_KEYWORDS)
     skip_steps: list[StageName] = Field(default_factory=list, max_length=len(STAGE_NAMES))
     force_update: bool = False
@@ -50,6 +51,8 @@ class JobRequest(BaseModel):
     max_attempts: int | None = Field(default=None, ge=1, le=50)
     retry_delay_seconds: float | None = Field(default=None, ge=0.1, le=3600)
     options: AnalysisOptions = Field(default_factory=AnalysisOptions)
+    webhook_url: str | None = Field(default=None, max_length=2048,
+                                    description="Gets a signed POST when the job completes, fails or is cancelled")
 
     @model_validator(mode="after")
     def _one_page(self) -> "JobRequest":
@@ -77,7 +80,7 @@ class Submitted:
     existing: bool
 
 
-def _temporal_priority(priority: int) -> Priority:
+def temporal_priority(priority: int) -> Priority:
     # Temporal's priority keys run 1 (first) to 5 (last).
     return Priority(priority_key=5 - round(priority * 4 / 10))
 
@@ -102,6 +105,14 @@ async def check_url(url: str, allow: AllowList) -> str:
     return normalized
 
 
+async def check_webhook_url(url: str, allow: AllowList) -> str:
+    """A webhook goes through the same address guard as a crawl."""
+    try:
+        return await check_url(url, allow)
+    except IntakeError as err:
+        raise IntakeError(err.status_code, f"webhook_url: {err.message}") from err
+
+
 async def submit_job(
     request: JobRequest,
     *,
@@ -111,7 +122,24 @@ async def submit_job(
     queue_prefix: str | None = None,
     reuse_window_seconds: float | None = None,
 ) -> Submitted:
+    job, payload = await prepare_job(request, pool=pool, settings=settings, queue_prefix=queue_prefix,
+                                     reuse_window_seconds=reuse_window_seconds)
+    return await start_job(job, payload, pool=pool, client=client)
+
+
+async def prepare_job(
+    request: JobRequest,
+    *,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    queue_prefix: str | None = None,
+    reuse_window_seconds: float | None = None,
+    job_id: str | None = None,
+    keyword_set_id: int | None = None,
+) -> tuple[JobInput, dict]:
+    """Check the request, resolve the page and its keywords: the job's input and row payload, not yet stored."""
     allow = parse_allowed_hosts(settings.allowed_hosts)
+    webhook_url = await check_webhook_url(request.webhook_url, allow) if request.webhook_url else None
     if request.page_id is not None:
         page = await queries.get_page(pool, request.page_id)
         if page is None:
@@ -122,9 +150,10 @@ async def submit_job(
         url = await check_url(request.url or "", allow)
         page_id = await queries.get_or_create_page(pool, url)
 
-    keyword_set_id = None
     async with pool.acquire() as conn:
-        if request.keywords:
+        if keyword_set_id is not None:
+            pass  # stored already (a batch's keywords by URL)
+        elif request.keywords:
             keyword_set_id = await queries.create_keyword_set(conn, page_id, request.keywords, source="inline")
         else:
             date_range, rows = await queries.latest_gsc_rows(conn, url)
@@ -133,17 +162,19 @@ async def submit_job(
                                                                   date_range=date_range)
 
     job = JobInput(
-        job_id=str(uuid.uuid4()), page_id=page_id, url=url, queue_prefix=queue_prefix or settings.queue_prefix,
+        job_id=job_id or str(uuid.uuid4()), page_id=page_id, url=url, queue_prefix=queue_prefix or settings.queue_prefix,
         keyword_set_id=keyword_set_id, skip_steps=list(request.skip_steps), force_update=request.force_update,
         priority=request.priority, max_attempts=request.max_attempts,
         retry_delay_seconds=request.retry_delay_seconds,
         reuse_window_seconds=reuse_window_seconds if reuse_window_seconds is not None else settings.reuse_window_seconds,
+        timeout_scale=settings.stage_timeout_scale,
         options=request.options,
+        webhook_url=webhook_url,
     )
     payload = request.model_dump(mode="json", exclude={"keywords"})
     payload["keyword_count"] = len(request.keywords or [])
     payload["keyword_set_id"] = keyword_set_id
-    return await start_job(job, payload, pool=pool, client=client)
+    return job, payload
 
 
 async def start_job(job: JobInput, payload: dict, *, pool: asyncpg.Pool, client: Client) -> Submitted:
@@ -152,22 +183,29 @@ async def start_job(job: JobInput, payload: dict, *, pool: asyncpg.Pool, client:
     async with pool.acquire() as conn:
         await queries.insert_job(conn, job, payload, workflow_id)
     try:
-        handle = await client.start_workflow(
-            PagePerfectWorkflow.run,
-            job,
-            id=workflow_id,
-            task_queue=queue_name(job.queue_prefix, WORKFLOW_QUEUE),
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            search_attributes=TypedSearchAttributes([
-                SearchAttributePair(URL_ATTRIBUTE, job.url[:2000]),
-                SearchAttributePair(JOB_ATTRIBUTE, job.job_id),
-                SearchAttributePair(STAGE_ATTRIBUTE, "queued"),
-            ]),
-            priority=_temporal_priority(job.priority),
-        )
-        run_id = handle.result_run_id or ""
-        running_job_id = await _job_id_of_run(client, workflow_id, run_id)
+        for _ in range(2):
+            handle = await client.start_workflow(
+                PagePerfectWorkflow.run,
+                job,
+                id=workflow_id,
+                task_queue=queue_name(job.queue_prefix, WORKFLOW_QUEUE),
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                search_attributes=TypedSearchAttributes([
+                    # Search attributes are never encrypted, so with payload encryption on the URL stays out.
+                    *([SearchAttributePair(URL_ATTRIBUTE, job.url[:2000])] if client.data_converter.payload_codec is None else []),
+                    SearchAttributePair(JOB_ATTRIBUTE, job.job_id),
+                    SearchAttributePair(STAGE_ATTRIBUTE, "queued"),
+                ]),
+                priority=temporal_priority(job.priority),
+            )
+            run_id = handle.result_run_id or ""
+            running_job_id = await _job_id_of_run(client, workflow_id, run_id)
+            # A run whose job row is already final has finished its work and is closing: once it
+            # has closed, start again, so that this request gets a job of its own.
+            if not (running_job_id and running_job_id != job.job_id
+                    and await _closed_after_its_end(pool, client, workflow_id, run_id, running_job_id)):
+                break
     except RPCError as err:
         await queries.delete_job(pool, job.job_id)
         raise IntakeError(503, f"Temporal did not take the job ({err.message}); nothing was created, try again") from err
@@ -177,6 +215,22 @@ async def start_job(job: JobInput, payload: dict, *, pool: asyncpg.Pool, client:
         return Submitted(running_job_id, workflow_id, run_id, job.page_id, job.url, existing=True)
     await queries.set_job_run(pool, job.job_id, run_id)
     return Submitted(job.job_id, workflow_id, run_id, job.page_id, job.url, existing=False)
+
+
+async def _closed_after_its_end(pool: asyncpg.Pool, client: Client, workflow_id: str, run_id: str,
+                                job_id: str, wait: float = 10.0) -> bool:
+    """Whether the run of a job whose row is final closes within `wait` seconds (it has only its
+    last workflow task left: the job row is written by its final activity)."""
+    existing = await queries.get_job(pool, job_id)
+    if existing is None or existing["status"] not in ("completed", "failed", "cancelled"):
+        return False
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    deadline = asyncio.get_running_loop().time() + wait
+    while asyncio.get_running_loop().time() < deadline:
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 async def _job_id_of_run(client: Client, workflow_id: str, run_id: str) -> str | None:

@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
-from bench.common import figure, percentile, ratio, title
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from bench.common import cores_used, figure, percentile, ratio, title
 from bench.fixtures import keyword_rows
 
 NAME = "intake"
@@ -33,9 +35,6 @@ P99_TARGET_MS = 100.0
 
 def bare_app():
     """The floor: FastAPI reads the body and answers the intake's JSON, touching nothing else."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-
     app = FastAPI()
 
     @app.post("/v1/jobs", status_code=202)
@@ -51,7 +50,7 @@ def bare_app():
     return app
 
 
-async def _serve(app, load_args: list[str], timeout: float) -> dict:
+async def _serve(stack, app, load_args: list[str], timeout: float) -> dict:
     import uvicorn
 
     from pageperfect.stack import free_port
@@ -65,13 +64,16 @@ async def _serve(app, load_args: list[str], timeout: float) -> dict:
             if task.done():
                 task.result()
             await asyncio.sleep(0.05)
+        before = stack.cpu_seconds()
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.intake", "--load", f"http://127.0.0.1:{port}/v1/jobs", *load_args,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
         if process.returncode != 0:
             raise RuntimeError(f"load generator failed:\n{stderr.decode()[-3000:]}")
-        return json.loads(stdout.decode().strip().splitlines()[-1])
+        result = json.loads(stdout.decode().strip().splitlines()[-1])
+        result["cores"] = cores_used(before, stack.cpu_seconds(), result["elapsed"])
+        return result
     finally:
         server.should_exit = True
         await task
@@ -92,14 +94,17 @@ async def run(quick: bool, stack) -> None:
     for name, make in apps.items():
         url_base = stack.site.url("intake", f"{prefix}-{name}")
         common = ["--url-base", url_base, "--seconds", str(seconds)]
-        closed = await _serve(make(), [*common, "--concurrency", str(CONCURRENCY), "--requests", str(closed_requests),
+        closed = await _serve(stack, make(), [*common, "--concurrency", str(CONCURRENCY), "--requests", str(closed_requests),
                                        "--tag", "closed"], timeout=seconds + 60)
-        opened = await _serve(make(), [*common, "--rate", str(RATE), "--tag", "open"], timeout=seconds + 60)
+        opened = await _serve(stack, make(), [*common, "--rate", str(RATE), "--tag", "open"], timeout=seconds + 60)
+        if closed["done"] == 0:  # nothing accepted: the benchmark is broken, not slow
+            raise RuntimeError(f"{name}: every POST /v1/jobs failed: {closed['statuses']}")
         results[name] = {"closed": closed, "open": opened}
         for label, r in (("closed", closed), (f"{RATE:.0f}/s", opened)):
             figure(f"{name:<6} {label:<6}", f"{r['done']:5d} ok, {r['errors']:3d} errors in {r['elapsed']:5.1f} s = "
                                            f"{r['done'] / r['elapsed']:7.1f} req/s; latency p50 {r['p50_ms']:6.1f} ms, "
                                            f"p99 {r['p99_ms']:6.1f} ms, max {r['max_ms']:6.1f} ms")
+            figure(f"{name:<6} {label:<6} cores busy", r["cores"])
             if r["statuses"]:
                 figure(f"{name:<6} {label:<6} statuses", r["statuses"])
     rate = {n: r["closed"]["done"] / r["closed"]["elapsed"] for n, r in results.items()}
@@ -127,7 +132,10 @@ async def load(target: str, *, url_base: str, tag: str, seconds: float, concurre
     statuses: dict[str, int] = {}
     errors = 0
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+    from bench.stack import BENCH_API_KEY
+
+    headers = {"Authorization": f"Bearer {BENCH_API_KEY}"}  # sent to the bare app too: same request bytes
+    async with httpx.AsyncClient(timeout=30, limits=limits, headers=headers) as client:
         async def send(i: int, scheduled: float) -> None:
             nonlocal errors
             try:

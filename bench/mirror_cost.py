@@ -18,8 +18,8 @@ QUERIES = 300
 TARGET = 0.9
 
 
-async def _batch(stack, mirror: bool, count: int, tag: str, keywords: list[dict]) -> tuple[float, float, list[str]]:
-    """(seconds to complete, seconds to complete with the mirror flushed, job ids) for `count` jobs at once."""
+async def _batch(stack, mirror: bool, count: int, tag: str, keywords: list[dict]) -> tuple[float, float, list[str], float]:
+    """(seconds to complete, seconds with the mirror flushed, job ids, CPU seconds) for `count` jobs at once."""
     import time
 
     async with stack.workers(mirror=mirror) as (prefix, settings, group):
@@ -31,10 +31,12 @@ async def _batch(stack, mirror: bool, count: int, tag: str, keywords: list[dict]
             finished = await pipeline_job(stack, prefix, settings, stack.site.url("mirror", f"{tag}-{i}"), keywords)
             job_ids.append(finished.submitted.job_id)
 
+        cpu_before = sum(stack.cpu_seconds().values())
         started = time.perf_counter()
         done = await many(count, one)
         await group.writer.flush()
-        return done, time.perf_counter() - started, job_ids
+        flushed = time.perf_counter() - started
+        return done, flushed, job_ids, sum(stack.cpu_seconds().values()) - cpu_before
 
 
 async def run(quick: bool, stack) -> None:
@@ -44,15 +46,22 @@ async def run(quick: bool, stack) -> None:
     rounds = 1 if quick else 2
     title(f"mirror cost: {count} jobs at once, mirror off vs on, {rounds} round(s) alternating")
     totals = {False: 0.0, True: 0.0}
+    cpu = {False: 0.0, True: 0.0}
     run_id = uuid.uuid4().hex[:6]
     for r in range(rounds):
         for mirror in (False, True):
-            done, flushed, job_ids = await _batch(stack, mirror, count, f"{run_id}-{r}-{int(mirror)}", keywords)
+            done, flushed, job_ids, cpu_seconds = await _batch(stack, mirror, count, f"{run_id}-{r}-{int(mirror)}",
+                                                               keywords)
             totals[mirror] += flushed
+            cpu[mirror] += cpu_seconds
             events = await stack.pool.fetchval(
                 "SELECT count(*) FROM pageperfect_job_events WHERE job_id = ANY($1::uuid[])", job_ids)
             figure(f"round {r + 1}, mirror {'on ' if mirror else 'off'}",
                    f"{done:6.2f} s to complete, {flushed:6.2f} s with mirror rows written "
-                   f"({count / flushed:5.2f} jobs/s; {events} mirror events written)")
+                   f"({count / flushed:5.2f} jobs/s; {cpu_seconds / count * 1000:4.0f} ms CPU per job; "
+                   f"{events} mirror events written)")
+    figure("CPU per job, all processes", f"mirror off {cpu[False] / (count * rounds) * 1000:.0f} ms, "
+                                         f"on {cpu[True] / (count * rounds) * 1000:.0f} ms "
+                                         f"(bench process, Temporal server, Postgres)")
     share = totals[False] / totals[True]
     ratio("mirror_cost.throughput_on_vs_off", share, f">= {TARGET}", share >= TARGET)

@@ -14,7 +14,7 @@ import statistics
 import uuid
 
 from bench.bare_workflow import BARE_WORKFLOW, bare_workers
-from bench.common import figure, ratio, title
+from bench.common import cores_used, figure, ratio, title
 from bench.fixtures import article_html, keyword_rows
 from bench.jobs import Finished, many, monolith_job, pipeline_job
 from pageperfect.models import JobInput
@@ -72,7 +72,9 @@ async def run(quick: bool, stack) -> None:
             monolith.append(await monolith_job(stack, settings, url(f"mono-{i}"), keywords))
             pipeline.append(await pipeline_job(stack, prefix, settings, url(f"pipe-{i}"), keywords))
         limit = settings.max_concurrent_per_queue
+        before = stack.cpu_seconds()
         pipeline_seconds = await many(count, lambda i: pipeline_job(stack, prefix, settings, url(f"tp-{i}"), keywords))
+        pipeline_cores = cores_used(before, stack.cpu_seconds(), pipeline_seconds)
         monolith_seconds = await many(count, lambda i: monolith_job(stack, settings, url(f"tm-{i}"), keywords),
                                       limit=limit)
         await group.writer.flush()
@@ -89,6 +91,7 @@ async def run(quick: bool, stack) -> None:
                                 f"(work inside the stages {statistics.median(map(_stage_work_ms, monolith)):.0f} ms)")
     figure("bare 6-activity workflow, one", f"{statistics.median(bare_singles) * 1000:8.0f} ms median of {repeats}")
     figure(f"pipeline, {count} at once", f"{pipeline_seconds:8.1f} s = {count / pipeline_seconds:6.2f} jobs/s")
+    figure(f"pipeline, {count} at once, cores busy", pipeline_cores)
     figure(f"bare 6-activity workflow, {count} at once", f"{bare_seconds:8.1f} s = {count / bare_seconds:6.2f} workflows/s")
     figure(f"monolith, {count} jobs, {limit} at a time", f"{monolith_seconds:8.1f} s = {count / monolith_seconds:6.2f} jobs/s")
     single = pipe_ms / mono_ms

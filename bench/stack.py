@@ -23,10 +23,13 @@ from pageperfect.stack import EmbeddedPostgres, TemporalDevServer, free_port, qu
 from pageperfect.temporal import connect
 
 
+BENCH_API_KEY = "pp_bench-key"  # the one key the benchmark's API accepts
+
+
 def bench_settings(temporal_address: str, **overrides: object) -> Settings:
-    """Offline providers (hashing embedder, no LLM) and loopback pages allowed."""
+    """Offline providers (hashing embedder, no LLM), loopback pages allowed, one API key."""
     values: dict = dict(openai_api_key=None, openai_base_url=None, allowed_hosts="127.0.0.1,localhost",
-                        database_url=None, temporal_address=temporal_address)
+                        database_url=None, temporal_address=temporal_address, api_keys=BENCH_API_KEY)
     values.update(overrides)
     return Settings(_env_file=None, **values)
 
@@ -81,6 +84,33 @@ class Stack:
             yield prefix, settings, group
         finally:
             await group.shutdown()
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by each party: to see where a run's time went on a small machine."""
+        import resource
+
+        import psutil
+
+        def tree(pid: int) -> float:
+            try:
+                root = psutil.Process(pid)
+                total = 0.0
+                for proc in [root, *root.children(recursive=True)]:
+                    times = proc.cpu_times()
+                    total += times.user + times.system
+                return total
+            except psutil.NoSuchProcess:
+                return 0.0
+
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        postmaster = self.postgres.server.get_postmaster_info().pid  # type: ignore[union-attr]
+        return {
+            "bench process (API, workers)": me.ru_utime + me.ru_stime,
+            "temporal server": tree(self.temporal.process.pid),  # type: ignore[union-attr]
+            "postgres": tree(postmaster),
+            "load generator": children.ru_utime + children.ru_stime,
+        }
 
     async def stop(self) -> None:
         self.site.stop()

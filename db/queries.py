@@ -204,6 +204,22 @@ async def set_job_status(conn: Conn, job_id: str, status: str) -> None:
     )
 
 
+async def set_job_retry_settings(conn: Conn, job_id: str, *, max_attempts: int | None,
+                                 retry_delay_seconds: float | None) -> None:
+    """A tuned job's retry settings, on the job row and on the stage rows not started yet."""
+    async with transaction(conn) as conn:
+        await conn.execute(
+            """UPDATE pageperfect_jobs SET max_attempts = $2, retry_delay_seconds = $3, updated_at = now()
+               WHERE id = $1""",
+            job_id, max_attempts, retry_delay_seconds,
+        )
+        await conn.execute(
+            """UPDATE pageperfect_job_stages SET max_attempts = $2, updated_at = now()
+               WHERE job_id = $1 AND status = 'pending' AND $2::int IS NOT NULL""",
+            job_id, max_attempts,
+        )
+
+
 # ---------------------------------------------------------------- the mirror
 
 async def mirror_stage(
@@ -239,9 +255,12 @@ async def mirror_stage(
               next_retry_at = EXCLUDED.next_retry_at,
               reused = EXCLUDED.reused,
               updated_at = now()
-            WHERE s.status NOT IN ('completed', 'skipped')
+            WHERE s.status <> 'skipped'
+              -- A later attempt wins even over 'completed': Temporal ran the stage again, so that
+              -- completion never reached it (a worker lost between finishing and reporting).
               AND (EXCLUDED.attempt_count > s.attempt_count
-                   OR (EXCLUDED.attempt_count = s.attempt_count AND {new_rank} > {old_rank}))""",
+                   OR (EXCLUDED.attempt_count = s.attempt_count AND s.status <> 'completed'
+                       AND {new_rank} > {old_rank}))""",
         job_id, stage, _stage_position(stage), status, attempt, max_attempts, started_at, completed_at,
         duration_ms, last_error, next_retry_at, reused,
     )
@@ -555,3 +574,195 @@ async def get_draft_set(conn: Conn, draft_set_id: int) -> asyncpg.Record | None:
 
 async def get_drafts(conn: Conn, draft_set_id: int) -> list[asyncpg.Record]:
     return await conn.fetch("SELECT * FROM drafts WHERE draft_set_id = $1 ORDER BY cluster_id", draft_set_id)
+
+
+# ---------------------------------------------------------------- API keys
+
+async def insert_api_key(conn: Conn, *, name: str, key_hash: str, key_prefix: str) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """INSERT INTO pageperfect_api_keys (name, key_hash, key_prefix) VALUES ($1, $2, $3)
+           RETURNING id, name, key_prefix, created_at, revoked_at""",
+        name, key_hash, key_prefix,
+    )
+
+
+async def find_api_key(conn: Conn, key_hash: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, name, key_hash, revoked_at FROM pageperfect_api_keys WHERE key_hash = $1", key_hash)
+
+
+async def list_api_keys(conn: Conn) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT id, name, key_prefix, created_at, revoked_at FROM pageperfect_api_keys ORDER BY id")
+
+
+async def revoke_api_key(conn: Conn, key_id: int) -> asyncpg.Record | None:
+    """Marks the key revoked (once; the first revocation time stays). None for an unknown id."""
+    return await conn.fetchrow(
+        """UPDATE pageperfect_api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
+           RETURNING id, name, key_prefix, created_at, revoked_at""",
+        key_id,
+    )
+
+
+# ---------------------------------------------------------------- stages
+
+async def stage_backlog(conn: Conn) -> list[asyncpg.Record]:
+    """The operators' backlog view: per stage, jobs waiting for it, running it, waiting to retry it."""
+    return await conn.fetch("SELECT * FROM get_pageperfect_stage_backlog()")
+
+
+# ---------------------------------------------------------------- batches
+
+BATCH_COUNT_KEYS = ("waiting", "queued", "processing", "completed", "failed", "cancelled", "rejected")
+
+
+async def insert_batch(
+    conn: Conn, batch_id: str, *, source: str, concurrency: int, options: dict, webhook_url: str | None,
+    workflow_id: str, run_id: str | None, items: Sequence[tuple[str, int | None, str | None]],
+) -> int:
+    """The batch and its pages (url, keyword set, refusal); a second call for the same batch adds nothing."""
+    async with transaction(conn) as conn:
+        created = await conn.fetchval(
+            """INSERT INTO pageperfect_batches (id, source, concurrency, total, options, webhook_url, workflow_id, run_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING true""",
+            batch_id, source, concurrency, len(items), options, webhook_url, workflow_id, run_id,
+        )
+        if created:
+            await conn.executemany(
+                """INSERT INTO pageperfect_batch_items (batch_id, position, url, keyword_set_id, error)
+                   VALUES ($1, $2, $3, $4, $5)""",
+                [(batch_id, i, url, set_id, error) for i, (url, set_id, error) in enumerate(items)],
+            )
+        return await conn.fetchval("SELECT total FROM pageperfect_batches WHERE id = $1", batch_id)
+
+
+async def set_batch_run(conn: Conn, batch_id: str, workflow_id: str, run_id: str) -> None:
+    await conn.execute(
+        "UPDATE pageperfect_batches SET workflow_id = $2, run_id = $3, updated_at = now() WHERE id = $1",
+        batch_id, workflow_id, run_id,
+    )
+
+
+async def delete_batch(conn: Conn, batch_id: str) -> None:
+    await conn.execute("DELETE FROM pageperfect_batches WHERE id = $1", batch_id)
+
+
+async def get_batch(conn: Conn, batch_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM pageperfect_batches WHERE id = $1", batch_id)
+
+
+async def list_batches(conn: Conn, limit: int = 50) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM pageperfect_batches ORDER BY created_at DESC LIMIT $1", limit)
+
+
+async def get_batch_item(conn: Conn, batch_id: str, position: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM pageperfect_batch_items WHERE batch_id = $1 AND position = $2", batch_id, position
+    )
+
+
+async def reject_batch_item(conn: Conn, batch_id: str, position: int, error: str) -> None:
+    await conn.execute(
+        """UPDATE pageperfect_batch_items SET error = $3, updated_at = now()
+           WHERE batch_id = $1 AND position = $2""",
+        batch_id, position, error,
+    )
+
+
+async def insert_batch_job(conn: Conn, batch_id: str, position: int, job: JobInput, payload: dict,
+                           workflow_id: str) -> bool:
+    """The job row of a batch's page, and the page's link to it: both or neither.
+
+    False (nothing stored) once the batch is no longer running: the batch row's lock orders
+    this against close_batch, so a cancelled batch never gains a job it will not start.
+    """
+    async with transaction(conn) as conn:
+        status = await conn.fetchval("SELECT status FROM pageperfect_batches WHERE id = $1 FOR SHARE", batch_id)
+        if status != "running":
+            return False
+        await insert_job(conn, job, payload, workflow_id)
+        await conn.execute(
+            """UPDATE pageperfect_batch_items SET job_id = $3, existing = false, updated_at = now()
+               WHERE batch_id = $1 AND position = $2""",
+            batch_id, position, job.job_id,
+        )
+        return True
+
+
+async def link_running_job(conn: Conn, batch_id: str, position: int, own_job_id: str,
+                           workflow_id: str) -> str | None:
+    """Points the batch's page at the page's running job and drops the job the batch had made for it.
+
+    None (and nothing changed) when no other job of that workflow id is open any more.
+    """
+    async with transaction(conn) as conn:
+        running = await conn.fetchval(
+            """SELECT id FROM pageperfect_jobs
+               WHERE workflow_id = $1 AND id <> $2 AND status IN ('queued', 'processing')
+               ORDER BY created_at DESC LIMIT 1""",
+            workflow_id, own_job_id,
+        )
+        if running is None:
+            return None
+        await conn.execute(
+            """UPDATE pageperfect_batch_items SET job_id = $3, existing = true, updated_at = now()
+               WHERE batch_id = $1 AND position = $2""",
+            batch_id, position, running,
+        )
+        await conn.execute("DELETE FROM pageperfect_jobs WHERE id = $1", own_job_id)
+        return str(running)
+
+
+async def job_status(conn: Conn, job_id: str) -> str | None:
+    return await conn.fetchval("SELECT status FROM pageperfect_jobs WHERE id = $1", job_id)
+
+
+async def batch_counts(conn: Conn, batch_id: str) -> dict[str, int]:
+    """Pages of the batch by where they are: not started, their job's status, or refused."""
+    rows = await conn.fetch(
+        """SELECT CASE WHEN i.error IS NOT NULL THEN 'rejected'
+                       WHEN j.id IS NULL AND b.status = 'cancelled' THEN 'cancelled'
+                       WHEN j.id IS NULL THEN 'waiting'
+                       ELSE j.status END AS state,
+                  count(*) AS n
+           FROM pageperfect_batch_items i
+           JOIN pageperfect_batches b ON b.id = i.batch_id
+           LEFT JOIN pageperfect_jobs j ON j.id = i.job_id
+           WHERE i.batch_id = $1
+           GROUP BY 1""",
+        batch_id,
+    )
+    counts = dict.fromkeys(BATCH_COUNT_KEYS, 0)
+    counts.update({r["state"]: r["n"] for r in rows})
+    return counts
+
+
+async def batch_items(conn: Conn, batch_id: str, *, limit: int = 1000, offset: int = 0) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT i.position, i.url, i.job_id, i.existing, i.error, j.status, j.stage, j.error AS job_error
+           FROM pageperfect_batch_items i
+           LEFT JOIN pageperfect_jobs j ON j.id = i.job_id
+           WHERE i.batch_id = $1 ORDER BY i.position LIMIT $2 OFFSET $3""",
+        batch_id, limit, offset,
+    )
+
+
+async def close_batch(conn: Conn, batch_id: str, status: str) -> None:
+    """The batch's final status; when cancelled, the jobs it made but never started end cancelled too."""
+    async with transaction(conn) as conn:
+        await conn.execute(
+            """UPDATE pageperfect_batches SET status = $2, completed_at = coalesce(completed_at, now()),
+                      updated_at = now()
+               WHERE id = $1""",
+            batch_id, status,
+        )
+        if status == "cancelled":
+            await conn.execute(
+                """UPDATE pageperfect_jobs j SET status = 'cancelled', updated_at = now(), completed_at = now(),
+                          error = 'the batch was cancelled before this job started'
+                   FROM pageperfect_batch_items i
+                   WHERE i.batch_id = $1 AND i.job_id = j.id AND NOT i.existing
+                     AND j.status = 'queued' AND j.run_id IS NULL""",
+                batch_id,
+            )

@@ -32,11 +32,13 @@ app.add_typer(keys_app, name="keys")
 
 # Long URLs stay on one line so they can be clicked; piped output gets room for the tables.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # a reason stays on one line
 
 
 def fail(message: str) -> None:
-    err_console.print(f"[red]error:[/red] {message}")
+    from rich.markup import escape  # messages quote URLs, files and server text: never markup
+
+    err_console.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(1)
 
 
@@ -60,6 +62,8 @@ def _print_stack(stack) -> None:
     console.print("Postgres:  " + ("embedded, in " + str(Path(stack.settings.data_dir).resolve() / "postgres")
                                    if stack.embedded_postgres else "DATABASE_URL"))
     console.print(f"API:       {stack.api_url}   docs: {stack.docs_url}")
+    if getattr(stack, "metrics_url", None):
+        console.print(f"Metrics:   {stack.metrics_url} (workers)   {stack.api_url}/metrics (API)")
     _print_key(stack)
 
 
@@ -69,7 +73,7 @@ def _print_key(stack) -> None:
     shown = "<a key from PAGEPERFECT_API_KEYS>" if from_env else stack.api_key
     console.print(f"API key:   {shown}" + ("" if from_env else f"   (kept in {stack.api_key_source})"))
     console.print(f"           curl -H 'Authorization: Bearer {'$KEY' if from_env else stack.api_key}' {stack.api_url}/v1/jobs")
-    if stack.settings.payload_key is not None:
+    if stack.settings.payload_key is not None and stack.settings.payload_key.get_secret_value().strip():
         console.print(f"Codec:     {stack.api_url}/codec/key/{shown}   (the Web UI's Data Encoder endpoint)")
 
 
@@ -90,7 +94,10 @@ def _finish(code: int = 0) -> None:
 
 @app.command()
 def up(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT,
-       temporal_port: Optional[int] = TEMPORAL_PORT, ui_port: Optional[int] = UI_PORT) -> None:
+       temporal_port: Optional[int] = TEMPORAL_PORT, ui_port: Optional[int] = UI_PORT,
+       metrics_port: Optional[int] = typer.Option(
+           None, "--metrics-port", help="Serve the workers' Prometheus metrics here [env PAGEPERFECT_WORKER_METRICS_PORT]")
+       ) -> None:
     """Start the whole stack in the foreground: Temporal (with Web UI), Postgres, workers, API.
 
     Uses TEMPORAL_ADDRESS and DATABASE_URL instead of starting its own where they are set.
@@ -99,6 +106,8 @@ def up(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT,
     from pageperfect.up import running_stack
 
     settings = _stack_settings(data_dir, api_port, temporal_port, ui_port)
+    if metrics_port is not None:
+        settings = settings.model_copy(update={"worker_metrics_port": metrics_port})
 
     async def run() -> None:
         async with running_stack(settings) as stack:
@@ -121,7 +130,10 @@ def demo(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT
          keep_running: bool = typer.Option(True, "--keep-running/--exit",
                                            help="Keep the stack up afterwards to look around (Ctrl-C stops)"),
          json_out: bool = typer.Option(False, "--json", help="Print the result as JSON")) -> None:
-    """Start the stack and analyze the sample site with its sample Search Console rows."""
+    """Start the stack and analyze the sample site with its sample Search Console rows.
+
+    Example: pageperfect demo --exit --api-port 9000
+    """
     from pageperfect.demo import QUERIES_CSV, DemoSite
     from pageperfect.gsc import parse_queries_csv
     from pageperfect.up import running_stack
@@ -176,7 +188,10 @@ def demo(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT
 
 @app.command()
 def migrate() -> None:
-    """Apply the numbered SQL migrations under db/migrations (needs DATABASE_URL)."""
+    """Apply the numbered SQL migrations under db/migrations (needs DATABASE_URL).
+
+    Example: DATABASE_URL=postgresql://pp@db/pp pageperfect migrate
+    """
     from db.migrate import migrate_dsn
 
     dsn = get_settings().database_dsn
@@ -188,7 +203,10 @@ def migrate() -> None:
 
 @app.command()
 def worker(queues: str = typer.Option("workflow,crawl,ai,compute,control", help="Queue kinds to serve")) -> None:
-    """Run workers (same as `python worker.py`), against TEMPORAL_ADDRESS and DATABASE_URL."""
+    """Run workers (same as `python worker.py`), against TEMPORAL_ADDRESS and DATABASE_URL.
+
+    Example: pageperfect worker --queues crawl,ai
+    """
     import worker as worker_module
 
     asyncio.run(worker_module.main(tuple(q.strip() for q in queues.split(",") if q.strip())))
@@ -211,8 +229,9 @@ def _api_call(method: str, path: str, **kwargs) -> dict | list:
         fail(f"the API at {get_settings().api_url} did not answer ({err}); is `pageperfect up` running?")
     if response.status_code >= 400:
         try:
-            detail = response.json().get("detail")
-        except ValueError:
+            body = response.json()
+            detail = body.get("message") or body.get("detail")  # a 422 has a one-line "message"
+        except (ValueError, AttributeError):
             detail = response.text
         fail(f"{response.status_code}: {detail}")
     return response.json()
@@ -246,7 +265,7 @@ def jobs_show(job_id: str) -> None:
 
 @jobs_app.command("cancel")
 def jobs_cancel(job_id: str) -> None:
-    """Cancel a running job: it ends as cancelled, not failed."""
+    """Cancel a running job: it ends as cancelled, not failed. Example: pageperfect jobs cancel 3f2c…"""
     _api_call("POST", f"/v1/jobs/{job_id}/cancel")
     console.print(f"cancel requested for {job_id}")
 
@@ -268,7 +287,7 @@ async def _with_backends(work):
 
 @dead_app.command("list")
 def dead_letters_list(limit: int = typer.Option(50)) -> None:
-    """Failed jobs, newest first."""
+    """Failed jobs, newest first. Example: pageperfect dead-letters list --limit 20"""
     rows = _api_call("GET", "/v1/dead-letters", params={"limit": limit})
     table = Table("id", "job", "stage", "attempts", "reason", "routed at")
     for row in rows:
@@ -279,7 +298,10 @@ def dead_letters_list(limit: int = typer.Option(50)) -> None:
 
 @dead_app.command("redrive")
 def dead_letters_redrive(dead_letter_id: int) -> None:
-    """Run a failed job again; the stages it completed are reused, not run again."""
+    """Run a failed job again; the stages it completed are reused, not run again.
+
+    Example: pageperfect dead-letters redrive 17 (the id from `dead-letters list`)
+    """
     from pageperfect.redrive import redrive
 
     async def work(pool, client, settings):
@@ -296,7 +318,10 @@ def dead_letters_redrive(dead_letter_id: int) -> None:
 @mirror_app.command("reconcile")
 def mirror_reconcile(job_id: Optional[str] = typer.Argument(None, help="One job; all jobs of the last day without it"),
                      check: bool = typer.Option(False, "--check", help="Only report differences; exit 1 if any")) -> None:
-    """Rebuild the mirror's job and stage rows from Temporal history."""
+    """Rebuild the mirror's job and stage rows from Temporal history.
+
+    Example: pageperfect mirror reconcile --check (exit 1 if a row differs from history)
+    """
     from pageperfect.reconcile import reconcile
 
     async def work(pool, client, settings):
@@ -353,9 +378,24 @@ def gsc_import(file: Path = typer.Argument(..., exists=True, dir_okay=False, hel
         console.print(f"{count} rows for {url}")
 
 
+import pageperfect.cli_ops  # noqa: E402,F401  registers analyze, jobs tune, replay, report
+import pageperfect.cli_batch  # noqa: E402,F401  registers batch
+import pageperfect.cli_schedules  # noqa: E402,F401  registers schedules
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as err:  # a server that does not answer is a one-line reason, not a traceback
+        reason = pageperfect.cli_ops.expected_failure(err)
+        if reason is None:
+            raise
+        err_console.print(f"error: {reason}", markup=False)
+        _finish(1)
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m pageperfect.cli`: run the importable module's app, the one cli_ops registers its commands on.
+    from pageperfect.cli import main as _main
+
+    _main()

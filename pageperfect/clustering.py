@@ -67,28 +67,39 @@ def radius_graph(embeddings: np.ndarray, eps: float, *, block_bytes: int = BLOCK
     nonzero = np.linalg.norm(unit, axis=1) > 0
     rows_per_block = max(1, block_bytes // (4 * max(n, 1)))
     min_similarity = np.float32(1.0 - eps - BOUNDARY_TOLERANCE)
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    indices_parts: list[np.ndarray] = []
+    row_parts: list[np.ndarray] = []
+    col_parts: list[np.ndarray] = []
     data_parts: list[np.ndarray] = []
     for start in range(0, n, rows_per_block):
         stop = min(n, start + rows_per_block)
-        similarities = unit[start:stop] @ unit.T
+        # The similarities are symmetric: only the pairs on or right of the diagonal are
+        # computed (half the products) and mirrored below.
+        similarities = unit[start:stop] @ unit[start:].T
         rows, cols = np.nonzero(similarities >= min_similarity)
+        upper = cols >= rows
+        rows, cols = rows[upper], cols[upper]
         distances = 1.0 - similarities[rows, cols].astype(np.float64)
         del similarities
+        rows += start
+        cols += start
         near = np.abs(distances - eps) <= BOUNDARY_TOLERANCE
         if near.any():
-            distances[near] = _exact_distances(source, rows[near] + start, cols[near])
-        keep = (distances <= eps) & nonzero[rows + start] & nonzero[cols]
-        rows, cols, distances = rows[keep], cols[keep], distances[keep]
-        indptr[start + 1 : stop + 1] = np.cumsum(np.bincount(rows, minlength=stop - start))
-        indptr[start + 1 : stop + 1] += indptr[start]
-        indices_parts.append(cols.astype(np.int32))
-        data_parts.append(np.maximum(distances, 0.0))
-    indices = np.concatenate(indices_parts) if indices_parts else np.zeros(0, dtype=np.int32)
+            distances[near] = _exact_distances(source, rows[near], cols[near])
+        keep = (distances <= eps) & nonzero[rows] & nonzero[cols]
+        row_parts.append(rows[keep])
+        col_parts.append(cols[keep])
+        data_parts.append(np.maximum(distances[keep], 0.0))
+    rows = np.concatenate(row_parts) if row_parts else np.zeros(0, dtype=np.intp)
+    cols = np.concatenate(col_parts) if col_parts else np.zeros(0, dtype=np.intp)
     data = np.concatenate(data_parts) if data_parts else np.zeros(0)
+    mirrored = rows != cols
+    rows, cols = np.concatenate([rows, cols[mirrored]]), np.concatenate([cols, rows[mirrored]])
+    data = np.concatenate([data, data[mirrored]])
+    order = np.lexsort((cols, rows))  # row by row, columns ascending
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
     # Built from its arrays so explicit zeros (duplicates) survive as stored entries.
-    return sparse.csr_matrix((data, indices, indptr), shape=(n, n))
+    return sparse.csr_matrix((data[order], cols[order].astype(np.int32), indptr), shape=(n, n))
 
 
 def _exact_distances(source: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:

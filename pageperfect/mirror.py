@@ -77,6 +77,7 @@ class MirrorWriter:
                 await write(self._pool)
                 return
             except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                    asyncpg.InternalClientError,  # a connection left confused by a server restart
                     asyncpg.CannotConnectNowError, asyncio.TimeoutError) as err:
                 if asyncio.get_running_loop().time() > deadline:
                     self.dropped += 1

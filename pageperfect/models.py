@@ -24,6 +24,13 @@ STAGE_NAMES = (
 ScoreName = Literal["striking", "legacy"]
 
 
+def _storable(text: str) -> str:
+    """Text Postgres can store: no NUL characters (text and JSONB refuse them)."""
+    if "\x00" in text:
+        raise ValueError("contains a NUL character")
+    return text
+
+
 class KeywordRow(BaseModel):
     """One Search Console row: a query and its performance for one page."""
 
@@ -41,7 +48,7 @@ class KeywordRow(BaseModel):
         value = " ".join(value.split())
         if not value:
             raise ValueError("query is empty")
-        return value
+        return _storable(value)
 
     @field_validator("clicks", "impressions", "ctr", "position")
     @classmethod
@@ -63,6 +70,11 @@ class KeywordFilters(BaseModel):
     max_keywords: int | None = Field(default=None, ge=1, le=100_000)
     sort_by: Literal["impressions", "clicks", "position"] = "impressions"
     brand_terms: list[str] = Field(default_factory=list, max_length=200)
+
+    @field_validator("brand_terms")
+    @classmethod
+    def _storable_terms(cls, value: list[str]) -> list[str]:
+        return [_storable(term) for term in value]
 
 
 class AnalysisOptions(BaseModel):
@@ -92,7 +104,11 @@ class JobInput(BaseModel):
     max_attempts: int | None = None
     retry_delay_seconds: float | None = None
     reuse_window_seconds: float = 24 * 3600
+    # Stage timeouts as a multiple of the stage table's (PAGEPERFECT_STAGE_TIMEOUT_SCALE at intake).
+    timeout_scale: float = 1.0
     options: AnalysisOptions = Field(default_factory=AnalysisOptions)
+    # Where the job's ending is announced (a signed POST); the secret stays on the worker.
+    webhook_url: str | None = None
 
 
 class StageInput(BaseModel):

@@ -92,7 +92,10 @@ async def reconcile(pool: asyncpg.Pool, client: Client, *, job_id: str | None = 
                 if write:
                     await queries.mirror_stage(pool, job_id=str(job["id"]), stage=stage, status=fact.status,
                                                attempt=fact.attempt, max_attempts=None)
-        if job["status"] != job_status:
+        # The job row's final status is written by the run's last activity, a moment before the run
+        # closes: a final row over a running history is that moment, not a difference to undo.
+        closing = job_status == "processing" and job["status"] in ("completed", "failed", "cancelled")
+        if job["status"] != job_status and not closing:
             differences.append(f"{job['id']}: mirror {job['status']}, history {job_status}")
             if write:
                 await queries.set_job_status(pool, str(job["id"]), job_status)

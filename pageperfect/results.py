@@ -19,14 +19,19 @@ async def _artifact(pool: asyncpg.Pool, page_id: int, stages: dict[str, Any], st
     return summary.get("artifact_id")
 
 
+async def artifact_ids(pool: asyncpg.Pool, job: asyncpg.Record) -> dict[str, int | None]:
+    """The id of what each stage stored for this job (a skipped stage: the page's latest)."""
+    stages = (job["result"] or {}).get("stages", {})
+    return {stage: await _artifact(pool, job["page_id"], stages, stage)
+            for stage in ("wait_crawl", "segment_embed", "keyword_clustering", "gap_analysis", "rewrite_draft")}
+
+
 async def build_result(pool: asyncpg.Pool, job: asyncpg.Record) -> dict[str, Any]:
     stages = (job["result"] or {}).get("stages", {})
     page = await queries.get_page(pool, job["page_id"])
-    crawl_id = await _artifact(pool, job["page_id"], stages, "wait_crawl")
-    segment_set_id = await _artifact(pool, job["page_id"], stages, "segment_embed")
-    report_id = await _artifact(pool, job["page_id"], stages, "gap_analysis")
-    draft_set_id = await _artifact(pool, job["page_id"], stages, "rewrite_draft")
-    cluster_set_id = await _artifact(pool, job["page_id"], stages, "keyword_clustering")
+    ids = await artifact_ids(pool, job)
+    crawl_id, segment_set_id, report_id = ids["wait_crawl"], ids["segment_embed"], ids["gap_analysis"]
+    draft_set_id, cluster_set_id = ids["rewrite_draft"], ids["keyword_clustering"]
 
     crawl = await queries.get_crawl(pool, crawl_id) if crawl_id else None
     segment_set = await queries.get_segment_set(pool, segment_set_id) if segment_set_id else None

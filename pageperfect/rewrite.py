@@ -89,11 +89,11 @@ class ChatLLM:
         await self._client.close()
 
 
-def make_llm(api_key: str | None, base_url: str | None, model: str) -> ChatLLM | None:
+def make_llm(api_key: str | None, base_url: str | None, model: str, *, timeout: float = 60) -> ChatLLM | None:
     """A chat model when a key is configured; None means briefs instead of drafts."""
     if not api_key or not api_key.strip():
         return None
-    return ChatLLM(api_key.strip(), base_url=base_url or None, model=model)
+    return ChatLLM(api_key.strip(), base_url=base_url or None, model=model, timeout=timeout)
 
 
 # --------------------------------------------------------------------------- prompt

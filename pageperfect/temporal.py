@@ -54,14 +54,15 @@ def tls_config(settings) -> TLSConfig | bool:
     return bool(settings.temporal_api_key or settings.temporal_tls)
 
 
-async def connect(address: str, namespace: str = "default", *, settings=None) -> Client:
+async def connect(address: str, namespace: str = "default", *, settings=None, runtime=None) -> Client:
+    """runtime: a temporalio Runtime, e.g. pageperfect.metrics.sdk_runtime for Prometheus metrics."""
     from pageperfect.settings import get_settings
 
     settings = settings or get_settings()
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     # Pydantic models cross Temporal with the same converter on client and worker.
     return await Client.connect(address, namespace=namespace, data_converter=data_converter(settings),
-                                tls=tls_config(settings), api_key=api_key)
+                                tls=tls_config(settings), api_key=api_key, runtime=runtime)
 
 
 async def ensure_search_attributes(client: Client) -> None:

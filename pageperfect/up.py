@@ -18,6 +18,7 @@ import uvicorn
 
 from db.migrate import migrate_dsn
 from db.pool import create_pool
+from pageperfect.apikeys import stack_key
 from pageperfect.settings import Settings
 from pageperfect.stack import (
     EmbeddedPostgres,
@@ -43,6 +44,9 @@ class RunningStack:
     client: object
     pool: object
     workers: object
+    api_key: str = ""
+    api_key_source: str = ""
+    metrics_url: str | None = None  # the workers' Temporal SDK metrics, when a port is set
 
     @property
     def docs_url(self) -> str:
@@ -59,6 +63,8 @@ async def running_stack(settings: Settings, *, api_host: str = "127.0.0.1") -> A
     wanted = {"--api-port": settings.api_port}
     if not settings.temporal_address:
         wanted.update({"--temporal-port": settings.temporal_port, "--ui-port": settings.ui_port})
+    if settings.worker_metrics_port:
+        wanted["--metrics-port"] = settings.worker_metrics_port
     for option, port in wanted.items():
         if port_in_use(port):
             raise RuntimeError(f"port {port} is already in use; choose another with {option}")
@@ -81,7 +87,12 @@ async def running_stack(settings: Settings, *, api_host: str = "127.0.0.1") -> A
         # The embedded dev server speaks plain gRPC, whatever TLS settings an existing cluster would need.
         connect_settings = settings if settings.temporal_address else settings.model_copy(
             update={"temporal_tls": False, "temporal_tls_cert": None, "temporal_tls_key": None, "temporal_api_key": None})
-        client = await connect(address, settings.temporal_namespace, settings=connect_settings)
+        runtime = None
+        if settings.worker_metrics_port:  # the Temporal SDK's Prometheus series, for workers and client
+            from pageperfect.metrics import sdk_runtime
+
+            runtime = sdk_runtime(settings.worker_metrics_port, settings.worker_metrics_host)
+        client = await connect(address, settings.temporal_namespace, settings=connect_settings, runtime=runtime)
         with contextlib.suppress(Exception):  # a managed cluster may refuse; the dev server has them already
             await ensure_search_attributes(client)
 
@@ -92,6 +103,7 @@ async def running_stack(settings: Settings, *, api_host: str = "127.0.0.1") -> A
         group.start()
         stack.push_async_callback(group.shutdown)
 
+        api_key, api_key_source = await stack_key(pool, run_settings)
         app = create_app(run_settings, pool=pool, client=client)
         server_api = uvicorn.Server(uvicorn.Config(app, host=api_host, port=settings.api_port, log_level="warning"))
         api_task = asyncio.create_task(server_api.serve())
@@ -112,4 +124,6 @@ async def running_stack(settings: Settings, *, api_host: str = "127.0.0.1") -> A
                            api_url=f"http://127.0.0.1:{settings.api_port}",
                            embedded_postgres=not settings.database_dsn,
                            embedded_temporal=not settings.temporal_address, client=client, pool=pool,
-                           workers=group)
+                           workers=group, api_key=api_key, api_key_source=api_key_source,
+                           metrics_url=(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"
+                                        if settings.worker_metrics_port else None))

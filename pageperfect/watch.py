@@ -8,6 +8,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from pageperfect.models import STAGE_NAMES
 
@@ -26,14 +27,56 @@ def _stage_line(stage: dict) -> str:
     return text
 
 
+class WatchError(RuntimeError):
+    """The API answered with an error while a job was being watched."""
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    return str(body.get("message") or body.get("detail")) if isinstance(body, dict) else str(body)
+
+
+def _clock(iso: str | None) -> str:
+    return iso[11:19] if iso and len(iso) >= 19 else ""
+
+
+def attempt_news(before: tuple[int, str] | None, stage: dict) -> str | None:
+    """A line for what changed in a stage's attempts since the last look, if anything did."""
+    attempt, status = stage.get("attempt_count", 0), stage["status"]
+    if before == (attempt, status):
+        return None
+    of = f"/{stage['max_attempts']}" if stage.get("max_attempts") else ""
+    error = (stage.get("last_error") or "")[:120]
+    if status == "retrying":
+        when = _clock(stage.get("next_retry_at"))
+        return f"{stage['stage']}: attempt {attempt}{of} failed: {error}" + (f"; next attempt at {when}" if when else "")
+    if status == "processing" and attempt > 1:
+        return f"{stage['stage']}: attempt {attempt}{of} started"
+    if status == "failed":
+        return f"{stage['stage']}: failed after {attempt} attempt{'s' if attempt != 1 else ''}: {error}"
+    return None
+
+
 async def watch_job(http: httpx.AsyncClient, job_id: str, console: Console, *, interval: float = 0.3) -> dict:
-    """A bar per stage, updated until the job ends; returns the final job."""
-    with Progress(TextColumn("{task.fields[stage]:<20}"), BarColumn(bar_width=24), TextColumn("{task.fields[state]}"),
-                  console=console, transient=False) as progress:
+    """A bar per stage, updated until the job ends, and a line for each retry as it happens; returns the final job."""
+    seen: dict[str, tuple[int, str]] = {}
+    # markup=False: error texts come from pages and providers and may hold [brackets].
+    with Progress(TextColumn("{task.fields[stage]:<20}", markup=False), BarColumn(bar_width=24),
+                  TextColumn("{task.fields[state]}", markup=False), console=console, transient=False) as progress:
         tasks = {name: progress.add_task("", total=1, stage=name, state="pending") for name in STAGE_NAMES}
         while True:
-            job = (await http.get(f"/v1/jobs/{job_id}")).json()
+            response = await http.get(f"/v1/jobs/{job_id}")
+            if response.status_code >= 400:
+                raise WatchError(f"{response.status_code}: {_detail(response)}")
+            job = response.json()
             for stage in job.get("stages", []):
+                news = attempt_news(seen.get(stage["stage"]), stage)
+                if news:
+                    progress.console.print(news, markup=False, highlight=False)
+                seen[stage["stage"]] = (stage.get("attempt_count", 0), stage["status"])
                 task = tasks.get(stage["stage"])
                 if task is not None:
                     progress.update(task, completed=1 if stage["status"] in _DONE else 0, state=_stage_line(stage))
@@ -54,7 +97,8 @@ def stage_table(job: dict) -> Table:
 
 def print_result(result: dict, console: Console, *, top: int = 10) -> None:
     page, stats = result["page"], result["stats"]
-    console.print(f"\n[bold]{page.get('title') or page['url']}[/bold]")
+    # Page and query text is untrusted: printed as Text, never read as Rich markup.
+    console.print(Text(f"\n{page.get('title') or page['url']}", style="bold"))
     coverage = stats.get("coverage_score")
     console.print(f"{stats['segments']} segments, {stats['keywords']} queries in {stats['clusters']} clusters; "
                   f"{stats['gaps']} gaps; coverage "
@@ -66,11 +110,12 @@ def print_result(result: dict, console: Console, *, top: int = 10) -> None:
         best = gap.get("best_match") or {}
         passage = (best.get("text") or "")[:50]
         similarity = f" ({best['similarity']:.2f})" if best.get("similarity") is not None else ""
-        table.add_row(str(rank), gap["representative"], str(len(gap["keywords"])), f"{gap['total_impressions']:,.0f}",
-                      f"{gap['avg_position']:.1f}", f"{gap['opportunity_score']:.3f}", passage + similarity)
+        table.add_row(str(rank), Text(gap["representative"]), str(len(gap["keywords"])),
+                      f"{gap['total_impressions']:,.0f}", f"{gap['avg_position']:.1f}", f"{gap['opportunity_score']:.3f}",
+                      Text(passage + similarity))
     console.print(table)
     for draft in result["drafts"]:
         label = "Draft" if draft["kind"] == "draft" else "Brief"
-        console.print(f"\n[bold]{label} for cluster {draft['cluster_id']}[/bold]"
-                      + (f" — {draft['suggested_heading']}" if draft.get("suggested_heading") else ""))
-        console.print(draft["draft"][:600])
+        console.print(Text(f"\n{label} for cluster {draft['cluster_id']}"
+                           + (f" — {draft['suggested_heading']}" if draft.get("suggested_heading") else ""), style="bold"))
+        console.print(Text(draft["draft"][:600]))

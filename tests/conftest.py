@@ -116,9 +116,12 @@ def site():
     server.shutdown()
 
 
+TEST_API_KEY = "pp_the-test-suite-key"  # the API key the pipeline's API accepts and pipeline.http sends
+
+
 def make_settings(**overrides) -> Settings:
     values = dict(openai_api_key=None, openai_base_url=None, allowed_hosts="127.0.0.1,localhost",
-                  database_url=None, temporal_address=None)
+                  database_url=None, temporal_address=None, api_keys=TEST_API_KEY)
     values.update(overrides)
     return Settings(_env_file=None, **values)
 
@@ -158,7 +161,7 @@ async def pipeline_factory(pool, client, temporal_server):
 
     started: list[tuple[object, uvicorn.Server, asyncio.Task, httpx.AsyncClient]] = []
 
-    async def start(*, wrap_crawler=None, **overrides) -> Pipeline:
+    async def start(*, wrap_crawler=None, queues=None, **overrides) -> Pipeline:
         """wrap_crawler(inner) -> crawler lets a test put faults in front of the real crawler."""
         from activities.runtime import build_resources
 
@@ -167,16 +170,20 @@ async def pipeline_factory(pool, client, temporal_server):
         resources = await build_resources(settings, pool)
         if wrap_crawler is not None:
             resources.crawler = wrap_crawler(resources.crawler)
-        group = await build_workers(client, settings, pool, prefix=prefix, resources=resources)
+        # With payload_key set, workers and API share a client whose converter encrypts.
+        job_client = client if settings.payload_key is None else await connect(temporal_server.address, settings=settings)
+        group = await build_workers(job_client, settings, pool, prefix=prefix, resources=resources,
+                                    **({"queues": queues} if queues else {}))  # queues: only these kinds
         group.start()
-        app = create_app(settings, pool=pool, client=client, queue_prefix=prefix)
+        app = create_app(settings, pool=pool, client=job_client, queue_prefix=prefix)
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                                lifespan="on"))
         task = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.05)
-        http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                                 headers={"Authorization": f"Bearer {TEST_API_KEY}"})
         started.append((group, server, task, http))
         return Pipeline(settings, prefix, f"http://127.0.0.1:{port}", http, group)
 

@@ -23,6 +23,8 @@ with workflow.unsafe.imports_passed_through():
         queue_name,
     )
 
+from workflows.webhook import WebhookCall, announce
+
 WORKFLOW_NAME = "PagePerfect"
 URL_ATTRIBUTE = SearchAttributeKey.for_keyword("PagePerfectUrl")
 STAGE_ATTRIBUTE = SearchAttributeKey.for_keyword("PagePerfectStage")
@@ -66,12 +68,13 @@ class PagePerfectWorkflow:
                     continue
                 self._enter(stage.name)
                 progress.status, progress.started_at = "processing", workflow.now()
+                start_to_close, heartbeat = stage.timeouts(job.timeout_scale)
                 summary: StageSummary = await workflow.execute_activity(
                     stage.name,
                     StageInput(job=job, previous=summaries),
                     task_queue=queue_name(job.queue_prefix, stage.queue),
-                    start_to_close_timeout=stage.start_to_close,
-                    heartbeat_timeout=stage.heartbeat,
+                    start_to_close_timeout=start_to_close,
+                    heartbeat_timeout=heartbeat,
                     retry_policy=stage.retry.policy(
                         max_attempts=self._max_attempts, initial_seconds=self._retry_delay
                     ),
@@ -116,6 +119,11 @@ class PagePerfectWorkflow:
             retry_policy=FINALIZE_RETRY,
             cancellation_type=workflow.ActivityCancellationType.ABANDON,
         )
+        # Only with a webhook: histories of jobs without one stay as they were.
+        if outcome.job.webhook_url:
+            await announce(WebhookCall(url=outcome.job.webhook_url, kind="job", id=outcome.job.job_id,
+                                       status=outcome.status, occurred_at=workflow.now(),
+                                       queue_prefix=outcome.job.queue_prefix))
 
     @workflow.query
     def progress(self) -> JobProgress:

@@ -56,6 +56,10 @@ class Stage:
     heartbeat: timedelta | None = None
     description: str = field(default="", compare=False)
 
+    def timeouts(self, scale: float = 1.0) -> tuple[timedelta, timedelta | None]:
+        """Start-to-close and heartbeat timeouts, scaled for a job that asked for shorter (or longer) ones."""
+        return self.start_to_close * scale, (self.heartbeat * scale if self.heartbeat is not None else None)
+
 
 STAGES: tuple[Stage, ...] = (
     Stage("submit_crawl", CRAWL_QUEUE, timedelta(seconds=90),

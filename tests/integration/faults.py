@@ -45,3 +45,24 @@ class NeverDoneCrawler:
 
     async def aclose(self) -> None:
         pass
+
+
+class GatedCrawler:
+    """Holds every submit until `release()`, then crawls for real: a job parked in submit_crawl."""
+
+    def __init__(self, inner):
+        self.inner, self.name = inner, inner.name
+        self._open = asyncio.Event()
+
+    def release(self) -> None:
+        self._open.set()
+
+    async def submit(self, url: str) -> CrawlTicket:
+        await self._open.wait()
+        return await self.inner.submit(url)
+
+    async def poll(self, ticket_id: str):
+        return await self.inner.poll(ticket_id)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from pageperfect.temporal import temporal_binary
+from pageperfect.temporal import data_converter, temporal_binary
+from tests.conftest import make_settings
 from tests.integration.test_pipeline import demo_keywords
 from workflows.pageperfect import PagePerfectWorkflow
 from worker import worker_interceptors
@@ -76,9 +76,9 @@ async def test_progress_query_and_tune_update(pipeline, site, client):
     assert progress.status == "completed" and [s.status for s in progress.stages] == ["completed"] * 6
 
 
-def _replayer() -> Replayer:
-    # The same interceptors as the worker (the mirror intercepts activities only, so history is unchanged).
-    return Replayer(workflows=[PagePerfectWorkflow], data_converter=pydantic_data_converter,
+def _replayer(settings=None) -> Replayer:
+    # The same converter and interceptors as the worker (the mirror intercepts activities only).
+    return Replayer(workflows=[PagePerfectWorkflow], data_converter=data_converter(settings or make_settings()),
                     interceptors=worker_interceptors(None))
 
 

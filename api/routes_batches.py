@@ -1,0 +1,113 @@
+"""Batches: many pages, one job each, a bounded number running at once."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from api.batch_intake import BatchJobFields, BatchRequest, batch_status, create_batch
+from db import queries
+from pageperfect.gsc import GscFormatError, parse_page_query_csv
+from workflows.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
+
+router = APIRouter()
+
+
+async def _start(request: Request, body: BatchRequest, source: str) -> JSONResponse:
+    state = request.app.state
+    created = await create_batch(body, pool=state.pool, client=state.client, settings=state.settings,
+                                 queue_prefix=state.queue_prefix, source=source)
+    return JSONResponse({
+        "batch_id": created.batch_id, "workflow_id": created.workflow_id, "run_id": created.run_id,
+        "pages": created.pages, "duplicates_dropped": created.duplicates, "status": "running",
+        "status_url": str(request.url_for("get_batch", batch_id=created.batch_id)),
+    }, status_code=202)
+
+
+@router.post("/v1/batches", status_code=202, summary="Start one job per page, a few at a time")
+async def create_batch_route(body: BatchRequest, request: Request) -> JSONResponse:
+    return await _start(request, body, "api")
+
+
+@router.post("/v1/batches/csv", status_code=202, summary="Start a batch from a page-and-query CSV")
+async def create_batch_from_csv(
+    request: Request,
+    file: UploadFile = File(..., description="CSV with the columns page, query, clicks, impressions, ctr, position"),
+    concurrency: int = Form(default=DEFAULT_CONCURRENCY, ge=1, le=MAX_CONCURRENCY),
+    webhook_url: str | None = Form(default=None, max_length=2048),
+    options: str | None = Form(default=None, max_length=20_000,
+                               description='What every job shares, as JSON: {"skip_steps": [], "force_update": '
+                                           'false, "priority": 0, "max_attempts": 3, "options": {"top_gaps": 5}}'),
+) -> JSONResponse:
+    try:
+        shared = BatchJobFields.model_validate_json(options) if options else BatchJobFields()
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise HTTPException(422, f"options: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from err
+    try:
+        grouped = parse_page_query_csv(await file.read(), source=file.filename or "upload.csv")
+    except GscFormatError as err:  # names the file, the line and the column
+        raise HTTPException(422, str(err)) from err
+    if not grouped:
+        raise HTTPException(422, f"{file.filename or 'the file'} has no rows")
+    try:
+        body = BatchRequest(urls=list(grouped), keywords=grouped, concurrency=concurrency, webhook_url=webhook_url,
+                            **shared.model_dump())
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise HTTPException(422, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from err
+    return await _start(request, body, "csv")
+
+
+@router.get("/v1/batches", summary="Batches, newest first")
+async def list_batches(request: Request, limit: int = Query(default=50, ge=1, le=500)) -> list[dict]:
+    pool = request.app.state.pool
+    return [jsonable_encoder(await batch_status(pool, str(row["id"]), items=False))
+            for row in await queries.list_batches(pool, limit)]
+
+
+@router.get("/v1/batches/{batch_id}", name="get_batch", summary="A batch: its pages counted by status")
+async def get_batch(batch_id: uuid.UUID, request: Request,
+                    pages: bool = Query(default=True, description="List every page with its job")) -> dict:
+    state = request.app.state
+    body = await batch_status(state.pool, str(batch_id), items=pages)
+    if body is None:
+        raise HTTPException(404, f"no batch {batch_id}")
+    if body["status"] == "running" and await _ended_outside(state, body):
+        body = await batch_status(state.pool, str(batch_id), items=pages)
+    return jsonable_encoder(body)
+
+
+async def _ended_outside(state, body: dict) -> bool:
+    """A batch whose workflow was terminated (or failed) never closed its row: close it as failed now."""
+    try:
+        described = await state.client.get_workflow_handle(body["workflow_id"]).describe()  # its latest run
+    except RPCError:
+        return False  # Temporal away, or the run not visible yet: the row is the answer for now
+    if described.status in (WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.FAILED,
+                            WorkflowExecutionStatus.TIMED_OUT):
+        await queries.close_batch(state.pool, body["batch_id"], "failed")
+        return True
+    return False
+
+
+@router.post("/v1/batches/{batch_id}/cancel", status_code=202, summary="Cancel a batch and the jobs it started")
+async def cancel_batch(batch_id: uuid.UUID, request: Request) -> dict:
+    state = request.app.state
+    batch = await queries.get_batch(state.pool, str(batch_id))
+    if batch is None:
+        raise HTTPException(404, f"no batch {batch_id}")
+    if batch["status"] != "running":
+        raise HTTPException(409, f"batch {batch_id} is already {batch['status']}")
+    handle = state.client.get_workflow_handle(batch["workflow_id"])  # the latest run: a batch continues as new
+    if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+        raise HTTPException(409, f"batch {batch_id} is no longer running")
+    await handle.cancel()
+    return {"batch_id": str(batch_id), "status": "cancelling"}
+

@@ -1,0 +1,83 @@
+"""Operator endpoints: change a running job's retry settings, and the job's HTML report."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from db import queries
+from pageperfect.report import CSP, load_report, render_report
+from workflows.pageperfect import PagePerfectWorkflow, TuneRequest
+
+router = APIRouter()
+FINAL = ("completed", "failed", "cancelled")
+
+
+class TuneBody(BaseModel):
+    """POST /v1/jobs/{id}/tune. The same bounds as a new job's settings."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"max_attempts": 8, "retry_delay_seconds": 30}]})
+
+    max_attempts: int | None = Field(default=None, ge=1, le=50)
+    retry_delay_seconds: float | None = Field(default=None, ge=0.1, le=3600)
+
+    @model_validator(mode="after")
+    def _something(self) -> "TuneBody":
+        if self.max_attempts is None and self.retry_delay_seconds is None:
+            raise ValueError("give max_attempts, retry_delay_seconds or both")
+        return self
+
+
+async def _job_or_404(pool: asyncpg.Pool, job_id: uuid.UUID) -> asyncpg.Record:
+    job = await queries.get_job(pool, str(job_id))
+    if job is None:
+        raise HTTPException(404, f"no job {job_id}")
+    return job
+
+
+@router.post("/v1/jobs/{job_id}/tune", summary="Change a running job's retry settings")
+async def tune_job(job_id: uuid.UUID, body: TuneBody, request: Request) -> dict:
+    """The stages the job has not started yet get the new retry policy; a stage already running keeps the
+    one it was scheduled with (Temporal fixes an activity's policy when it is scheduled)."""
+    pool, client = request.app.state.pool, request.app.state.client
+    job = await _job_or_404(pool, job_id)
+    if job["status"] in FINAL:
+        raise HTTPException(409, f"job {job_id} is already {job['status']}")
+    handle = client.get_workflow_handle(job["workflow_id"], run_id=job["run_id"])
+    try:
+        progress = await handle.execute_update(
+            PagePerfectWorkflow.tune,
+            TuneRequest(max_attempts=body.max_attempts, retry_delay_seconds=body.retry_delay_seconds),
+        )
+    except WorkflowUpdateFailedError as err:  # the workflow's validator said no: it has ended meanwhile
+        raise HTTPException(409, f"job {job_id} cannot be tuned: {err.cause or err}") from err
+    except RPCError as err:
+        if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise HTTPException(409, f"job {job_id} is no longer running ({err.message})") from err
+        raise
+    await queries.set_job_retry_settings(pool, str(job_id), max_attempts=progress.max_attempts,
+                                         retry_delay_seconds=progress.retry_delay_seconds)
+    return {"job_id": str(job_id), "status": progress.status, "current_stage": progress.current_stage,
+            "max_attempts": progress.max_attempts, "retry_delay_seconds": progress.retry_delay_seconds,
+            "applies_to": [s.stage for s in progress.stages if s.status == "pending"]}
+
+
+@router.get("/v1/jobs/{job_id}/report", response_class=HTMLResponse, summary="The job's report as an HTML page")
+@router.get("/jobs/{job_id}/report", response_class=HTMLResponse, include_in_schema=False)
+async def job_report(job_id: uuid.UUID, request: Request) -> HTMLResponse:
+    """Self-contained: inline styles and SVG charts, nothing loaded from anywhere."""
+    pool = request.app.state.pool
+    job = await _job_or_404(pool, job_id)
+    if job["status"] != "completed":
+        raise HTTPException(409, f"job {job_id} is {job['status']}; the report is there once it completes")
+    data = await load_report(pool, job)
+    page = await asyncio.to_thread(render_report, data)  # the projection is numpy work: off the event loop
+    return HTMLResponse(page, headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                                       "Referrer-Policy": "no-referrer"})

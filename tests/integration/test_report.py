@@ -1,0 +1,158 @@
+"""The job report: served by the API, saved by the CLI, page text escaped, drawn by a real browser."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO
+from tests.integration.faults import NeverDoneCrawler
+from tests.integration.test_pipeline import demo_keywords
+
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+HOSTILE_QUERY = "fig <img src=x onerror=alert(1)> spots"
+
+
+def cli_env(pipeline, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The CLI's environment: this pipeline's API and key, nothing from the caller's own setup."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TEMPORAL_ADDRESS", "DATABASE_URL", "PAGEPERFECT_API_URL", "PAGEPERFECT_API_KEY")}
+    key = pipeline.http.headers.get("authorization", "").removeprefix("Bearer ")
+    env.update(PAGEPERFECT_API_URL=pipeline.api_url, PAGEPERFECT_DATA_DIR=str(tmp_path / "cli-data"),
+               PYTHONUNBUFFERED="1", COLUMNS="200", **({"PAGEPERFECT_API_KEY": key} if key else {}))
+    env.update(extra)
+    return env
+
+
+async def run_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it; in a thread, so this test's event loop keeps serving the API."""
+    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "pageperfect.cli", *args], env=env,
+                                   cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def _hostile_page(site) -> str:
+    html = site.handler.routes["/index.html"][2].decode()
+    title = "&lt;script&gt;alert('title')&lt;/script&gt; Fig care"
+    html = re.sub(r"<title>.*?</title>", f"<title>{title}</title>", html)
+    html = re.sub(r'<meta property="og:title" content="[^"]*">', f'<meta property="og:title" content="{title}">', html)
+    html = html.replace("<h2", "<h2>&lt;img src=x onerror=alert(2)&gt; Spots</h2>\n<p>Brown spots come from "
+                               "&lt;b&gt;overwatering&lt;/b&gt; and cold drafts near windows.</p>\n<h2", 1)
+    return site.add("/report-hostile.html", html)
+
+
+async def test_report_served_saved_and_escaped(pipeline, site, tmp_path):
+    url = _hostile_page(site)
+    keywords = demo_keywords() + [{"query": HOSTILE_QUERY, "clicks": 5, "impressions": 900, "ctr": 0.005, "position": 9}]
+    created = await pipeline.submit(url=url, keywords=keywords)
+    assert (await pipeline.wait(created["job_id"]))["status"] == "completed"
+    job_id = created["job_id"]
+
+    response = await pipeline.http.get(f"/v1/jobs/{job_id}/report")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    page = response.text
+    assert "<script" not in page and "<img" not in page
+    assert "&lt;script&gt;alert(&#x27;title&#x27;)&lt;/script&gt; Fig care" in page  # the title, escaped
+    assert "&lt;img src=x onerror=alert(2)&gt; Spots" in page  # a heading, escaped
+    assert page.count("<svg") >= 3  # coverage ring, gap bars, cluster map
+    assert (await pipeline.http.get(f"/jobs/{job_id}/report")).text == page  # the short path too
+    async with httpx.AsyncClient(base_url=pipeline.api_url) as anonymous:  # page text is not for everyone
+        assert (await anonymous.get(f"/jobs/{job_id}/report")).status_code == 401
+
+    saved = await run_cli("report", job_id, "-o", str(tmp_path / "report.html"),
+                          env=cli_env(pipeline, tmp_path), cwd=tmp_path)
+    assert saved.returncode == 0, saved.stderr
+    assert "wrote" in saved.stdout and (tmp_path / "report.html").read_text() == page
+
+
+async def test_report_of_unknown_or_unfinished_job_is_refused(pipeline_factory, site, tmp_path):
+    pipeline = await pipeline_factory(wrap_crawler=NeverDoneCrawler)
+    created = await pipeline.submit(url=site.add("/report-running.html", b"<html></html>"), keywords=demo_keywords())
+    try:
+        running = await pipeline.http.get(f"/v1/jobs/{created['job_id']}/report")
+        assert running.status_code == 409 and "once it completes" in running.json()["detail"]
+        unknown = "00000000-0000-4000-8000-000000000000"
+        assert (await pipeline.http.get(f"/v1/jobs/{unknown}/report")).status_code == 404
+        assert (await pipeline.http.get("/v1/jobs/not-a-uuid/report")).status_code == 422
+        cli = await run_cli("report", unknown, env=cli_env(pipeline, tmp_path), cwd=tmp_path)
+        assert cli.returncode == 1 and cli.stderr.strip() == f"error: 404: no job {unknown}"
+        assert not list(tmp_path.glob("report-*.html"))
+    finally:
+        await pipeline.http.post(f"/v1/jobs/{created['job_id']}/cancel")
+        await pipeline.wait(created["job_id"])
+
+
+# ---------------------------------------------------------------- in a real browser
+
+
+def _chromium(*args: str, page: Path, timeout: float = 90) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory(prefix="pp-chromium-") as profile:
+        return subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--hide-scrollbars",
+             *args, page.resolve().as_uri()],
+            capture_output=True, text=True, timeout=timeout,
+        )
+
+
+def console_messages(chromium_stderr: str) -> list[str]:
+    """What the page wrote to the console: script errors, blocked loads (CSP), console.* calls."""
+    return [line for line in chromium_stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+
+
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+
+
+@needs_chromium
+def test_the_console_check_sees_errors_and_blocked_loads(tmp_path):
+    """The detector the report test relies on: a page that errs and loads from outside is caught."""
+    bad = tmp_path / "bad.html"
+    bad.write_text("<!doctype html><meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+                   "script-src 'unsafe-inline'\"><img src='http://example.invalid/x.png'>"
+                   "<script>throw new Error('kaput')</script>")
+    messages = console_messages(_chromium("--dump-dom", page=bad).stderr)
+    assert any("Uncaught Error: kaput" in m for m in messages)
+    assert any("Content Security Policy" in m for m in messages)
+
+
+@needs_chromium
+async def test_report_renders_in_chromium(pipeline, site, tmp_path):
+    created = await pipeline.submit(url=site.add("/report-browser.html", site.handler.routes["/index.html"][2]),
+                                    keywords=demo_keywords())
+    assert (await pipeline.wait(created["job_id"]))["status"] == "completed"
+    result = (await pipeline.http.get(f"/v1/jobs/{created['job_id']}/result")).json()
+    report = tmp_path / "report.html"
+    report.write_text((await pipeline.http.get(f"/v1/jobs/{created['job_id']}/report")).text)
+
+    dumped = await asyncio.to_thread(_chromium, "--dump-dom", page=report)
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    dom = dumped.stdout
+    assert "<h1>" in dom and "Gaps by opportunity" in dom
+    gaps = [g for g in result["gaps"] if g["has_gap"]]
+    assert gaps, "the demo page has gaps to draw"
+    bars = dom[dom.index('class="chart bars"'):]
+    assert bars[:bars.index("</svg>")].count("<rect") == min(len(gaps), 20)
+    scatter = dom[dom.index('class="chart scatter"'):]
+    scatter = scatter[:scatter.index("</svg>")]
+    assert scatter.count("<circle") == len(result["gaps"])  # every cluster drawn
+    assert scatter.count('class="segment"') == result["stats"]["segments"]
+    assert dom.count('class="diff"') == len(result["drafts"])
+    assert console_messages(dumped.stderr) == []
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    shot.unlink(missing_ok=True)
+    taken = await asyncio.to_thread(_chromium, f"--screenshot={shot}", "--window-size=1280,2600", page=report)
+    assert taken.returncode == 0 and shot.stat().st_size > 20_000, taken.stderr[-2000:]
+    assert console_messages(taken.stderr) == []

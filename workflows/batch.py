@@ -1,0 +1,237 @@
+"""PagePerfectBatch: one PagePerfect job per page, at most `concurrency` running at once.
+
+Each page's job is a child workflow under the page's own workflow id
+(workflow_id_for_page), so "one running job per page" holds across batches, the API
+and schedules alike. Its job row is made first, by an activity that runs the API's
+intake checks (api.intake.prepare_job); when the page already has a running job the
+child cannot start, and the batch links that job instead and follows it in Postgres.
+Deterministic, no I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import CancelledError, ChildWorkflowError, WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel, Field
+
+    from api.intake import temporal_priority
+    from pageperfect.models import AnalysisOptions, JobInput
+    from workflows.stages import CONTROL_QUEUE, WORKFLOW_QUEUE, queue_name
+
+from workflows.pageperfect import JOB_ATTRIBUTE, STAGE_ATTRIBUTE, URL_ATTRIBUTE, WORKFLOW_NAME, workflow_id_for_page
+from workflows.webhook import WebhookCall, announce
+
+BATCH_WORKFLOW = "PagePerfectBatch"
+DEFAULT_CONCURRENCY = 5
+MAX_CONCURRENCY = 50
+MAX_BATCH_PAGES = 1000
+FINAL = ("completed", "failed", "cancelled")
+# A run handles this many pages, then continues as new: about 15 KiB of history a page stays well
+# under Temporal's history limits whatever the batch's size.
+PAGES_PER_RUN = 200
+START_TRIES = 10  # a page whose workflow id stays taken by something that is not a job is given up
+
+# The batch's bookkeeping retries until Postgres takes it, like finalize_job.
+_BOOKKEEPING = dict(start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
+                                             maximum_interval=timedelta(minutes=1), maximum_attempts=0,
+                                             non_retryable_error_types=["NotFound"]))
+
+
+class BatchJobOptions(BaseModel):
+    """What every job of the batch shares: the same fields as a single job's request."""
+
+    skip_steps: list[str] = Field(default_factory=list)
+    force_update: bool = False
+    priority: int = 0
+    max_attempts: int | None = None
+    retry_delay_seconds: float | None = None
+    options: AnalysisOptions = Field(default_factory=AnalysisOptions)
+
+
+class BatchInput(BaseModel):
+    """The batch workflow's argument: ids and options, never keywords (those are stored as keyword sets)."""
+
+    batch_id: str | None = None  # None: the run makes one (each run of a schedule is a new batch)
+    urls: list[str] = Field(default_factory=list)  # pages not stored yet (a schedule's); empty when the API stored them
+    concurrency: int = DEFAULT_CONCURRENCY
+    jobs: BatchJobOptions = Field(default_factory=BatchJobOptions)
+    webhook_url: str | None = None
+    source: str = "api"
+    queue_prefix: str = "pageperfect"
+    poll_seconds: float = 30.0  # how often a page's job that the batch did not start is looked at
+    pages_per_run: int = PAGES_PER_RUN
+    start: int = 0  # the first page of this run (a continued run picks up where the last stopped)
+    ended: dict[str, int] = Field(default_factory=dict)  # endings seen by the earlier runs
+
+
+class OpenBatch(BaseModel):
+    batch: BatchInput
+    batch_id: str
+    workflow_id: str
+    run_id: str
+
+
+class PrepareBatchJob(BaseModel):
+    batch_id: str
+    position: int
+    job_id: str
+    jobs: BatchJobOptions
+    queue_prefix: str
+
+
+class PreparedJob(BaseModel):
+    """The job to start, or why there is none (the page was refused, or its job is someone else's)."""
+
+    job: JobInput | None = None
+    rejected: str | None = None
+    linked_job_id: str | None = None
+    search_url: bool = True  # False with payload encryption on: search attributes are not encrypted
+
+
+class LinkRunningJob(BaseModel):
+    batch_id: str
+    position: int
+    own_job_id: str
+    workflow_id: str
+
+
+class RejectBatchPage(BaseModel):
+    batch_id: str
+    position: int
+    own_job_id: str
+    reason: str
+
+
+class CloseBatch(BaseModel):
+    batch_id: str
+    status: str
+
+
+@workflow.defn(name=BATCH_WORKFLOW)
+class PagePerfectBatchWorkflow:
+    def __init__(self) -> None:
+        self._batch_id = ""
+        self._total = 0
+        self._outcomes: dict[str, int] = {}
+
+    @workflow.run
+    async def run(self, batch: BatchInput) -> dict:
+        info = workflow.info()
+        self._batch_id = batch.batch_id or str(workflow.uuid4())
+        self._outcomes = dict(batch.ended)
+        control = queue_name(batch.queue_prefix, CONTROL_QUEUE)
+        self._total = await workflow.execute_activity(
+            "open_batch", OpenBatch(batch=batch, batch_id=self._batch_id, workflow_id=info.workflow_id,
+                                    run_id=info.run_id),
+            task_queue=control, result_type=int, **_BOOKKEEPING)
+        slots = asyncio.Semaphore(max(1, min(batch.concurrency, MAX_CONCURRENCY)))
+        stop = min(self._total, batch.start + max(1, batch.pages_per_run))
+        status = "completed"
+        try:
+            # return_exceptions: on a cancel, gather waits until every page has ended (its job cancelled).
+            ended = await asyncio.gather(*(self._page(batch, position, slots)
+                                           for position in range(batch.start, stop)), return_exceptions=True)
+        except (asyncio.CancelledError, CancelledError):
+            status = "cancelled"
+        else:
+            for position, outcome in zip(range(batch.start, stop), ended):
+                if isinstance(outcome, BaseException):
+                    workflow.logger.warning("batch %s page %d: %s", self._batch_id, position, outcome)
+                    self._note("error")
+            if stop < self._total:
+                workflow.continue_as_new(batch.model_copy(update={
+                    "batch_id": self._batch_id, "urls": [], "start": stop, "ended": self._outcomes}))
+        summary = await workflow.execute_activity(
+            "close_batch", CloseBatch(batch_id=self._batch_id, status=status), task_queue=control,
+            result_type=dict, cancellation_type=workflow.ActivityCancellationType.ABANDON, **_BOOKKEEPING)
+        if batch.webhook_url:
+            await announce(WebhookCall(url=batch.webhook_url, kind="batch", id=self._batch_id, status=status,
+                                       occurred_at=workflow.now(), queue_prefix=batch.queue_prefix))
+        if status == "cancelled":
+            raise CancelledError("batch cancelled")
+        return summary
+
+    async def _page(self, batch: BatchInput, position: int, slots: asyncio.Semaphore) -> None:
+        async with slots:
+            self._note(await self._run_page(batch, position))
+
+    async def _run_page(self, batch: BatchInput, position: int) -> str:
+        control = queue_name(batch.queue_prefix, CONTROL_QUEUE)
+        prepared: PreparedJob = await workflow.execute_activity(
+            "prepare_batch_job",
+            PrepareBatchJob(batch_id=self._batch_id, position=position, job_id=str(workflow.uuid4()),
+                            jobs=batch.jobs, queue_prefix=batch.queue_prefix),
+            task_queue=control, result_type=PreparedJob, **_BOOKKEEPING)
+        if prepared.rejected is not None:
+            return "rejected"
+        if prepared.linked_job_id is not None:
+            return await self._follow(prepared.linked_job_id, batch)
+        job = prepared.job
+        assert job is not None
+        workflow_id = workflow_id_for_page(job.page_id)
+        for _ in range(START_TRIES):
+            try:
+                handle = await workflow.start_child_workflow(
+                    WORKFLOW_NAME, job, id=workflow_id,
+                    task_queue=queue_name(job.queue_prefix, WORKFLOW_QUEUE),
+                    # A cancelled (or terminated) batch asks its running jobs to cancel: they end as cancelled.
+                    parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
+                    search_attributes=TypedSearchAttributes([
+                        *([SearchAttributePair(URL_ATTRIBUTE, job.url[:2000])] if prepared.search_url else []),
+                        SearchAttributePair(JOB_ATTRIBUTE, job.job_id),
+                        SearchAttributePair(STAGE_ATTRIBUTE, "queued"),
+                    ]),
+                    priority=temporal_priority(job.priority),
+                    result_type=dict,
+                )
+            except WorkflowAlreadyStartedError:
+                # The page has a running job (the API's, or another batch's): that one counts for this page.
+                linked = await workflow.execute_activity(
+                    "link_running_job", LinkRunningJob(batch_id=self._batch_id, position=position,
+                                                       own_job_id=job.job_id, workflow_id=workflow_id),
+                    task_queue=control, result_type=str, **_BOOKKEEPING)
+                if linked:
+                    return await self._follow(linked, batch)
+                await workflow.sleep(timedelta(seconds=batch.poll_seconds))  # it ended meanwhile: start ours
+                continue
+            try:
+                await handle
+                return "completed"
+            except ChildWorkflowError as err:
+                return "cancelled" if isinstance(err.cause, CancelledError) else "failed"
+        # The page's workflow id stays taken by a run without a job row (started by hand?): say so, go on.
+        await workflow.execute_activity(
+            "reject_batch_page", RejectBatchPage(batch_id=self._batch_id, position=position, own_job_id=job.job_id,
+                                                 reason=f"{workflow_id} is held by a run that is not a job"),
+            task_queue=control, **_BOOKKEEPING)
+        return "rejected"
+
+    async def _follow(self, job_id: str, batch: BatchInput) -> str:
+        """Wait for a job this batch did not start, by its row (its own workflow writes the ending there)."""
+        while True:
+            status = await workflow.execute_activity(
+                "batch_job_status", job_id, task_queue=queue_name(batch.queue_prefix, CONTROL_QUEUE),
+                result_type=str, **_BOOKKEEPING)
+            if status in FINAL or status == "gone":
+                return status
+            await workflow.sleep(timedelta(seconds=batch.poll_seconds))
+
+    def _note(self, outcome: str) -> None:
+        self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
+
+    @workflow.query
+    def progress(self) -> dict:
+        """The batch's pages by outcome, as this run has seen them end."""
+        return {"batch_id": self._batch_id, "total": self._total, "ended": dict(self._outcomes)}
+
+
+def batch_workflow_id(batch_id: str) -> str:
+    return f"pageperfect-batch-{batch_id}"
+
