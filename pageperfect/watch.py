@@ -118,4 +118,8 @@ def print_result(result: dict, console: Console, *, top: int = 10) -> None:
         label = "Draft" if draft["kind"] == "draft" else "Brief"
         console.print(Text(f"\n{label} for cluster {draft['cluster_id']}"
                            + (f" — {draft['suggested_heading']}" if draft.get("suggested_heading") else ""), style="bold"))
-        console.print(Text(draft["draft"][:600]))
+        # An insertion repeats the passage it follows: show only what is new.
+        text, original = draft["draft"], draft.get("original") or ""
+        if original and text.startswith(original):
+            text = text[len(original):].strip()
+        console.print(Text(text[:900]))
