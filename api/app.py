@@ -21,6 +21,7 @@ from api.routes_gsc import router as gsc_router
 from api.routes_batches import router as batches_router
 from api.routes_ops import router as ops_router
 from api.routes_stages import router as stages_router
+from api.lookup import job_or_404
 from db import queries
 from db.pool import create_pool
 from pageperfect.metrics import RequestMetrics, metrics_endpoint
@@ -169,7 +170,7 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     @app.get("/v1/jobs/{job_id}", name="get_job", summary="A job and its stages")
     async def get_job(job_id: uuid.UUID, request: Request) -> dict:
         pool = request.app.state.pool
-        job = await _job_or_404(pool, job_id)
+        job = await job_or_404(pool, job_id)
         stages = await queries.get_job_stages(pool, str(job_id))
         body = _job_json(job)
         body["stages"] = [_jsonable({k: r[k] for k in (
@@ -181,7 +182,7 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     @app.get("/v1/jobs/{job_id}/result", name="get_result", summary="The job's final result")
     async def get_result(job_id: uuid.UUID, request: Request) -> dict:
         pool = request.app.state.pool
-        job = await _job_or_404(pool, job_id)
+        job = await job_or_404(pool, job_id)
         if job["status"] != "completed":
             raise HTTPException(409, f"job {job_id} is {job['status']}; the result is there once it completes")
         return _jsonable(await build_result(pool, job))
@@ -189,7 +190,7 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     @app.post("/v1/jobs/{job_id}/cancel", status_code=202, summary="Cancel a running job")
     async def cancel_job(job_id: uuid.UUID, request: Request) -> dict:
         pool, client = request.app.state.pool, request.app.state.client
-        job = await _job_or_404(pool, job_id)
+        job = await job_or_404(pool, job_id)
         if job["status"] in FINAL:
             raise HTTPException(409, f"job {job_id} is already {job['status']}")
         handle = client.get_workflow_handle(job["workflow_id"], run_id=job["run_id"])
@@ -220,13 +221,6 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
         return JSONResponse({"status": "ok" if healthy else "degraded", **checks}, status_code=200 if healthy else 503)
 
     return app
-
-
-async def _job_or_404(pool: asyncpg.Pool, job_id: uuid.UUID) -> asyncpg.Record:
-    job = await queries.get_job(pool, str(job_id))
-    if job is None:
-        raise HTTPException(404, f"no job {job_id}")
-    return job
 
 
 def _job_json(job: asyncpg.Record) -> dict:

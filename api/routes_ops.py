@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import asyncpg
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.lookup import job_or_404
 from db import queries
 from pageperfect.report import CSP, load_report, render_report
 from workflows.pageperfect import PagePerfectWorkflow, TuneRequest
@@ -29,17 +29,10 @@ class TuneBody(BaseModel):
     retry_delay_seconds: float | None = Field(default=None, ge=0.1, le=3600)
 
     @model_validator(mode="after")
-    def _something(self) -> "TuneBody":
+    def _asks_for_something(self) -> "TuneBody":
         if self.max_attempts is None and self.retry_delay_seconds is None:
             raise ValueError("give max_attempts, retry_delay_seconds or both")
         return self
-
-
-async def _job_or_404(pool: asyncpg.Pool, job_id: uuid.UUID) -> asyncpg.Record:
-    job = await queries.get_job(pool, str(job_id))
-    if job is None:
-        raise HTTPException(404, f"no job {job_id}")
-    return job
 
 
 @router.post("/v1/jobs/{job_id}/tune", summary="Change a running job's retry settings")
@@ -47,7 +40,7 @@ async def tune_job(job_id: uuid.UUID, body: TuneBody, request: Request) -> dict:
     """The stages the job has not started yet get the new retry policy; a stage already running keeps the
     one it was scheduled with (Temporal fixes an activity's policy when it is scheduled)."""
     pool, client = request.app.state.pool, request.app.state.client
-    job = await _job_or_404(pool, job_id)
+    job = await job_or_404(pool, job_id)
     if job["status"] in FINAL:
         raise HTTPException(409, f"job {job_id} is already {job['status']}")
     handle = client.get_workflow_handle(job["workflow_id"], run_id=job["run_id"])
@@ -74,7 +67,7 @@ async def tune_job(job_id: uuid.UUID, body: TuneBody, request: Request) -> dict:
 async def job_report(job_id: uuid.UUID, request: Request) -> HTMLResponse:
     """Self-contained: inline styles and SVG charts, nothing loaded from anywhere."""
     pool = request.app.state.pool
-    job = await _job_or_404(pool, job_id)
+    job = await job_or_404(pool, job_id)
     if job["status"] != "completed":
         raise HTTPException(409, f"job {job_id} is {job['status']}; the report is there once it completes")
     data = await load_report(pool, job)
