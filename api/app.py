@@ -15,6 +15,7 @@ from temporalio.service import RPCError
 
 from api.auth import require_api_key
 from api.codec import install_codec
+from api.admission import Admission
 from api.intake import IntakeError, JobRequest, submit_job
 from api.openapi_errors import document_errors
 from api.routes_gsc import router as gsc_router
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     app.add_middleware(RequestMetrics)  # outermost: counts every answer, 413s and 401s included
     app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.state.settings, app.state.queue_prefix = settings, queue_prefix or settings.queue_prefix
+    admission = app.state.admission = Admission(settings.intake_concurrency, settings.intake_max_waiting)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError):
@@ -128,7 +130,7 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
 
     @app.exception_handler(IntakeError)
     async def _intake_error(request: Request, err: IntakeError):
-        return JSONResponse({"detail": err.message}, status_code=err.status_code)
+        return JSONResponse({"detail": err.message}, status_code=err.status_code, headers=err.headers)
 
     @app.exception_handler(RPCError)
     async def _temporal_down(request: Request, err: RPCError):
@@ -149,8 +151,9 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
               "content": {"application/json": {}}},
         404: {"description": "No page with that page_id"}})
     async def create_job(body: JobRequest, request: Request) -> JSONResponse:
-        submitted = await submit_job(body, pool=request.app.state.pool, client=request.app.state.client,
-                                     settings=settings, queue_prefix=queue_prefix)
+        async with admission.slot():
+            submitted = await submit_job(body, pool=request.app.state.pool, client=request.app.state.client,
+                                         settings=settings, queue_prefix=queue_prefix)
         content = {
             "job_id": submitted.job_id, "workflow_id": submitted.workflow_id, "run_id": submitted.run_id,
             "page_id": submitted.page_id, "url": submitted.url,

@@ -13,7 +13,7 @@ from typing import Literal
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
@@ -64,10 +64,11 @@ class JobRequest(BaseModel):
 
 
 class IntakeError(Exception):
-    def __init__(self, status_code: int, message: str):
+    def __init__(self, status_code: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.headers = headers
 
 
 @dataclass
@@ -200,6 +201,9 @@ async def start_job(job: JobInput, payload: dict, *, pool: asyncpg.Pool, client:
                 priority=temporal_priority(job.priority),
             )
             run_id = handle.result_run_id or ""
+            if started_new_run(handle):
+                running_job_id = job.job_id
+                break
             running_job_id = await _job_id_of_run(client, workflow_id, run_id)
             # A run whose job row is already final has finished its work and is closing: once it
             # has closed, start again, so that this request gets a job of its own.
@@ -231,6 +235,16 @@ async def _closed_after_its_end(pool: asyncpg.Pool, client: Client, workflow_id:
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+def started_new_run(handle: WorkflowHandle) -> bool | None:
+    """Whether start_workflow started a new run (False: USE_EXISTING returned the running one).
+
+    Read from the StartWorkflowExecution response, which the SDK keeps on the handle
+    but does not expose; None when it is not there, and the caller reads the history.
+    """
+    response = getattr(handle, "_start_workflow_response", None)
+    return getattr(response, "started", None)
 
 
 async def _job_id_of_run(client: Client, workflow_id: str, run_id: str) -> str | None:

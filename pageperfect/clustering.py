@@ -1,10 +1,12 @@
 """Groups search queries whose embeddings are close (DBSCAN, cosine distance).
 
 DBSCAN only needs each point's eps-neighbourhood, so instead of the n-by-n
-distance matrix scikit-learn would fill in, the neighbourhoods are computed in
-row blocks (float32 matrix products of bounded size) and handed to DBSCAN as a
-sparse precomputed radius graph. Memory grows with n x dim plus the number of
-close pairs, not with n squared: 20,000 queries of 1,536 dims stay well under 1 GB.
+distance matrix scikit-learn would fill in, the pairs within eps are found in
+row blocks (float32 matrix products of bounded size), and DBSCAN's labels are
+derived from those pairs directly (core points, connected components, border
+points), the same labels scikit-learn's DBSCAN gives. Memory grows with n x dim
+plus the number of close pairs, not with n squared: 20,000 queries of 1,536 dims
+stay well under 1 GB.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
-from sklearn.cluster import DBSCAN
-from threadpoolctl import threadpool_limits
+from scipy.sparse.csgraph import connected_components
+from threadpoolctl import ThreadpoolController
 
 from pageperfect.models import KeywordRow
 
@@ -24,7 +26,25 @@ BLOCK_BYTES = 64 * 2**20  # one block of similarities, float32
 # float32 dot products of unit vectors are off by ~1e-6 at 1,536 dims; pairs this
 # close to the eps boundary are decided again in float64.
 BOUNDARY_TOLERANCE = 1e-5
-APPROXIMATE_DIMS = 128
+# approximate=True: k-means cells of about CELL_SIZE points, found in a random
+# projection to PARTITION_DIMS dims; each point is compared (exactly) with the
+# members of its PROBES nearest cells.
+CELL_SIZE = 64
+PROBES = 8
+PARTITION_DIMS = 128
+KMEANS_ITERATIONS = 10
+KMEANS_SAMPLE_PER_CELL = 64
+
+
+_threadpools: ThreadpoolController | None = None
+
+
+def _blas_limits(threads: int):
+    """threadpool_limits for BLAS, with the loaded libraries looked up once (about 1 ms a call otherwise)."""
+    global _threadpools
+    if _threadpools is None:
+        _threadpools = ThreadpoolController()
+    return _threadpools.limit(limits=threads, user_api="blas")
 
 
 def default_blas_threads() -> int:
@@ -53,6 +73,65 @@ def _unit_rows(matrix: np.ndarray, dtype: type) -> np.ndarray:
     return matrix / norms
 
 
+def _prepared(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 unit rows and the mask of rows that are not all zeros (a zero row has no neighbours)."""
+    matrix = np.asarray(embeddings, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))  # no n x dim temporary
+    nonzero = norms > 0
+    norms[~nonzero] = 1.0
+    return matrix / norms[:, None], nonzero
+
+
+def _within_eps(
+    similarities: np.ndarray, eps: float, source: np.ndarray, left: np.ndarray, right: np.ndarray,
+    nonzero: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the candidate pairs (left, right), with float32 similarities, are within eps.
+
+    Returns the mask and the float64 distances. A pair within BOUNDARY_TOLERANCE of eps is
+    decided by its float64 distance from the source embeddings.
+    """
+    distances = 1.0 - similarities.astype(np.float64)
+    near = np.abs(distances - eps) <= BOUNDARY_TOLERANCE
+    if near.any():
+        distances[near] = _exact_distances(source, left[near], right[near])
+    return (distances <= eps) & nonzero[left] & nonzero[right], distances
+
+
+def _radius_pairs(
+    source: np.ndarray, unit: np.ndarray, nonzero: np.ndarray, eps: float, block_bytes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs i <= j within eps (self pairs included), row by row with columns ascending, and their distances."""
+    n = unit.shape[0]
+    rows_per_block = max(1, block_bytes // (4 * max(n, 1)))
+    min_similarity = np.float32(1.0 - eps - BOUNDARY_TOLERANCE)
+    row_parts: list[np.ndarray] = []
+    col_parts: list[np.ndarray] = []
+    data_parts: list[np.ndarray] = []
+    for start in range(0, n, rows_per_block):
+        stop = min(n, start + rows_per_block)
+        # The similarities are symmetric: only the pairs on or right of the diagonal are
+        # computed (half the products).
+        similarities = unit[start:stop] @ unit[start:].T
+        width = similarities.shape[1]
+        flat = np.flatnonzero(similarities >= min_similarity)  # row-major: rows, then columns ascending
+        rows, cols = np.divmod(flat, width)
+        upper = cols >= rows
+        flat, rows, cols = flat[upper], rows[upper], cols[upper]
+        values = similarities.ravel()[flat]
+        del similarities
+        rows += start
+        cols += start
+        keep, distances = _within_eps(values, eps, source, rows, cols, nonzero)
+        row_parts.append(rows[keep])
+        col_parts.append(cols[keep])
+        data_parts.append(np.maximum(distances[keep], 0.0))
+    rows = np.concatenate(row_parts) if row_parts else np.zeros(0, dtype=np.intp)
+    cols = np.concatenate(col_parts) if col_parts else np.zeros(0, dtype=np.intp)
+    data = np.concatenate(data_parts) if data_parts else np.zeros(0)
+    return rows, cols, data
+
+
 def radius_graph(embeddings: np.ndarray, eps: float, *, block_bytes: int = BLOCK_BYTES) -> sparse.csr_matrix:
     """Sparse matrix of the cosine distances of all pairs within eps.
 
@@ -63,35 +142,8 @@ def radius_graph(embeddings: np.ndarray, eps: float, *, block_bytes: int = BLOCK
     """
     source = np.asarray(embeddings)
     n = source.shape[0]
-    unit = _unit_rows(source, np.float32)
-    nonzero = np.linalg.norm(unit, axis=1) > 0
-    rows_per_block = max(1, block_bytes // (4 * max(n, 1)))
-    min_similarity = np.float32(1.0 - eps - BOUNDARY_TOLERANCE)
-    row_parts: list[np.ndarray] = []
-    col_parts: list[np.ndarray] = []
-    data_parts: list[np.ndarray] = []
-    for start in range(0, n, rows_per_block):
-        stop = min(n, start + rows_per_block)
-        # The similarities are symmetric: only the pairs on or right of the diagonal are
-        # computed (half the products) and mirrored below.
-        similarities = unit[start:stop] @ unit[start:].T
-        rows, cols = np.nonzero(similarities >= min_similarity)
-        upper = cols >= rows
-        rows, cols = rows[upper], cols[upper]
-        distances = 1.0 - similarities[rows, cols].astype(np.float64)
-        del similarities
-        rows += start
-        cols += start
-        near = np.abs(distances - eps) <= BOUNDARY_TOLERANCE
-        if near.any():
-            distances[near] = _exact_distances(source, rows[near], cols[near])
-        keep = (distances <= eps) & nonzero[rows] & nonzero[cols]
-        row_parts.append(rows[keep])
-        col_parts.append(cols[keep])
-        data_parts.append(np.maximum(distances[keep], 0.0))
-    rows = np.concatenate(row_parts) if row_parts else np.zeros(0, dtype=np.intp)
-    cols = np.concatenate(col_parts) if col_parts else np.zeros(0, dtype=np.intp)
-    data = np.concatenate(data_parts) if data_parts else np.zeros(0)
+    unit, nonzero = _prepared(source)
+    rows, cols, data = _radius_pairs(source, unit, nonzero, eps, block_bytes)
     mirrored = rows != cols
     rows, cols = np.concatenate([rows, cols[mirrored]]), np.concatenate([cols, rows[mirrored]])
     data = np.concatenate([data, data[mirrored]])
@@ -114,15 +166,126 @@ def _exact_distances(source: np.ndarray, left: np.ndarray, right: np.ndarray) ->
     return out
 
 
-def _project(embeddings: np.ndarray, dims: int = APPROXIMATE_DIMS) -> np.ndarray:
-    """A fixed Gaussian random projection to `dims` dimensions (cosines kept up to a few hundredths)."""
-    from sklearn.random_projection import GaussianRandomProjection
+def _dbscan_from_pairs(n: int, left: np.ndarray, right: np.ndarray, min_samples: int) -> np.ndarray:
+    """DBSCAN labels from the distinct pairs within eps (i != j, each pair once), as scikit-learn assigns them.
 
-    if embeddings.shape[1] <= dims:
-        return embeddings
-    unit = _unit_rows(embeddings, np.float32)
-    projected = GaussianRandomProjection(n_components=dims, random_state=0).fit_transform(unit)
-    return _unit_rows(projected, np.float32)
+    scikit-learn counts every point as its own neighbour, makes the points with at
+    least min_samples neighbours core points, and expands clusters from the core
+    points in index order: a cluster is a connected component of core points
+    (numbered by its lowest core index), and a border point (not core, next to a
+    core point) takes the first cluster to reach it, the lowest-numbered one.
+    """
+    counts = np.ones(n, dtype=np.int64)
+    counts += np.bincount(left, minlength=n)
+    counts += np.bincount(right, minlength=n)
+    core = counts >= min_samples
+    labels = np.full(n, -1, dtype=np.intp)
+    if not core.any():
+        return labels
+    both = core[left] & core[right]
+    graph = sparse.coo_matrix(
+        (np.ones(int(both.sum()), dtype=np.int8), (left[both], right[both])), shape=(n, n)
+    ).tocsr()
+    _, component = connected_components(graph, directed=False)
+    core_index = np.flatnonzero(core)
+    # Components in order of their lowest core index: scikit-learn's cluster numbers.
+    found, first = np.unique(component[core_index], return_index=True)
+    rank = np.empty(component.max() + 1, dtype=np.intp)
+    rank[found[np.argsort(first, kind="stable")]] = np.arange(len(found))
+    labels[core_index] = rank[component[core_index]]
+    border = np.full(n, np.iinfo(np.intp).max, dtype=np.intp)
+    for point, neighbour in ((left, right), (right, left)):
+        edge = core[neighbour] & ~core[point]
+        np.minimum.at(border, point[edge], labels[neighbour[edge]])
+    reached = ~core & (border != np.iinfo(np.intp).max)
+    labels[reached] = border[reached]
+    return labels
+
+
+def _kmeans_cells(points: np.ndarray, cells: int, rng: np.random.Generator) -> np.ndarray:
+    """Spherical k-means centres (unit rows) of a sample of `points` (unit rows)."""
+    sample = points[rng.choice(len(points), min(len(points), KMEANS_SAMPLE_PER_CELL * cells), replace=False)]
+    centres = sample[rng.choice(len(sample), cells, replace=False)].copy()
+    for _ in range(KMEANS_ITERATIONS):
+        nearest = np.argmax(sample @ centres.T, axis=1)
+        members = sparse.csr_matrix(
+            (np.ones(len(sample), dtype=np.float32), (nearest, np.arange(len(sample)))), shape=(cells, len(sample))
+        )
+        centres = np.asarray(members @ sample)
+        norms = np.linalg.norm(centres, axis=1)
+        empty = norms == 0
+        if empty.any():  # an empty cell restarts from a random sample point
+            centres[empty] = sample[rng.choice(len(sample), int(empty.sum()), replace=False)]
+            norms[empty] = 1.0
+        centres /= norms[:, None]
+    return centres
+
+
+def _approximate_pairs(
+    source: np.ndarray, unit: np.ndarray, nonzero: np.ndarray, eps: float, block_bytes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs within eps (i != j, each once) among the pairs the cells bring together; see dbscan_labels."""
+    n, dims = unit.shape
+    cells = n // CELL_SIZE
+    if cells <= PROBES:  # every point would probe every cell: the exact pairs cost no more
+        rows, cols, _ = _radius_pairs(source, unit, nonzero, eps, block_bytes)
+        distinct = rows != cols
+        return rows[distinct], cols[distinct]
+    rng = np.random.default_rng(0)
+    # Cells are chosen on the centred vectors (embeddings often share a common
+    # direction, which would put most points in one cell), projected to fewer dims.
+    if dims > PARTITION_DIMS:
+        projection = rng.standard_normal((dims, PARTITION_DIMS), dtype=np.float32)
+        partition = unit @ projection
+        partition -= unit.mean(axis=0) @ projection
+    else:
+        partition = unit - unit.mean(axis=0)
+    partition, _ = _prepared(partition)
+    centres = _kmeans_cells(partition, cells, rng)
+    probes = np.empty((n, PROBES), dtype=np.intp)
+    home = np.empty(n, dtype=np.intp)
+    step = max(1, block_bytes // (4 * cells))
+    for start in range(0, n, step):
+        similarities = partition[start : start + step] @ centres.T
+        nearest = np.argpartition(-similarities, PROBES - 1, axis=1)[:, :PROBES]
+        probes[start : start + step] = nearest
+        best = np.argmax(np.take_along_axis(similarities, nearest, axis=1), axis=1)
+        home[start : start + step] = nearest[np.arange(len(nearest)), best]
+    del partition
+    members_order = np.argsort(home, kind="stable")
+    member_bounds = np.searchsorted(home[members_order], np.arange(cells + 1))
+    probe_cell = probes.ravel()
+    probe_order = np.argsort(probe_cell, kind="stable")
+    probe_bounds = np.searchsorted(probe_cell[probe_order], np.arange(cells + 1))
+    probe_point = probe_order // PROBES  # the point making each probe, grouped by cell
+    min_similarity = np.float32(1.0 - eps - BOUNDARY_TOLERANCE)
+    left_parts: list[np.ndarray] = []
+    right_parts: list[np.ndarray] = []
+    for cell in range(cells):
+        members = members_order[member_bounds[cell] : member_bounds[cell + 1]]
+        queries = probe_point[probe_bounds[cell] : probe_bounds[cell + 1]]
+        if len(members) == 0 or len(queries) == 0:
+            continue
+        member_rows = unit[members]
+        step = max(1, block_bytes // (4 * len(members)))
+        for start in range(0, len(queries), step):
+            chunk = queries[start : start + step]
+            similarities = unit[chunk] @ member_rows.T
+            flat = np.flatnonzero(similarities >= min_similarity)
+            q, m = np.divmod(flat, len(members))
+            left, right = chunk[q], members[m]
+            # A pair can be found from both sides (each point's cell probed by the other);
+            # it is kept once, from its lower index.
+            found_back = (probes[right] == home[left][:, None]).any(axis=1)
+            once = (left != right) & ((left < right) | ~found_back)
+            flat, left, right = flat[once], left[once], right[once]
+            keep, _ = _within_eps(similarities.ravel()[flat], eps, source, left, right, nonzero)
+            left_parts.append(left[keep])
+            right_parts.append(right[keep])
+    empty = np.zeros(0, dtype=np.intp)
+    left = np.concatenate(left_parts) if left_parts else empty
+    right = np.concatenate(right_parts) if right_parts else empty
+    return left, right
 
 
 def dbscan_labels(
@@ -134,20 +297,36 @@ def dbscan_labels(
     of eps is decided by its float64 distance, where scikit-learn's float32 path
     may fall either way.
 
-    approximate=True first projects the embeddings to 128 dimensions: faster on
-    wide embeddings, but pairs near eps may fall on the other side, so labels can
-    differ from exact DBSCAN.
+    approximate=True compares each point only with the points of nearby cells
+    instead of all points: the points are split into k-means cells of about
+    CELL_SIZE (64) points, chosen on a random projection of the centred vectors to
+    128 dims, and each point is compared with the members of its PROBES (8)
+    nearest cells. Every pair compared is decided on its exact distance, as
+    above, so no pair beyond eps is ever added and the decisions near eps are
+    the exact ones; what can differ is a pair within eps whose two points lie in
+    cells that neither of them probes. Such a missed pair can split a cluster
+    or leave a border point as noise. It is most likely when neighbourhoods
+    are wide compared with the cells: eps large against the spread of the
+    data (a point with many hundreds of neighbours), or data with no cluster
+    structure, where cell borders cut through neighbourhoods. Below
+    (PROBES + 1) x CELL_SIZE = 576 points it gives the exact labels.
     """
     matrix = np.asarray(embeddings)
     if matrix.ndim != 2:
         raise ValueError("embeddings must be a 2-d array")
-    if matrix.shape[0] == 0:
+    n = matrix.shape[0]
+    if n == 0:
         return np.zeros(0, dtype=np.intp)
-    with threadpool_limits(limits=threads or default_blas_threads(), user_api="blas"):
+    with _blas_limits(threads or default_blas_threads()):
+        unit, nonzero = _prepared(matrix)
         if approximate:
-            matrix = _project(matrix)
-        graph = radius_graph(matrix, eps, block_bytes=BLOCK_BYTES)
-        return DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit(graph).labels_
+            left, right = _approximate_pairs(matrix, unit, nonzero, eps, BLOCK_BYTES)
+        else:
+            rows, cols, _ = _radius_pairs(matrix, unit, nonzero, eps, BLOCK_BYTES)
+            distinct = rows != cols
+            left, right = rows[distinct], cols[distinct]
+        del unit
+        return _dbscan_from_pairs(n, left, right, min_samples)
 
 
 def cluster_keywords(

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # Stage timeouts (start-to-close and heartbeat) as a multiple of the stage table's, fixed per job at
     # intake: below 1, a lost worker's activity is retried sooner.
     stage_timeout_scale: float = Field(default=1.0, gt=0, le=100, alias="PAGEPERFECT_STAGE_TIMEOUT_SCALE")
+    # Job submits handled at once by one API process (a workflow start and a few statements each), and
+    # how many more may wait for a slot before the API answers 503 with Retry-After.
+    intake_concurrency: int = Field(default=8, ge=1, le=1000, alias="PAGEPERFECT_INTAKE_CONCURRENCY")
+    intake_max_waiting: int = Field(default=500, ge=0, le=100_000, alias="PAGEPERFECT_INTAKE_MAX_WAITING")
     # How long one embedding or chat request may take before it is retried.
     provider_timeout_seconds: float = Field(default=60.0, gt=0, le=600, alias="PAGEPERFECT_PROVIDER_TIMEOUT")
 

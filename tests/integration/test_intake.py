@@ -66,3 +66,25 @@ async def test_healthz_reports_both_backends(pipeline):
     response = await pipeline.http.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "postgres": "ok", "temporal": "ok"}
+
+
+async def test_start_response_says_whether_a_run_was_started(client):
+    """The intake trusts the start response to tell a new run from a running one (no history read);
+    if the SDK stops keeping the response on the handle, this says so instead of a silent slow path."""
+    import uuid
+
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from api.intake import started_new_run
+
+    workflow_id, queue = f"start-flag-{uuid.uuid4()}", f"nobody-{uuid.uuid4()}"
+    first = await client.start_workflow("Nothing", id=workflow_id, task_queue=queue,
+                                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    again = await client.start_workflow("Nothing", id=workflow_id, task_queue=queue,
+                                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    try:
+        assert started_new_run(first) is True
+        assert started_new_run(again) is False
+        assert again.result_run_id == first.result_run_id
+    finally:
+        await first.terminate()

@@ -46,6 +46,20 @@ def test_labels_identical_to_plain_dbscan(name: str, eps: float, min_samples: in
     assert np.array_equal(got, expected)
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_labels_identical_on_random_small_cases(seed: int):
+    """Many small cases with border points shared by clusters, zero rows and duplicates:
+    the labels are derived from the pairs by hand, so they are checked against scikit-learn's."""
+    rng = np.random.default_rng(1000 + seed)
+    n, dims = int(rng.integers(5, 120)), int(rng.integers(2, 12))
+    matrix = blobs(seed, n, dims, int(rng.integers(1, 6)), float(rng.uniform(0.2, 1.5)))
+    matrix[rng.random(n) < 0.05] = 0.0
+    matrix = np.vstack([matrix, matrix[: int(rng.integers(0, 5))]])
+    eps, min_samples = float(rng.uniform(0.02, 0.6)), int(rng.integers(1, 8))
+    expected = DBSCAN(eps=eps, min_samples=min_samples, metric="cosine").fit(matrix).labels_
+    assert np.array_equal(dbscan_labels(matrix, eps=eps, min_samples=min_samples), expected)
+
+
 def test_datasets_exercise_clusters_and_noise():
     # Guards the identity test against trivial cases (all noise or one cluster).
     labels = DBSCAN(eps=0.25, min_samples=3, metric="cosine").fit(DATASETS["loose_blobs"][0]).labels_
@@ -89,6 +103,46 @@ def test_approximate_mode_finds_the_same_groups_on_separated_data():
     approximate = dbscan_labels(matrix, eps=0.2, min_samples=3, approximate=True)
     assert len(set(exact)) == 10
     assert adjusted_rand_score(exact, approximate) > 0.95
+
+
+def leaning_topics(seed: int, n: int, dims: int, topics: int) -> np.ndarray:
+    """Topics sharing a common direction, noise of varying size: many pairs sit within 0.05 of eps = 0.3."""
+    rng = np.random.default_rng(seed)
+    common = rng.standard_normal(dims)
+    centres = rng.standard_normal((topics, dims))
+    matrix = 0.8 * common + centres[rng.integers(0, topics, n)]
+    matrix += rng.uniform(0.3, 1.2, n)[:, None] * rng.standard_normal((n, dims))
+    return matrix.astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_approximate_mode_agrees_with_exact_when_pairs_crowd_near_eps(seed: int):
+    matrix = leaning_topics(seed, 800, 256, 40)
+    distances = 1 - clustering._unit_rows(matrix, np.float64) @ clustering._unit_rows(matrix, np.float64).T
+    assert (np.abs(distances - 0.3) < 0.05).sum() > (distances <= 0.3).sum() / 4  # crowded near eps
+    exact = dbscan_labels(matrix, eps=0.3, min_samples=2)
+    assert len(set(exact)) > 30
+    assert len(matrix) // clustering.CELL_SIZE > clustering.PROBES  # the cells are used, not the exact path
+    approximate = dbscan_labels(matrix, eps=0.3, min_samples=2, approximate=True)
+    assert adjusted_rand_score(exact, approximate) >= 0.95
+
+
+def test_approximate_pairs_are_exact_pairs():
+    # Every pair the approximate mode keeps is within eps, each once; at most a few are missed.
+    matrix = with_duplicates(leaning_topics(3, 900, 128, 30), 20)
+    unit, nonzero = clustering._prepared(matrix)
+    rows, cols, _ = clustering._radius_pairs(matrix, unit, nonzero, 0.3, clustering.BLOCK_BYTES)
+    exact = {(int(a), int(b)) for a, b in zip(rows, cols) if a != b}
+    left, right = clustering._approximate_pairs(matrix, unit, nonzero, 0.3, clustering.BLOCK_BYTES)
+    found = [(int(min(a, b)), int(max(a, b))) for a, b in zip(left, right)]
+    assert len(found) == len(set(found)) and set(found) <= exact
+    assert len(found) >= 0.95 * len(exact)
+
+
+def test_labels_identical_with_every_point_core():
+    matrix = DATASETS["loose_blobs"][0]
+    expected = DBSCAN(eps=0.3, min_samples=1, metric="cosine").fit(matrix).labels_
+    assert np.array_equal(dbscan_labels(matrix, eps=0.3, min_samples=1), expected)
 
 
 def rows_for(queries: list[tuple[str, float, float]]) -> list[KeywordRow]:
