@@ -29,7 +29,7 @@ _REASONS = {
     "404": "No such job, page, batch or resource",
     "409": "The resource is not in a state that allows this (not completed, already finished, ...)",
     "413": "The request body is over the size limit",
-    "503": "Temporal or Postgres is not answering; try again shortly",
+    "503": "Temporal or Postgres is not answering, or (POST /v1/jobs) too many submits are waiting; try again shortly",
 }
 
 

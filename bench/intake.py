@@ -1,7 +1,7 @@
 """Intake: POST /v1/jobs under load from a second process, vs a bare FastAPI endpoint returning the same JSON.
 
 Both apps run under uvicorn in this process, one after the other; the load comes
-from `python -m bench.intake --load ...` (httpx) in a child process. Two loads:
+from `python -m bench.intake --load ...` (aiohttp) in a child process. Two loads:
 closed loop (CONCURRENCY clients sending back to back: the most it takes), and
 open loop at 100 requests/s (latency measured from each request's scheduled
 send time, so a stall counts for every request it delays). No workers poll the
@@ -134,34 +134,41 @@ def _body(url_base: str, tag: str, i: int, keywords: list[dict]) -> dict:
 
 async def load(target: str, *, url_base: str, tag: str, seconds: float, concurrency: int | None,
                requests: int | None, rate: float | None) -> dict:
-    import httpx
+    # aiohttp rather than httpx here: with hundreds of requests waiting on a slow server, httpx's
+    # connection pool spent ~8 ms of CPU per request (O(n) work per request in its pool), so an
+    # open-loop generator collapsed before the server did (docs/BENCHMARKS.md, intake).
+    import aiohttp
 
     keywords = keyword_rows(KEYWORDS_PER_JOB)
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     errors = 0
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     from bench.stack import BENCH_API_KEY
 
     headers = {"Authorization": f"Bearer {BENCH_API_KEY}"}  # sent to the bare app too: same request bytes
-    async with httpx.AsyncClient(timeout=30, limits=limits, headers=headers) as client:
+    connector = aiohttp.TCPConnector(limit=0)  # one connection per request in flight, kept alive
+    async with aiohttp.ClientSession(connector=connector, headers=headers,
+                                     timeout=aiohttp.ClientTimeout(total=30)) as client:
         async def send(i: int, scheduled: float) -> None:
             nonlocal errors
+            status = None
             try:
-                response = await client.post(target, json=_body(url_base, tag, i, keywords))
-                ok = response.status_code == 202
-            except httpx.HTTPError as err:
-                ok, response = False, None
+                async with client.post(target, json=_body(url_base, tag, i, keywords)) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, asyncio.TimeoutError) as err:
                 statuses[type(err).__name__] = statuses.get(type(err).__name__, 0) + 1
-            if ok:
+            if status == 202:
                 latencies.append(time.perf_counter() - scheduled)
             else:
                 errors += 1
-                if response is not None:
-                    statuses[str(response.status_code)] = statuses.get(str(response.status_code), 0) + 1
+                if status is not None:
+                    statuses[str(status)] = statuses.get(str(status), 0) + 1
 
         await send(-1, time.perf_counter())  # connection and first-request costs out of the way
         latencies.clear()
+        errors = 0
+        statuses.clear()
         cpu_started = time.process_time()
         started = time.perf_counter()
         deadline = started + seconds
