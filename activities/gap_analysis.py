@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import numpy as np
 from temporalio import activity
 
 from activities.common import artifact_from, fingerprint, permanent, reuse_or_run, run_cpu
@@ -21,7 +20,7 @@ def _cluster_from_row(row) -> Cluster:
         cluster_id=row["cluster_id"], representative=row["representative"], keywords=list(row["keywords"]),
         member_indices=[], size=row["size"], total_impressions=row["total_impressions"],
         avg_impressions=row["avg_impressions"], total_clicks=row["total_clicks"], avg_position=row["avg_position"],
-        centroid=np.asarray(row["centroid"], dtype=np.float32),
+        centroid=queries.unpack_vector(row["centroid"]),
     )
 
 
@@ -51,8 +50,7 @@ async def gap_analysis(inp: StageInput) -> StageSummary:
         clusters = [_cluster_from_row(r) for r in cluster_rows]
         segments = [SimpleNamespace(segment_id=r["segment_id"], heading_path=list(r["heading_path"]), text=r["text"])
                     for r in segment_rows]
-        matrix = (np.asarray([r["embedding"] for r in segment_rows], dtype=np.float32)
-                  if segment_rows else np.zeros((0, 1), dtype=np.float32))
+        matrix = queries.unpack_vectors(r["embedding"] for r in segment_rows)
         report = await run_cpu(analyze_gaps, clusters, matrix, segments, threshold=threshold,
                                score=job.options.score, similarity=defaults.similarity)
         report_id = await queries.insert_gap_report(

@@ -162,7 +162,7 @@ def draw(path: Path, cluster: dict[str, dict[int, float]], jobs_at_once: dict[in
     c.grid(True, alpha=0.3)
     c.legend(fontsize=8)
 
-    fig.suptitle(f"python -m bench --only scaling: {note}", fontsize=9)
+    fig.suptitle(f"bench/scaling.py: {note}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -413,6 +413,31 @@ async def get_crawl(conn: Conn, crawl_id: int) -> asyncpg.Record | None:
 
 # ---------------------------------------------------------------- segments and embeddings
 
+# Vectors (embeddings, centroids) are stored as packed big-endian float32 (migration 004).
+_PACKED = np.dtype(">f4")
+
+
+def pack_vector(vector: Any) -> bytes:
+    return np.asarray(vector, dtype=_PACKED).tobytes()
+
+
+def pack_vectors(matrix: Any) -> list[bytes]:
+    packed = np.asarray(matrix, dtype=_PACKED)
+    return [row.tobytes() for row in packed]
+
+
+def unpack_vector(packed: bytes) -> np.ndarray:
+    return np.frombuffer(packed, dtype=_PACKED).astype(np.float32)
+
+
+def unpack_vectors(rows: Iterable[bytes], dim: int | None = None) -> np.ndarray:
+    """Rows of packed vectors as one float32 matrix (zero rows of `dim` columns when there are none)."""
+    packed = list(rows)
+    if not packed:
+        return np.zeros((0, dim or 1), dtype=np.float32)
+    return np.frombuffer(b"".join(packed), dtype=_PACKED).reshape(len(packed), -1).astype(np.float32)
+
+
 async def insert_segment_set(conn: Conn, *, page_id: int, crawl_id: int, job_id: str, page: Any,
                              provider: str, model: str, embeddings: np.ndarray) -> int:
     async with transaction(conn) as conn:
@@ -428,9 +453,8 @@ async def insert_segment_set(conn: Conn, *, page_id: int, crawl_id: int, job_id:
             columns=["segment_set_id", "segment_id", "position", "kind", "heading_level", "heading_path", "text",
                      "embedding"],
             records=[
-                (set_id, s.segment_id, s.position, s.kind, s.heading_level, list(s.heading_path), s.text,
-                 embeddings[i].tolist())
-                for i, s in enumerate(page.segments)
+                (set_id, s.segment_id, s.position, s.kind, s.heading_level, list(s.heading_path), s.text, vector)
+                for s, vector in zip(page.segments, pack_vectors(embeddings), strict=True)
             ],
         )
     return set_id
@@ -461,13 +485,13 @@ class PostgresEmbeddingCache:
                WHERE provider = $1 AND model = $2 AND text_hash = ANY($3::text[])""",
             provider, model, text_hashes,
         )
-        return {r["text_hash"]: np.asarray(r["embedding"], dtype=np.float32) for r in rows}
+        return {r["text_hash"]: unpack_vector(r["embedding"]) for r in rows}
 
     async def put_many(self, provider: str, model: str, items: dict[str, np.ndarray]) -> None:
         await self._pool.executemany(
             """INSERT INTO embedding_cache (provider, model, text_hash, embedding) VALUES ($1, $2, $3, $4)
                ON CONFLICT DO NOTHING""",
-            [(provider, model, h, v.tolist()) for h, v in items.items()],
+            [(provider, model, h, pack_vector(v)) for h, v in items.items()],
         )
 
 
@@ -489,7 +513,7 @@ async def insert_cluster_set(conn: Conn, *, page_id: int, keyword_set_id: int | 
                      "avg_impressions", "total_clicks", "avg_position", "centroid"],
             records=[
                 (set_id, c.cluster_id, c.representative, list(c.keywords), c.size, c.total_impressions,
-                 c.avg_impressions, c.total_clicks, c.avg_position, c.centroid.tolist())
+                 c.avg_impressions, c.total_clicks, c.avg_position, pack_vector(c.centroid))
                 for c in clusters
             ],
         )

@@ -61,13 +61,13 @@ async def load_report(pool: asyncpg.Pool, job: asyncpg.Record) -> ReportData:
     if ids["segment_embed"]:
         for row in await queries.get_segments(pool, ids["segment_embed"]):
             record = dict(row)
-            vectors.append(np.asarray(record.pop("embedding"), dtype=np.float32))
+            vectors.append(queries.unpack_vector(record.pop("embedding")))
             record["heading_path"] = list(record["heading_path"])
             segments.append(record)
     centroids = {}
     if ids["keyword_clustering"]:
         for row in await queries.get_clusters(pool, ids["keyword_clustering"]):
-            centroids[row["cluster_id"]] = np.asarray(row["centroid"], dtype=np.float32)
+            centroids[row["cluster_id"]] = queries.unpack_vector(row["centroid"])
     dim = vectors[0].shape[0] if vectors else 0
     return ReportData(
         job={k: job[k] for k in ("id", "url", "status", "created_at", "completed_at")},
