@@ -25,16 +25,28 @@ from workflows.stages import STAGES_BY_NAME
 
 log = logging.getLogger("pageperfect.mirror")
 
-Write = Callable[[asyncpg.Pool], Awaitable[None]]
+# A mirror write runs its statements on the connection it is given, inside the writer's transaction.
+Write = Callable[[asyncpg.Connection], Awaitable[None]]
+
+_POSTGRES_AWAY = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                  asyncpg.InternalClientError,  # a connection left confused by a server restart
+                  asyncpg.CannotConnectNowError, asyncio.TimeoutError)
 
 
 class MirrorWriter:
-    """Applies mirror writes in order in the background; retries while Postgres is down."""
+    """Applies mirror writes in order in the background; retries while Postgres is down.
 
-    def __init__(self, pool: asyncpg.Pool, *, give_up_after: float = 600.0, max_pending: int = 50_000):
+    The writes waiting at a moment (up to `batch_size`) go in one transaction: under load
+    that is one commit for many jobs' rows instead of one each. A write that Postgres
+    refuses (a bad row) makes the batch go again one write at a time, so only it is lost.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, give_up_after: float = 600.0, max_pending: int = 50_000,
+                 batch_size: int = 100):
         self._pool = pool
         self._queue: asyncio.Queue[tuple[str, Write] | None] = asyncio.Queue(maxsize=max_pending)
         self._give_up_after = give_up_after
+        self._batch_size = batch_size
         self._task: asyncio.Task | None = None
         self.dropped = 0
 
@@ -61,35 +73,50 @@ class MirrorWriter:
 
     async def _run(self) -> None:
         while True:
-            item = await self._queue.get()
+            batch = [await self._queue.get()]
+            while len(batch) < self._batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             try:
-                if item is None:
+                writes = [item for item in batch if item is not None]
+                if writes:
+                    await self._apply(writes)
+                if len(writes) < len(batch):  # close() was called
                     return
-                await self._apply(*item)
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
 
-    async def _apply(self, job_id: str, write: Write) -> None:
+    async def _apply(self, writes: list[tuple[str, Write]]) -> None:
+        if await self._in_one_transaction(writes) or len(writes) == 1:
+            return
+        for write in writes:  # one of them was refused: each on its own, so that only that one is lost
+            await self._in_one_transaction([write])
+
+    async def _in_one_transaction(self, writes: list[tuple[str, Write]]) -> bool:
+        """True when the writes are applied, or given up on after retrying; False when Postgres refused one."""
         deadline = asyncio.get_running_loop().time() + self._give_up_after
         delay = 0.5
         while True:
             try:
-                await write(self._pool)
-                return
-            except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                    asyncpg.InternalClientError,  # a connection left confused by a server restart
-                    asyncpg.CannotConnectNowError, asyncio.TimeoutError) as err:
+                async with self._pool.acquire() as conn:
+                    async with conn.transaction():
+                        for _, write in writes:
+                            await write(conn)
+                return True
+            except _POSTGRES_AWAY as err:
                 if asyncio.get_running_loop().time() > deadline:
-                    self.dropped += 1
-                    log.error("mirror write dropped for job %s after retries (%s); "
-                              "`pageperfect mirror reconcile %s` rebuilds it", job_id, err, job_id)
-                    return
+                    self.dropped += len(writes)
+                    for job_id in dict.fromkeys(job_id for job_id, _ in writes):
+                        log.error("mirror write dropped for job %s after retries (%s); "
+                                  "`pageperfect mirror reconcile %s` rebuilds it", job_id, err, job_id)
+                    return True
                 await asyncio.sleep(delay * (1 + random.random() / 4))
                 delay = min(delay * 2, 15.0)
             except Exception:  # a bad row must not stop the mirror for every other job
-                self.dropped += 1
-                log.exception("mirror write failed for job %s", job_id)
-                return
+                if len(writes) == 1:
+                    self.dropped += 1
+                    log.exception("mirror write failed for job %s", writes[0][0])
+                return False
 
 
 def retry_outlook(err: BaseException, info: activity.Info) -> tuple[bool, datetime | None]:
@@ -166,22 +193,20 @@ class _MirrorInbound(ActivityInboundInterceptor):
             event_meta["next_retry_at"] = next_retry_at.isoformat()
         when = completed_at or started_at
 
-        async def write(pool: asyncpg.Pool) -> None:
-            async with pool.acquire() as conn:
-                async with conn.transaction():
-                    await queries.mirror_stage(
-                        conn, job_id=job_id, stage=stage, status=status, attempt=attempt, max_attempts=max_attempts,
-                        started_at=started_at, completed_at=completed_at, duration_ms=duration,
-                        last_error=last_error, next_retry_at=next_retry_at, reused=reused,
-                    )
-                    await queries.mirror_event(
-                        conn, job_id=job_id, stage=stage, status=status, message=message, metadata=event_meta,
-                        workflow_id=info.workflow_id or "", run_id=info.workflow_run_id or "",
-                        activity_id=info.activity_id, attempt=attempt, created_at=when,
-                    )
-                    if status == "processing":
-                        await queries.mirror_job_progress(conn, job_id=job_id, stage=stage, attempt=attempt,
-                                                          run_id=info.workflow_run_id or "")
+        async def write(conn: asyncpg.Connection) -> None:
+            await queries.mirror_stage(
+                conn, job_id=job_id, stage=stage, status=status, attempt=attempt, max_attempts=max_attempts,
+                started_at=started_at, completed_at=completed_at, duration_ms=duration,
+                last_error=last_error, next_retry_at=next_retry_at, reused=reused,
+            )
+            await queries.mirror_event(
+                conn, job_id=job_id, stage=stage, status=status, message=message, metadata=event_meta,
+                workflow_id=info.workflow_id or "", run_id=info.workflow_run_id or "",
+                activity_id=info.activity_id, attempt=attempt, created_at=when,
+            )
+            if status == "processing":
+                await queries.mirror_job_progress(conn, job_id=job_id, stage=stage, attempt=attempt,
+                                                  run_id=info.workflow_run_id or "")
 
         self._writer.submit(job_id, write)
 

@@ -1,38 +1,88 @@
-"""The mirror writer keeps order, retries while Postgres is away, and names the job when it gives up."""
+"""The mirror writer keeps order, retries while Postgres is away, batches what is waiting into one
+transaction, loses only a write Postgres refuses, and names the job when it gives up."""
 
 from __future__ import annotations
 
 import logging
+import uuid
+
+import pytest
 
 from pageperfect.mirror import MirrorWriter
 
 
-async def test_writes_wait_for_postgres_and_keep_their_order():
-    applied: list[str] = []
+@pytest.fixture
+async def probe(pool):
+    """A table of its own for each test: the writes below record what they did in it."""
+    table = f"mirror_probe_{uuid.uuid4().hex[:8]}"
+    await pool.execute(f"CREATE TABLE {table} (seq SERIAL, name TEXT NOT NULL, txid BIGINT NOT NULL)")
+    yield table
+    await pool.execute(f"DROP TABLE {table}")
+
+
+def recording(table: str, name: str):
+    async def write(conn) -> None:
+        await conn.execute(f"INSERT INTO {table} (name, txid) VALUES ($1, txid_current())", name)
+    return write
+
+
+async def names(pool, table: str) -> list[str]:
+    return [r["name"] for r in await pool.fetch(f"SELECT name FROM {table} ORDER BY seq")]
+
+
+async def test_writes_wait_for_postgres_and_keep_their_order(pool, probe):
     outage = {"left": 3}
 
     def write(name: str):
-        async def apply(pool) -> None:
+        async def apply(conn) -> None:
             if outage["left"] > 0:
                 outage["left"] -= 1
                 raise ConnectionRefusedError("postgres is down")
-            applied.append(name)
+            await recording(probe, name)(conn)
         return apply
 
-    writer = MirrorWriter(pool=None, give_up_after=30)
+    writer = MirrorWriter(pool, give_up_after=30)
     writer.start()
     for name in ("first", "second", "third"):
         writer.submit("job-1", write(name))
     await writer.flush()
     await writer.close()
-    assert applied == ["first", "second", "third"] and writer.dropped == 0
+    assert await names(pool, probe) == ["first", "second", "third"] and writer.dropped == 0
 
 
-async def test_a_write_that_never_lands_is_dropped_with_the_job_named(caplog):
-    async def never(pool) -> None:
+async def test_waiting_writes_go_in_one_transaction(pool, probe):
+    writer = MirrorWriter(pool, batch_size=100)
+    for i in range(50):  # queued before the writer runs: they are all waiting at once
+        writer.submit(f"job-{i}", recording(probe, f"w{i}"))
+    writer.start()
+    await writer.flush()
+    await writer.close()
+    rows = await pool.fetch(f"SELECT name, txid FROM {probe} ORDER BY seq")
+    assert [r["name"] for r in rows] == [f"w{i}" for i in range(50)]
+    assert len({r["txid"] for r in rows}) == 1
+
+
+async def test_a_refused_write_loses_only_itself(pool, probe, caplog):
+    async def bad_row(conn) -> None:
+        await conn.execute(f"INSERT INTO {probe} (name, txid) VALUES (NULL, 0)")  # NOT NULL violation
+
+    writer = MirrorWriter(pool)
+    writer.submit("job-a", recording(probe, "before"))
+    writer.submit("job-bad", bad_row)
+    writer.submit("job-b", recording(probe, "after"))
+    with caplog.at_level(logging.ERROR, logger="pageperfect.mirror"):
+        writer.start()
+        await writer.flush()
+    await writer.close()
+    assert await names(pool, probe) == ["before", "after"]
+    assert writer.dropped == 1 and "job-bad" in caplog.text
+
+
+async def test_a_write_that_never_lands_is_dropped_with_the_job_named(pool, caplog):
+    async def never(conn) -> None:
         raise ConnectionRefusedError("postgres is down")
 
-    writer = MirrorWriter(pool=None, give_up_after=0.2)
+    writer = MirrorWriter(pool, give_up_after=0.2)
     writer.start()
     with caplog.at_level(logging.ERROR, logger="pageperfect.mirror"):
         writer.submit("job-42", never)
