@@ -115,14 +115,19 @@ def list_() -> None:
     _finish(0)
 
 
+def _act(work, done: str) -> None:
+    """One change to a schedule: run it, say what was done, exit."""
+    _run(work)
+    console.print(done)
+    _finish(0)
+
+
 @schedules_app.command("pause")
 def pause(schedule_id: str, note: str = typer.Option("paused with pageperfect schedules pause", "--note")) -> None:
     """Stop a schedule from starting anything until unpaused."""
     from pageperfect import schedules
 
-    _run(lambda client: schedules.pause(client, schedule_id, note))
-    console.print(f"paused {schedule_id}")
-    _finish(0)
+    _act(lambda client: schedules.pause(client, schedule_id, note), f"paused {schedule_id}")
 
 
 @schedules_app.command("unpause")
@@ -130,9 +135,7 @@ def unpause(schedule_id: str) -> None:
     """Let a paused schedule run again."""
     from pageperfect import schedules
 
-    _run(lambda client: schedules.unpause(client, schedule_id))
-    console.print(f"unpaused {schedule_id}")
-    _finish(0)
+    _act(lambda client: schedules.unpause(client, schedule_id), f"unpaused {schedule_id}")
 
 
 @schedules_app.command("trigger")
@@ -140,9 +143,7 @@ def trigger(schedule_id: str) -> None:
     """Run a schedule's work now, once (also when paused)."""
     from pageperfect import schedules
 
-    _run(lambda client: schedules.trigger(client, schedule_id))
-    console.print(f"triggered {schedule_id}")
-    _finish(0)
+    _act(lambda client: schedules.trigger(client, schedule_id), f"triggered {schedule_id}")
 
 
 @schedules_app.command("delete")
@@ -150,6 +151,4 @@ def delete(schedule_id: str) -> None:
     """Delete a schedule; what it started already runs on."""
     from pageperfect import schedules
 
-    _run(lambda client: schedules.delete(client, schedule_id))
-    console.print(f"deleted {schedule_id}")
-    _finish(0)
+    _act(lambda client: schedules.delete(client, schedule_id), f"deleted {schedule_id}")

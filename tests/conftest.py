@@ -154,45 +154,59 @@ class Pipeline:
             await asyncio.sleep(0.2)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def pipeline_factory(pool, client, temporal_server):
-    from api.app import create_app
-    from worker import build_workers
+class Pipelines:
+    """Workers and an API on a task-queue prefix of their own, per test; all stopped at the end."""
 
-    started: list[tuple[object, uvicorn.Server, asyncio.Task, httpx.AsyncClient]] = []
+    def __init__(self) -> None:
+        self._started: list[tuple[object, uvicorn.Server, asyncio.Task, httpx.AsyncClient]] = []
 
-    async def start(*, wrap_crawler=None, queues=None, **overrides) -> Pipeline:
-        """wrap_crawler(inner) -> crawler lets a test put faults in front of the real crawler."""
-        from activities.runtime import build_resources
+    async def start(self, settings: Settings, prefix: str, *, pool, client, resources, queues=None,
+                    http_timeout: float = 30) -> Pipeline:
+        from api.app import create_app
+        from worker import build_workers
 
-        settings = make_settings(temporal_address=temporal_server.address, **overrides)
-        prefix = f"t{uuid.uuid4().hex[:10]}"
-        resources = await build_resources(settings, pool)
-        if wrap_crawler is not None:
-            resources.crawler = wrap_crawler(resources.crawler)
-        # With payload_key set, workers and API share a client whose converter encrypts.
-        job_client = client if settings.payload_key is None else await connect(temporal_server.address, settings=settings)
-        group = await build_workers(job_client, settings, pool, prefix=prefix, resources=resources,
+        group = await build_workers(client, settings, pool, prefix=prefix, resources=resources,
                                     **({"queues": queues} if queues else {}))  # queues: only these kinds
         group.start()
-        app = create_app(settings, pool=pool, client=job_client, queue_prefix=prefix)
+        app = create_app(settings, pool=pool, client=client, queue_prefix=prefix)
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                                lifespan="on"))
         task = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.05)
-        http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+        http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=http_timeout,
                                  headers={"Authorization": f"Bearer {TEST_API_KEY}"})
-        started.append((group, server, task, http))
+        self._started.append((group, server, task, http))
         return Pipeline(settings, prefix, f"http://127.0.0.1:{port}", http, group)
 
+    async def stop_all(self) -> None:
+        for group, server, task, http in self._started:
+            await http.aclose()
+            server.should_exit = True
+            await task
+            await group.shutdown()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pipeline_factory(pool, client, temporal_server):
+    pipelines = Pipelines()
+
+    async def start(*, wrap_crawler=None, queues=None, **overrides) -> Pipeline:
+        """wrap_crawler(inner) -> crawler lets a test put faults in front of the real crawler."""
+        from activities.runtime import build_resources
+
+        settings = make_settings(temporal_address=temporal_server.address, **overrides)
+        resources = await build_resources(settings, pool)
+        if wrap_crawler is not None:
+            resources.crawler = wrap_crawler(resources.crawler)
+        # With payload_key set, workers and API share a client whose converter encrypts.
+        job_client = client if settings.payload_key is None else await connect(temporal_server.address, settings=settings)
+        return await pipelines.start(settings, f"t{uuid.uuid4().hex[:10]}", pool=pool, client=job_client,
+                                     resources=resources, queues=queues)
+
     yield start
-    for group, server, task, http in started:
-        await http.aclose()
-        server.should_exit = True
-        await task
-        await group.shutdown()
+    await pipelines.stop_all()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -9,55 +9,27 @@ import sys
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest_asyncio
-import uvicorn
 
-from pageperfect.stack import free_port
-from tests.conftest import REPO, Pipeline, make_settings
-
-try:  # the API key the suite's API accepts, where the API asks for one
-    from tests.conftest import TEST_API_KEY
-except ImportError:  # pragma: no cover - an API without keys
-    TEST_API_KEY = None
-
-
-def auth_headers() -> dict[str, str]:
-    return {"Authorization": f"Bearer {TEST_API_KEY}"} if TEST_API_KEY else {}
+from tests.conftest import REPO, Pipeline, Pipelines, make_settings
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def stack_factory():
     """Like pipeline_factory, but on the pool and Temporal client the test gives: a Postgres or a
     Temporal server of its own, which it may stop and start."""
-    from activities.runtime import build_resources
-    from api.app import create_app
-    from worker import build_workers
-
-    started: list[tuple[object, uvicorn.Server, asyncio.Task, httpx.AsyncClient]] = []
+    pipelines = Pipelines()
 
     async def start(*, pool, client, temporal_address: str, **overrides) -> Pipeline:
+        from activities.runtime import build_resources
+
         settings = make_settings(temporal_address=temporal_address, **overrides)
-        prefix = f"r{uuid.uuid4().hex[:10]}"
         resources = await build_resources(settings, pool)
-        group = await build_workers(client, settings, pool, prefix=prefix, resources=resources)
-        group.start()
-        app = create_app(settings, pool=pool, client=client, queue_prefix=prefix)
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.05)
-        http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, headers=auth_headers())
-        started.append((group, server, task, http))
-        return Pipeline(settings, prefix, f"http://127.0.0.1:{port}", http, group)
+        return await pipelines.start(settings, f"r{uuid.uuid4().hex[:10]}", pool=pool, client=client,
+                                     resources=resources, http_timeout=60)
 
     yield start
-    for group, server, task, http in started:
-        await http.aclose()
-        server.should_exit = True
-        await task
-        await group.shutdown()
+    await pipelines.stop_all()
 
 
 class WorkerProcess:

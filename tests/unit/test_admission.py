@@ -10,6 +10,11 @@ from api.admission import Admission
 from api.intake import IntakeError
 
 
+async def hold_until(admission: Admission, release: asyncio.Event) -> None:
+    async with admission.slot():
+        await release.wait()
+
+
 async def test_submits_beyond_the_bound_wait_for_a_slot():
     admission = Admission(concurrency=2, max_waiting=10)
     inside, most_inside = 0, 0
@@ -30,14 +35,9 @@ async def test_submits_beyond_the_bound_wait_for_a_slot():
 async def test_a_full_line_is_refused_with_retry_after():
     admission = Admission(concurrency=1, max_waiting=1)
     release = asyncio.Event()
-
-    async def hold():
-        async with admission.slot():
-            await release.wait()
-
-    holder = asyncio.create_task(hold())
+    holder = asyncio.create_task(hold_until(admission, release))
     await asyncio.sleep(0)
-    waiter = asyncio.create_task(hold())
+    waiter = asyncio.create_task(hold_until(admission, release))
     await asyncio.sleep(0)
     assert admission.waiting == 1
     with pytest.raises(IntakeError) as refused:
@@ -53,14 +53,9 @@ async def test_a_full_line_is_refused_with_retry_after():
 async def test_a_cancelled_waiter_gives_its_place_back():
     admission = Admission(concurrency=1, max_waiting=5)
     release = asyncio.Event()
-
-    async def hold():
-        async with admission.slot():
-            await release.wait()
-
-    holder = asyncio.create_task(hold())
+    holder = asyncio.create_task(hold_until(admission, release))
     await asyncio.sleep(0)
-    waiter = asyncio.create_task(hold())
+    waiter = asyncio.create_task(hold_until(admission, release))
     await asyncio.sleep(0)
     waiter.cancel()  # the client went away while waiting
     await asyncio.gather(waiter, return_exceptions=True)
