@@ -348,40 +348,50 @@ def cluster_keywords(
     if not rows:
         return []
     labels = dbscan_labels(embeddings, eps=eps, min_samples=min_samples, approximate=approximate, threads=threads)
-    groups: dict[int, list[int]] = {}
-    singleton = -1
-    for index, label in enumerate(labels):
-        if label < 0:
-            groups[singleton] = [index]
-            singleton -= 1
-        else:
-            groups.setdefault(int(label), []).append(index)
-    unit = _unit_rows(embeddings, np.float32)
-    clusters = [_summarize(rows, unit, members) for members in groups.values()]
-    clusters.sort(key=lambda c: (-c.total_impressions, min(c.member_indices)))
-    for rank, cluster in enumerate(clusters):
-        cluster.cluster_id = rank
+    return _summarize(rows, _unit_rows(embeddings, np.float32), labels)
+
+
+def _summarize(rows: Sequence[KeywordRow], unit: np.ndarray, labels: np.ndarray) -> list[Cluster]:
+    """One Cluster per DBSCAN label and per noise point, ranked; every sum at once, per group (no loop per cluster)."""
+    n = len(rows)
+    group = np.asarray(labels, dtype=np.intp).copy()
+    noise = group < 0
+    group[noise] = group.max(initial=-1) + 1 + np.arange(int(noise.sum()))
+    count = int(group.max()) + 1
+    impressions = np.fromiter((r.impressions for r in rows), dtype=np.float64, count=n)
+    positions = np.fromiter((r.position for r in rows), dtype=np.float64, count=n)
+    clicks = np.fromiter((r.clicks for r in rows), dtype=np.float64, count=n)
+    size = np.bincount(group, minlength=count)
+    total = np.bincount(group, weights=impressions, minlength=count)
+    weighted_position = np.bincount(group, weights=positions * impressions, minlength=count)
+    plain_position = np.bincount(group, weights=positions, minlength=count) / size
+    avg_position = np.where(total > 0, weighted_position / np.where(total > 0, total, 1.0), plain_position)
+    total_clicks = np.bincount(group, weights=clicks, minlength=count)
+    # Members by group, then impressions descending, ties in input order.
+    order = np.lexsort((np.arange(n), -impressions, group))
+    bounds = np.searchsorted(group[order], np.arange(count + 1))
+    membership = sparse.csr_matrix((np.ones(n, dtype=np.float32), (group, np.arange(n))), shape=(count, n))
+    centroids = np.asarray(membership @ unit) / size[:, None].astype(np.float32)
+    norms = np.linalg.norm(centroids, axis=1)
+    degenerate = norms == 0  # members cancel out: the top member's direction stands in
+    centroids[degenerate] = unit[order[bounds[:-1][degenerate]]]
+    centroids[~degenerate] /= norms[~degenerate, None]
+    first_member = np.full(count, n, dtype=np.intp)
+    np.minimum.at(first_member, group, np.arange(n))
+    ranking = np.lexsort((first_member, -total))  # total impressions descending, then first appearance
+    clusters = []
+    for rank, g in enumerate(ranking.tolist()):
+        members = order[bounds[g] : bounds[g + 1]].tolist()
+        clusters.append(Cluster(
+            cluster_id=rank,
+            representative=rows[members[0]].query,
+            keywords=[rows[i].query for i in members],
+            member_indices=members,
+            size=len(members),
+            total_impressions=float(total[g]),
+            avg_impressions=float(total[g]) / len(members),
+            total_clicks=float(total_clicks[g]),
+            avg_position=float(avg_position[g]),
+            centroid=centroids[g].astype(np.float32),
+        ))
     return clusters
-
-
-def _summarize(rows: Sequence[KeywordRow], unit: np.ndarray, members: list[int]) -> Cluster:
-    members = sorted(members, key=lambda i: -rows[i].impressions)  # stable: ties keep input order
-    impressions = np.array([rows[i].impressions for i in members], dtype=np.float64)
-    positions = np.array([rows[i].position for i in members], dtype=np.float64)
-    total = float(impressions.sum())
-    avg_position = float(positions @ impressions / total) if total > 0 else float(positions.mean())
-    centroid = unit[members].mean(axis=0)
-    norm = np.linalg.norm(centroid)
-    centroid = centroid / norm if norm > 0 else unit[members[0]].copy()
-    return Cluster(
-        cluster_id=-1,
-        representative=rows[members[0]].query,
-        keywords=[rows[i].query for i in members],
-        member_indices=members,
-        size=len(members),
-        total_impressions=total,
-        avg_impressions=total / len(members),
-        total_clicks=float(sum(rows[i].clicks for i in members)),
-        avg_position=avg_position,
-        centroid=centroid.astype(np.float32),
-    )

@@ -51,6 +51,7 @@ _VOWEL_RE = re.compile(r"[aeiouy]")
 _DOUBLE_CONSONANT_RE = re.compile(r"([bdfgkmnprtz])\1$")
 
 
+@functools.lru_cache(maxsize=2**16)  # a page's words repeat across its segments, queries and stages
 def light_stem(word: str) -> str:
     """A small suffix stripper, so word forms meet: repotting/repotted/repots -> repot.
 
@@ -106,16 +107,18 @@ def _word_features(text: str) -> list[str]:
     return stems + bigrams
 
 
+@functools.lru_cache(maxsize=2**16)
+def _stem_grams(stem: str) -> tuple[str, ...]:
+    padded = f" {stem} "
+    return tuple(padded[i : i + n] for n in (3, 4, 5) for i in range(len(padded) - n + 1))
+
+
 def _char_features(text: str) -> list[str]:
     # char_wb-style n-grams of the stemmed content words: spelling variants and
     # compounds still share most of their n-grams.
     grams: list[str] = []
     for stem in content_stems(text):
-        padded = f" {stem} "
-        for n in (3, 4, 5):
-            if len(padded) < n:
-                continue
-            grams.extend(padded[i : i + n] for i in range(len(padded) - n + 1))
+        grams.extend(_stem_grams(stem))
     return grams
 
 

@@ -161,10 +161,10 @@ def _lexical_scorer(clusters: Sequence[Cluster], segments: Sequence[SegmentLike]
     texts = [segment_words(s) for s in segments]
     vectorizer = CountVectorizer(analyzer=content_stems, binary=True, dtype=np.float32)
     try:
-        vectorizer.fit(texts + queries)
+        present = vectorizer.fit_transform(texts + queries)  # (segments + queries) x vocabulary, 0/1
     except ValueError:  # no content word anywhere: nothing can match
         return lambda rows: np.zeros((len(range(*rows.indices(len(clusters)))), len(segments)), dtype=np.float32)
-    words = vectorizer.transform(queries)  # queries x vocabulary, 0/1
+    words = present[len(texts) :]  # queries x vocabulary
     # A word most of the page's queries share (the page's own subject: "fiddle leaf fig") says
     # little about which topic a query asks for; weigh words by their rarity among the queries.
     document_frequency = np.asarray(words.sum(axis=0)).ravel()
@@ -177,7 +177,7 @@ def _lexical_scorer(clusters: Sequence[Cluster], segments: Sequence[SegmentLike]
     weights = np.where(has_words, 1.0 / np.maximum(counted[owner], 1), 0.0).astype(np.float32)
     mean = sparse.csr_matrix((weights, (owner, np.arange(len(queries)))), shape=(len(clusters), len(queries)))
     cluster_words = (mean @ words).tocsr()  # clusters x vocabulary: mean share each stem stands for
-    present_t = vectorizer.transform(texts).T.tocsc()  # vocabulary x segments, 0/1
+    present_t = present[: len(texts)].T.tocsc()  # vocabulary x segments
     return lambda rows: np.asarray((cluster_words[rows] @ present_t).todense(), dtype=np.float32)
 
 

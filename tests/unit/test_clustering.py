@@ -184,6 +184,50 @@ def test_cluster_summaries_and_noise_singletons():
     assert float(group_a.centroid @ base[0]) > 0.99
 
 
+def _reference_clusters(rows, embeddings, labels):
+    """The summaries written out one cluster at a time: what cluster_keywords computes for all clusters at once."""
+    groups: dict = {}
+    for index, label in enumerate(labels):
+        groups.setdefault(("noise", index) if label < 0 else ("cluster", int(label)), []).append(index)
+    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-30)
+    summaries = []
+    for members in groups.values():
+        members = sorted(members, key=lambda i: -rows[i].impressions)
+        total = sum(rows[i].impressions for i in members)
+        position = (sum(rows[i].position * rows[i].impressions for i in members) / total if total
+                    else sum(rows[i].position for i in members) / len(members))
+        centroid = unit[members].mean(axis=0)
+        norm = np.linalg.norm(centroid)
+        summaries.append(dict(keywords=[rows[i].query for i in members], members=members, total=total,
+                              clicks=sum(rows[i].clicks for i in members), position=position,
+                              centroid=centroid / norm if norm > 0 else unit[members[0]], first=min(members)))
+    return sorted(summaries, key=lambda c: (-c["total"], c["first"]))
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_summaries_match_a_cluster_by_cluster_reference(seed: int):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 80))
+    embeddings = rng.standard_normal((n, int(rng.integers(2, 10)))).astype(np.float32)
+    embeddings[rng.random(n) < 0.1] = 0  # zero rows: noise of their own
+    repeated = rng.random(n) < 0.3
+    embeddings[repeated] = embeddings[0]  # exact duplicates: clusters with tied members
+    rows = [KeywordRow(query=f"q{i}", impressions=float(rng.choice([0, 0, 1, 5, 40])), clicks=float(rng.integers(0, 4)),
+                       position=float(rng.uniform(1, 60))) for i in range(n)]
+    eps, min_samples = float(rng.uniform(0.05, 0.6)), int(rng.integers(1, 4))
+    clusters = cluster_keywords(rows, embeddings, eps=eps, min_samples=min_samples)
+    expected = _reference_clusters(rows, embeddings, dbscan_labels(embeddings, eps=eps, min_samples=min_samples))
+
+    assert [c.cluster_id for c in clusters] == list(range(len(expected)))
+    for got, want in zip(clusters, expected, strict=True):
+        assert got.keywords == want["keywords"] and got.member_indices == want["members"]
+        assert got.representative == want["keywords"][0] and got.size == len(want["members"])
+        assert got.total_impressions == pytest.approx(want["total"])
+        assert got.total_clicks == pytest.approx(want["clicks"])
+        assert got.avg_position == pytest.approx(want["position"])
+        assert got.centroid == pytest.approx(want["centroid"], abs=1e-5)
+
+
 def test_position_is_a_plain_mean_without_impressions():
     embeddings = np.array([[1, 0], [1, 0.01]], dtype=np.float32)
     [cluster] = cluster_keywords(rows_for([("x", 0, 2.0), ("y", 0, 6.0)]), embeddings, eps=0.01, min_samples=2)
