@@ -22,10 +22,10 @@ with workflow.unsafe.imports_passed_through():
 
     from api.intake import temporal_priority
     from pageperfect.models import AnalysisOptions, JobInput
+    from pageperfect.models import WebhookCall
+    from workflows.pageperfect import JOB_ATTRIBUTE, STAGE_ATTRIBUTE, URL_ATTRIBUTE, WORKFLOW_NAME, workflow_id_for_page
     from workflows.stages import CONTROL_QUEUE, WORKFLOW_QUEUE, queue_name
-
-from workflows.pageperfect import JOB_ATTRIBUTE, STAGE_ATTRIBUTE, URL_ATTRIBUTE, WORKFLOW_NAME, workflow_id_for_page
-from workflows.webhook import WebhookCall, announce
+    from workflows.webhook import announce
 
 BATCH_WORKFLOW = "PagePerfectBatch"
 DEFAULT_CONCURRENCY = 5

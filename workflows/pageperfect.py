@@ -11,9 +11,16 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, Field
-
-    from pageperfect.models import JobInput, JobOutcome, JobProgress, StageInput, StageProgress, StageSummary
+    from pageperfect.models import (
+        JobInput,
+        JobOutcome,
+        JobProgress,
+        StageInput,
+        StageProgress,
+        StageSummary,
+        TuneRequest,
+        WebhookCall,
+    )
     from workflows.stages import (
         CONTROL_QUEUE,
         FINALIZE_ACTIVITY,
@@ -22,8 +29,7 @@ with workflow.unsafe.imports_passed_through():
         STAGES,
         queue_name,
     )
-
-from workflows.webhook import WebhookCall, announce
+    from workflows.webhook import announce
 
 WORKFLOW_NAME = "PagePerfect"
 URL_ATTRIBUTE = SearchAttributeKey.for_keyword("PagePerfectUrl")
@@ -34,13 +40,6 @@ JOB_ATTRIBUTE = SearchAttributeKey.for_keyword("PagePerfectJobId")
 def workflow_id_for_page(page_id: int) -> str:
     """One running job per page: the workflow id is the page's."""
     return f"pageperfect-page-{page_id}"
-
-
-class TuneRequest(BaseModel):
-    """New retry settings for the stages a running job has not finished."""
-
-    max_attempts: int | None = Field(default=None, ge=1, le=100)
-    retry_delay_seconds: float | None = Field(default=None, ge=0, le=3600)
 
 
 @workflow.defn(name=WORKFLOW_NAME)

@@ -7,15 +7,13 @@ make new jobs for the page answer with the finished one). Deterministic, no I/O.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel
-
+    from pageperfect.models import WebhookCall
     from workflows.stages import CONTROL_QUEUE, WORKFLOW_QUEUE, queue_name
 
 WEBHOOK_WORKFLOW = "PagePerfectWebhook"
@@ -26,17 +24,6 @@ WEBHOOK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coeff
                             non_retryable_error_types=["InvalidUrl", "BlockedAddress"])
 WEBHOOK_ATTEMPT_TIMEOUT = timedelta(seconds=30)
 WEBHOOK_GIVE_UP_AFTER = timedelta(hours=24)
-
-
-class WebhookCall(BaseModel):
-    """What to announce and where. Ids only: the activity reads the rest from Postgres."""
-
-    url: str
-    kind: Literal["job", "batch"]
-    id: str
-    status: str
-    occurred_at: datetime
-    queue_prefix: str = "pageperfect"
 
 
 def webhook_workflow_id(call: WebhookCall) -> str:
