@@ -37,8 +37,8 @@ class TuneBody(BaseModel):
 
 @router.post("/v1/jobs/{job_id}/tune", summary="Change a running job's retry settings")
 async def tune_job(job_id: uuid.UUID, body: TuneBody, request: Request) -> dict:
-    """The stages the job has not started yet get the new retry policy; a stage already running keeps the
-    one it was scheduled with (Temporal fixes an activity's policy when it is scheduled)."""
+    """The stages the job has not started yet get the new retry policy; the stages already running keep the
+    one they were scheduled with (Temporal fixes an activity's policy when it is scheduled)."""
     pool, client = request.app.state.pool, request.app.state.client
     job = await job_or_404(pool, job_id)
     if job["status"] in FINAL:
@@ -59,7 +59,8 @@ async def tune_job(job_id: uuid.UUID, body: TuneBody, request: Request) -> dict:
                                          retry_delay_seconds=progress.retry_delay_seconds)
     return {"job_id": str(job_id), "status": progress.status, "current_stage": progress.current_stage,
             "max_attempts": progress.max_attempts, "retry_delay_seconds": progress.retry_delay_seconds,
-            "applies_to": [s.stage for s in progress.stages if s.status == "pending"]}
+            "applies_to": [s.stage for s in progress.stages if s.status == "pending"],
+            "running": [s.stage for s in progress.stages if s.status == "processing"]}
 
 
 @router.get("/v1/jobs/{job_id}/report", response_class=HTMLResponse, summary="The job's report as an HTML page")

@@ -294,9 +294,16 @@ async def mirror_event(
 
 
 async def mirror_job_progress(conn: Conn, *, job_id: str, stage: str, attempt: int, run_id: str) -> None:
-    """The job row follows its running stage; a final job row is never reopened."""
+    """The job row follows its running stage; a final job row is never reopened.
+
+    With stages running side by side it names the first running one in table order,
+    as the workflow's PagePerfectStage attribute does.
+    """
     await conn.execute(
-        """UPDATE pageperfect_jobs SET status = 'processing', stage = $2,
+        """UPDATE pageperfect_jobs SET status = 'processing',
+                  stage = coalesce((SELECT s.stage FROM pageperfect_job_stages s
+                                    WHERE s.job_id = $1 AND s.status IN ('processing', 'retrying')
+                                    ORDER BY s.position LIMIT 1), $2),
                   attempt_count = greatest(attempt_count, $3),
                   started_at = coalesce(started_at, now()), run_id = coalesce(run_id, $4), updated_at = now()
            WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')""",
@@ -328,7 +335,12 @@ async def finalize_job(conn: Conn, outcome: JobOutcome, result: dict | None) -> 
                    WHERE job_id = $1 AND status IN ('processing', 'retrying')""",
                 job.job_id,
             )
-        if outcome.status == "failed":
+        if outcome.status == "failed":  # the workflow cancelled the stages still running beside the failed one
+            await conn.execute(
+                """UPDATE pageperfect_job_stages SET status = 'cancelled', updated_at = now()
+                   WHERE job_id = $1 AND status IN ('processing', 'retrying') AND stage IS DISTINCT FROM $2""",
+                job.job_id, outcome.stage,
+            )
             await conn.execute(
                 """INSERT INTO pageperfect_dead_letters
                      (job_id, workflow_id, run_id, stage, payload, failure_reason, error_details, attempt_count)

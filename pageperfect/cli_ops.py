@@ -199,7 +199,7 @@ def jobs_tune(
 ) -> None:
     """Change the retry settings of a running job's remaining stages.
 
-    Stages that have not started get the new policy. A stage already running keeps the policy it was scheduled with: Temporal fixes an activity's retry policy when it is scheduled.
+    Stages that have not started get the new policy. Stages already running keep the policy they were scheduled with: Temporal fixes an activity's retry policy when it is scheduled.
     """
     if max_attempts is None and retry_delay is None:
         fail("give --max-attempts, --retry-delay or both")
@@ -209,7 +209,7 @@ def jobs_tune(
     delay = f"{tuned['retry_delay_seconds']:g} s" if tuned["retry_delay_seconds"] is not None else "the stage table's"
     stages = ", ".join(tuned["applies_to"]) or "none left"
     console.print(f"job {job_id}: max attempts {attempts}, first retry after {delay}; applies to {stages}"
-                  + (f" (running now, unchanged: {tuned['current_stage']})" if tuned.get("current_stage") else ""),
+                  + (f" (running now, unchanged: {', '.join(tuned['running'])})" if tuned.get("running") else ""),
                   markup=False)
 
 

@@ -15,7 +15,9 @@ words (every word is at least one token, so this is a lower bound on the real co
 
 Faults are consumed one per request, before answering normally: an int is a
 status code, a dict may hold status, retry_after (seconds, sent as Retry-After),
-hang (seconds to wait first; with no status the request is then answered normally).
+hang (seconds to wait first; with no status the request is then answered normally),
+when (a string: the fault waits for a request whose JSON body contains it; stages that
+run side by side send their requests in either order).
 """
 
 from __future__ import annotations
@@ -107,9 +109,16 @@ class OpenAIStub:
             self.authorization.clear()
             self.bodies.clear()
 
-    def _next_fault(self, endpoint: str) -> Any:
+    def _next_fault(self, endpoint: str, body: dict | None) -> Any:
+        """The first queued fault that applies to this request, taken off the queue."""
+        text = json.dumps(body or {})
         with self._lock:
-            return self._faults[endpoint].popleft() if self._faults[endpoint] else None
+            queue = self._faults[endpoint]
+            for index, fault in enumerate(queue):
+                if not isinstance(fault, dict) or fault.get("when") is None or fault["when"] in text:
+                    del queue[index]
+                    return fault
+            return None
 
     def _record(self, endpoint: str, headers: Any, body: dict) -> None:
         with self._lock:
@@ -229,7 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
                 stub.in_flight -= 1
 
     def _answer(self, stub: OpenAIStub, endpoint: str, body: dict | None) -> None:
-        fault = stub._next_fault(endpoint)
+        fault = stub._next_fault(endpoint, body)
         if fault is not None:
             if isinstance(fault, int):
                 fault = {"status": fault}

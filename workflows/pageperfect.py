@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         FINALIZE_RETRY,
         FINALIZE_TIMEOUT,
         STAGES,
+        Stage,
         queue_name,
     )
     from workflows.webhook import announce
@@ -35,6 +36,10 @@ WORKFLOW_NAME = "PagePerfect"
 URL_ATTRIBUTE = SearchAttributeKey.for_keyword("PagePerfectUrl")
 STAGE_ATTRIBUTE = SearchAttributeKey.for_keyword("PagePerfectStage")
 JOB_ATTRIBUTE = SearchAttributeKey.for_keyword("PagePerfectJobId")
+
+
+# workflow.patched id: runs started before it replay with one stage at a time.
+STAGES_WHEN_READY = "stages-start-when-their-inputs-are-ready"
 
 
 def workflow_id_for_page(page_id: int) -> str:
@@ -59,55 +64,104 @@ class PagePerfectWorkflow:
         self._retry_delay = job.retry_delay_seconds
         self._status = "processing"
         summaries: dict[str, dict] = {}
+        for stage in STAGES:
+            if stage.name in job.skip_steps:
+                self._stages[stage.name].status = "skipped"
         try:
-            for stage in STAGES:
-                progress = self._stages[stage.name]
-                if stage.name in job.skip_steps:
-                    progress.status = "skipped"
-                    continue
-                self._enter(stage.name)
-                progress.status, progress.started_at = "processing", workflow.now()
-                start_to_close, heartbeat = stage.timeouts(job.timeout_scale)
-                summary: StageSummary = await workflow.execute_activity(
-                    stage.name,
-                    StageInput(job=job, previous=summaries),
-                    task_queue=queue_name(job.queue_prefix, stage.queue),
-                    start_to_close_timeout=start_to_close,
-                    heartbeat_timeout=heartbeat,
-                    retry_policy=stage.retry.policy(
-                        max_attempts=self._max_attempts, initial_seconds=self._retry_delay
-                    ),
-                    result_type=StageSummary,
-                )
-                summaries[stage.name] = summary.model_dump(mode="json")
-                progress.status, progress.finished_at = summary.status, workflow.now()
+            if workflow.patched(STAGES_WHEN_READY):
+                await self._run_when_ready(job, summaries)
+            else:  # runs started before the stage table had `after`: one stage at a time, as they were
+                await self._run_in_order(job, summaries)
         except (asyncio.CancelledError, CancelledError) as err:
-            await self._finish(JobOutcome(job=job, status="cancelled", stage=self._current, summaries=summaries))
+            await self._finish(JobOutcome(job=job, status="cancelled", stage=self._current,
+                                          summaries=_in_table_order(summaries)))
             raise err
         except ActivityError as err:
             if isinstance(err.cause, CancelledError):
-                await self._finish(JobOutcome(job=job, status="cancelled", stage=self._current, summaries=summaries))
+                await self._finish(JobOutcome(job=job, status="cancelled", stage=self._current,
+                                              summaries=_in_table_order(summaries)))
                 raise
             reason, details = _describe_failure(err)
             await self._finish(
                 JobOutcome(job=job, status="failed", stage=self._current, failure_reason=reason,
-                           error_details=details, summaries=summaries)
+                           error_details=details, summaries=_in_table_order(summaries))
             )
             raise ApplicationError(f"{self._current} failed: {reason}", type="StageFailed", non_retryable=True) from err
         self._current = None
-        await self._finish(JobOutcome(job=job, status="completed", summaries=summaries))
-        return {"job_id": job.job_id, "status": "completed", "stages": summaries}
+        await self._finish(JobOutcome(job=job, status="completed", summaries=_in_table_order(summaries)))
+        return {"job_id": job.job_id, "status": "completed", "stages": _in_table_order(summaries)}
 
-    def _enter(self, stage: str) -> None:
-        self._current = stage
-        workflow.upsert_search_attributes([STAGE_ATTRIBUTE.value_set(stage)])
+    async def _run_when_ready(self, job: JobInput, summaries: dict[str, dict]) -> None:
+        """Each stage starts as soon as the stages it comes `after` are done (or skipped).
+
+        The crawl and the query clustering need nothing from each other, so they run side by
+        side. When a stage fails, the stages still running are cancelled before the job ends.
+        """
+        done = {name for name in job.skip_steps}
+        waiting = [stage for stage in STAGES if stage.name not in done]
+        running: dict[str, asyncio.Task] = {}
+        try:
+            while waiting or running:
+                for stage in [s for s in waiting if done.issuperset(s.after)]:
+                    waiting.remove(stage)
+                    running[stage.name] = asyncio.create_task(self._run_stage(stage, job, summaries))
+                self._show_running(running)
+                await workflow.wait(list(running.values()), return_when=asyncio.FIRST_COMPLETED)
+                for name in [name for name, task in running.items() if task.done()]:
+                    task = running.pop(name)
+                    if task.cancelled():
+                        raise asyncio.CancelledError()
+                    if task.exception() is not None:
+                        self._current = name  # the failed stage is the one the job ends on
+                        raise task.exception()  # type: ignore[misc]
+                    done.add(name)
+        finally:
+            for name, task in running.items():
+                task.cancel()
+                if self._stages[name].status == "processing" and name != self._current:
+                    self._stages[name].status = "cancelled"
+            if running:  # the cancel requests reach the activities before the job's ending runs
+                await asyncio.gather(*running.values(), return_exceptions=True)
+
+    async def _run_in_order(self, job: JobInput, summaries: dict[str, dict]) -> None:
+        for stage in STAGES:
+            if stage.name in job.skip_steps:
+                continue
+            self._current = stage.name
+            workflow.upsert_search_attributes([STAGE_ATTRIBUTE.value_set(stage.name)])
+            await self._run_stage(stage, job, summaries)
+
+    async def _run_stage(self, stage: Stage, job: JobInput, summaries: dict[str, dict]) -> None:
+        progress = self._stages[stage.name]
+        progress.status, progress.started_at = "processing", workflow.now()
+        start_to_close, heartbeat = stage.timeouts(job.timeout_scale)
+        summary: StageSummary = await workflow.execute_activity(
+            stage.name,
+            StageInput(job=job, previous=_in_table_order(summaries)),
+            task_queue=queue_name(job.queue_prefix, stage.queue),
+            start_to_close_timeout=start_to_close,
+            heartbeat_timeout=heartbeat,
+            retry_policy=stage.retry.policy(max_attempts=self._max_attempts, initial_seconds=self._retry_delay),
+            result_type=StageSummary,
+        )
+        summaries[stage.name] = summary.model_dump(mode="json")
+        progress.status, progress.finished_at = summary.status, workflow.now()
+
+    def _show_running(self, running: dict[str, asyncio.Task]) -> None:
+        """The job's stage (progress query, PagePerfectStage attribute): the first running one in table order."""
+        first = next((stage.name for stage in STAGES if stage.name in running), None)
+        if first is not None and first != self._current:
+            self._current = first
+            workflow.upsert_search_attributes([STAGE_ATTRIBUTE.value_set(first)])
 
     async def _finish(self, outcome: JobOutcome) -> None:
         info = workflow.info()
         outcome.workflow_id, outcome.run_id = info.workflow_id, info.run_id
         self._status = outcome.status
-        if outcome.status != "completed" and self._current:
-            self._stages[self._current].status = outcome.status
+        if outcome.status != "completed":
+            for progress in self._stages.values():
+                if progress.status == "processing":
+                    progress.status = outcome.status
         workflow.upsert_search_attributes([STAGE_ATTRIBUTE.value_set(outcome.status)])
         # Runs even after a cancel request: the job row and the dead letter must be written.
         await workflow.execute_activity(
@@ -148,6 +202,10 @@ class PagePerfectWorkflow:
     def _validate_tune(self, request: TuneRequest) -> None:
         if self._status in ("completed", "failed", "cancelled"):
             raise ValueError(f"job is already {self._status}")
+
+
+def _in_table_order(summaries: dict[str, dict]) -> dict[str, dict]:
+    return {stage.name: summaries[stage.name] for stage in STAGES if stage.name in summaries}
 
 
 def _describe_failure(err: ActivityError) -> tuple[str, str]:

@@ -1,6 +1,8 @@
 """The one declarative table of stages, read by the workflow, the worker and the mirror.
 
-Adding a stage is one row here and one activity function named after it.
+Adding a stage is one row here and one activity function named after it. A stage
+starts as soon as the stages in its `after` are done: the crawl and the query
+clustering need nothing from each other and run side by side.
 Only the standard library and temporalio.common are imported: the workflow
 sandbox loads this module.
 """
@@ -54,6 +56,7 @@ class Stage:
     start_to_close: timedelta
     retry: Retry
     heartbeat: timedelta | None = None
+    after: tuple[str, ...] = ()  # the stages whose output this one reads; each earlier in the table
     description: str = field(default="", compare=False)
 
     def timeouts(self, scale: float = 1.0) -> tuple[timedelta, timedelta | None]:
@@ -67,11 +70,11 @@ STAGES: tuple[Stage, ...] = (
           description="Fetch the page, or hand it to the external crawl provider"),
     Stage("wait_crawl", CRAWL_QUEUE, timedelta(minutes=15),
           Retry(timedelta(seconds=5), 2.0, timedelta(minutes=2), 5),
-          heartbeat=timedelta(seconds=30),
+          heartbeat=timedelta(seconds=30), after=("submit_crawl",),
           description="Poll the crawl until it is done"),
     Stage("segment_embed", AI_QUEUE, timedelta(minutes=10),
           Retry(timedelta(seconds=5), 2.0, timedelta(minutes=5), 5),
-          heartbeat=timedelta(seconds=60),
+          heartbeat=timedelta(seconds=60), after=("wait_crawl",),
           description="Split the main content into headed segments and embed them"),
     Stage("keyword_clustering", COMPUTE_QUEUE, timedelta(minutes=20),
           Retry(timedelta(seconds=5), 2.0, timedelta(minutes=5), 4),
@@ -79,15 +82,28 @@ STAGES: tuple[Stage, ...] = (
           description="Embed the page's queries and group them with DBSCAN"),
     Stage("gap_analysis", COMPUTE_QUEUE, timedelta(minutes=10),
           Retry(timedelta(seconds=5), 2.0, timedelta(minutes=5), 4),
-          heartbeat=timedelta(seconds=60),
+          heartbeat=timedelta(seconds=60), after=("segment_embed", "keyword_clustering"),
           description="Find the clusters the page does not cover and rank them"),
     Stage("rewrite_draft", AI_QUEUE, timedelta(minutes=15),
           Retry(timedelta(seconds=10), 2.0, timedelta(minutes=5), 5),
-          heartbeat=timedelta(seconds=60),
+          heartbeat=timedelta(seconds=60), after=("gap_analysis",),
           description="Draft rewrites for the top gaps"),
 )
 
 STAGES_BY_NAME = {stage.name: stage for stage in STAGES}
+
+
+def check_order(stages: tuple[Stage, ...]) -> None:
+    """Every `after` names a stage earlier in the table, so the table's order is one the stages can run in."""
+    seen: set[str] = set()
+    for stage in stages:
+        unknown = [name for name in stage.after if name not in seen]
+        if unknown:
+            raise ValueError(f"stage {stage.name} comes after {', '.join(unknown)}, which is not an earlier stage")
+        seen.add(stage.name)
+
+
+check_order(STAGES)
 
 # Bookkeeping activity run in every ending; it retries until Postgres takes the write.
 FINALIZE_ACTIVITY = "finalize_job"

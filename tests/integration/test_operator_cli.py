@@ -155,6 +155,8 @@ async def test_tune_changes_the_policy_of_stages_not_started(pipeline_factory, s
                                     retry_delay_seconds=1)
     job_id = created["job_id"]
     await _until(lambda: _stage_is(pipeline, job_id, "submit_crawl", "processing"), what="submit_crawl running")
+    # keyword_clustering needs nothing from the crawl: it was scheduled beside submit_crawl, with the first policy.
+    await _until(lambda: _stage_is(pipeline, job_id, "keyword_clustering", "completed"), what="clustering done")
 
     tuned = await run_cli("jobs", "tune", job_id, "--max-attempts", "7", "--retry-delay", "2.5",
                           env=cli_env(pipeline, tmp_path), cwd=tmp_path)
@@ -168,7 +170,7 @@ async def test_tune_changes_the_policy_of_stages_not_started(pipeline_factory, s
     assert (await pipeline.wait(job_id))["status"] == "completed"
     stages = {r["stage"]: r["max_attempts"] for r in
               await pool.fetch("SELECT stage, max_attempts FROM pageperfect_job_stages WHERE job_id = $1", job_id)}
-    assert stages == {"submit_crawl": 20, "wait_crawl": 7, "segment_embed": 7, "keyword_clustering": 7,
+    assert stages == {"submit_crawl": 20, "wait_crawl": 7, "segment_embed": 7, "keyword_clustering": 20,
                       "gap_analysis": 7, "rewrite_draft": 7}
     # The truth behind the mirror: the policies Temporal scheduled each activity with.
     scheduled = {}
@@ -177,7 +179,7 @@ async def test_tune_changes_the_policy_of_stages_not_started(pipeline_factory, s
             attrs = event.activity_task_scheduled_event_attributes
             scheduled[attrs.activity_type.name] = (attrs.retry_policy.maximum_attempts,
                                                    attrs.retry_policy.initial_interval.ToTimedelta().total_seconds())
-    assert scheduled["submit_crawl"] == (20, 1.0)
+    assert scheduled["submit_crawl"] == scheduled["keyword_clustering"] == (20, 1.0)
     assert all(scheduled[s] == (7, 2.5) for s in ("wait_crawl", "segment_embed", "gap_analysis", "rewrite_draft"))
 
     # A job that has ended cannot be tuned; neither can one that does not exist; an empty request says so.

@@ -3,7 +3,8 @@
 The workers run as `python worker.py` in a child process. Each case makes one stage
 of one job stall at a known point (a crawl provider that does not answer, an
 embedding or chat request that hangs, a table lock the stage's write waits on),
-waits until the mirror shows that stage `processing`, SIGKILLs the worker, lifts
+waits until the mirror shows that stage `processing` and no other stage of the job
+running (the crawl branch and keyword_clustering run side by side), SIGKILLs the worker, lifts
 the stall and starts a new worker. Temporal notices the lost attempt when its
 heartbeat (or, for submit_crawl, start-to-close) timeout expires and runs the stage
 again on the new worker. Jobs are started with PAGEPERFECT_STAGE_TIMEOUT_SCALE 0.1
@@ -107,10 +108,10 @@ async def test_worker_killed_during_stage(stage, rig, pool, client, temporal_ser
         rig.provider.hang_submit(url, HANG)
     elif stage == "wait_crawl":
         rig.provider.hold(url)
-    elif stage == "segment_embed":
-        rig.ai.script_faults("embeddings", [{"hang": HANG}])
+    elif stage == "segment_embed":  # the page's segments hold "Reader group <token>", the queries do not
+        rig.ai.script_faults("embeddings", [{"hang": HANG, "when": f"Reader group {token}"}])
     elif stage == "keyword_clustering":
-        rig.ai.script_faults("embeddings", [{}, {"hang": HANG}])  # segment_embed's request passes
+        rig.ai.script_faults("embeddings", [{"hang": HANG, "when": f"fiddle leaf fig {token}"}])
     elif stage == "gap_analysis":
         lock = await _lock_table(pool, "gap_reports")  # the stage's write waits on it
     elif stage == "rewrite_draft":
@@ -123,6 +124,9 @@ async def test_worker_killed_during_stage(stage, rig, pool, client, temporal_ser
     job_id = submitted.job_id
     try:
         await _until_stage_processing(pool, job_id, stage)
+        # The crawl branch and keyword_clustering run side by side: kill only once the stage is the
+        # job's one running stage, so that the kill costs exactly that stage one attempt.
+        await _until_alone(pool, job_id, stage)
         if lock is not None:
             await _until_waiting_on_lock(pool, "gap_reports")
         await rig.kill_worker()
@@ -203,6 +207,22 @@ async def _until_stage_processing(pool, job_id: str, stage: str) -> None:
             """SELECT true FROM pageperfect_job_stages
                WHERE job_id = $1 AND stage = $2 AND status = 'processing' AND attempt_count = 1""", job_id, stage)
     await _until(probe, f"{stage} to be processing")
+
+
+def _beside(stage: str) -> set[str]:
+    """The stages that may run at the same time as `stage`: neither before nor after it in the stage table's graph."""
+    before: dict[str, set[str]] = {}
+    for s in STAGES:
+        before[s.name] = set(s.after).union(*(before[name] for name in s.after))
+    return {s.name for s in STAGES if s.name != stage and s.name not in before[stage] and stage not in before[s.name]}
+
+
+async def _until_alone(pool, job_id: str, stage: str) -> None:
+    async def probe():
+        return await pool.fetchval(
+            """SELECT count(*) = 0 FROM pageperfect_job_stages
+               WHERE job_id = $1 AND stage = ANY($2::text[]) AND status <> 'completed'""", job_id, list(_beside(stage)))
+    await _until(probe, f"the stages beside {stage} to complete")
 
 
 async def _until_waiting_on_lock(pool, table: str) -> None:
