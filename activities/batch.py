@@ -15,7 +15,7 @@ from db.queries import FINAL_JOB_STATUSES
 from pageperfect.guard import GuardError, parse_allowed_hosts, validate_url
 from pageperfect.models import JobInput
 from pageperfect.reconcile import reconcile
-from workflows.batch import CloseBatch, LinkRunningJob, OpenBatch, PreparedJob, PrepareBatchJob, RejectBatchPage
+from pageperfect.batch_models import CloseBatch, LinkRunningJob, OpenBatch, PreparedJob, PrepareBatchJob, RejectBatchPage
 from workflows.pageperfect import workflow_id_for_page
 
 

@@ -19,15 +19,8 @@ from db import queries
 from pageperfect.guard import GuardError, parse_allowed_hosts, validate_url
 from pageperfect.models import STAGE_NAMES, AnalysisOptions, KeywordRow
 from pageperfect.settings import Settings
-from workflows.batch import (
-    DEFAULT_CONCURRENCY,
-    MAX_BATCH_PAGES,
-    MAX_CONCURRENCY,
-    BatchInput,
-    BatchJobOptions,
-    PagePerfectBatchWorkflow,
-    batch_workflow_id,
-)
+from pageperfect.batch_models import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, MAX_CONCURRENCY, BatchInput, BatchJobOptions
+from workflows.batch import PagePerfectBatchWorkflow, batch_workflow_id
 from workflows.stages import WORKFLOW_QUEUE, queue_name
 
 MAX_BATCH_KEYWORDS = 200_000

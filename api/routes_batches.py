@@ -14,7 +14,7 @@ from temporalio.service import RPCError
 from api.batch_intake import BatchJobFields, BatchRequest, batch_status, create_batch
 from db import queries
 from pageperfect.gsc import GscFormatError, parse_page_query_csv
-from workflows.batch import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
+from pageperfect.batch_models import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 
 router = APIRouter()
 

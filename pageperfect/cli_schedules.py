@@ -80,7 +80,7 @@ def create(schedule_id: str = typer.Argument(..., help="A name for the schedule,
     """
     from pageperfect import schedules
     from pageperfect.cli_batch import read_url_list
-    from workflows.batch import BatchJobOptions
+    from pageperfect.batch_models import BatchJobOptions
 
     if bool(reanalyze) == bool(gsc_site):
         fail("give one of --reanalyze FILE or --gsc-site PROPERTY")

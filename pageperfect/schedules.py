@@ -28,14 +28,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from pageperfect.guard import GuardError, parse_allowed_hosts, validate_url
 from pageperfect.settings import Settings
-from workflows.batch import (
-    BATCH_WORKFLOW,
-    DEFAULT_CONCURRENCY,
-    MAX_BATCH_PAGES,
-    BatchInput,
-    BatchJobOptions,
-    PagePerfectBatchWorkflow,
-)
+from pageperfect.batch_models import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, BatchInput, BatchJobOptions
+from workflows.batch import BATCH_WORKFLOW, PagePerfectBatchWorkflow
 from workflows.gsc_import import GSC_IMPORT_WORKFLOW, GscImportInput, PagePerfectGscImportWorkflow
 from workflows.stages import WORKFLOW_QUEUE, queue_name
 

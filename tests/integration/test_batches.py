@@ -263,7 +263,8 @@ async def test_a_linked_job_terminated_by_hand_ends_its_page(pipeline_factory, s
 
 
 async def test_a_long_batch_continues_as_new_and_counts_every_page(pipeline, site, client, pool):
-    from workflows.batch import BatchInput, PagePerfectBatchWorkflow
+    from pageperfect.batch_models import BatchInput
+    from workflows.batch import PagePerfectBatchWorkflow
 
     urls = pages(site, "continued", 5)
     workflow_id = f"pageperfect-batch-test-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,89 @@
+"""The batch workflow's messages.
+
+They live outside workflows/batch.py, in a module the workflow sandbox passes through:
+the sandbox runs a workflow's own module again for every new run, and would build these
+pydantic models again each time.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from pageperfect.models import AnalysisOptions, JobInput
+
+DEFAULT_CONCURRENCY = 5
+MAX_CONCURRENCY = 50
+MAX_BATCH_PAGES = 1000
+# A run handles this many pages, then continues as new: about 15 KiB of history a page stays well
+# under Temporal's history limits whatever the batch's size.
+PAGES_PER_RUN = 200
+
+
+class BatchJobOptions(BaseModel):
+    """What every job of the batch shares: the same fields as a single job's request."""
+
+    skip_steps: list[str] = Field(default_factory=list)
+    force_update: bool = False
+    priority: int = 0
+    max_attempts: int | None = None
+    retry_delay_seconds: float | None = None
+    options: AnalysisOptions = Field(default_factory=AnalysisOptions)
+
+
+class BatchInput(BaseModel):
+    """The batch workflow's argument: ids and options, never keywords (those are stored as keyword sets)."""
+
+    batch_id: str | None = None  # None: the run makes one (each run of a schedule is a new batch)
+    urls: list[str] = Field(default_factory=list)  # pages not stored yet (a schedule's); empty when the API stored them
+    concurrency: int = DEFAULT_CONCURRENCY
+    jobs: BatchJobOptions = Field(default_factory=BatchJobOptions)
+    webhook_url: str | None = None
+    source: str = "api"
+    queue_prefix: str = "pageperfect"
+    poll_seconds: float = 30.0  # how often a page's job that the batch did not start is looked at
+    pages_per_run: int = PAGES_PER_RUN
+    start: int = 0  # the first page of this run (a continued run picks up where the last stopped)
+    ended: dict[str, int] = Field(default_factory=dict)  # endings seen by the earlier runs
+
+
+class OpenBatch(BaseModel):
+    batch: BatchInput
+    batch_id: str
+    workflow_id: str
+    run_id: str
+
+
+class PrepareBatchJob(BaseModel):
+    batch_id: str
+    position: int
+    job_id: str
+    jobs: BatchJobOptions
+    queue_prefix: str
+
+
+class PreparedJob(BaseModel):
+    """The job to start, or why there is none (the page was refused, or its job is someone else's)."""
+
+    job: JobInput | None = None
+    rejected: str | None = None
+    linked_job_id: str | None = None
+    search_url: bool = True  # False with payload encryption on: search attributes are not encrypted
+
+
+class LinkRunningJob(BaseModel):
+    batch_id: str
+    position: int
+    own_job_id: str
+    workflow_id: str
+
+
+class RejectBatchPage(BaseModel):
+    batch_id: str
+    position: int
+    own_job_id: str
+    reason: str
+
+
+class CloseBatch(BaseModel):
+    batch_id: str
+    status: str
