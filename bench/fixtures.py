@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -114,11 +115,14 @@ def keyword_rows(count: int = 300, seed: int = 0) -> list[dict]:
 
 class _SiteHandler(BaseHTTPRequestHandler):
     pages: dict[str, bytes] = {}
+    delays: dict[str, float] = {}
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server API
         # Any /<kind>/<name>.html serves the page registered for <kind>: one page, many distinct URLs.
         kind = self.path.strip("/").split("/", 1)[0]
         body = self.pages.get(kind)
+        if self.delays.get(kind):
+            time.sleep(self.delays[kind])  # a slow site (each request has its own thread)
         self.send_response(200 if body is not None else 404)
         self.send_header("Content-Type", "text/html; charset=utf-8" if body is not None else "text/plain")
         body = body if body is not None else b"not found"
@@ -139,7 +143,7 @@ class Site:
 
     @classmethod
     def start(cls) -> "Site":
-        handler = type("Handler", (_SiteHandler,), {"pages": {}})
+        handler = type("Handler", (_SiteHandler,), {"pages": {}, "delays": {}})
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
@@ -149,8 +153,10 @@ class Site:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def add(self, kind: str, html: str) -> None:
+    def add(self, kind: str, html: str, *, delay: float = 0.0) -> None:
+        """Serve html for /<kind>/*.html, answering after `delay` seconds."""
         self.handler.pages[kind] = html.encode()
+        self.handler.delays[kind] = delay
 
     def url(self, kind: str, name: str) -> str:
         return f"{self.base_url}/{kind}/{name}.html"
