@@ -97,7 +97,7 @@ class PagePerfectWorkflow:
         The crawl and the query clustering need nothing from each other, so they run side by
         side. When a stage fails, the stages still running are cancelled before the job ends.
         """
-        done = {name for name in job.skip_steps}
+        done = set(job.skip_steps)
         waiting = [stage for stage in STAGES if stage.name not in done]
         running: dict[str, asyncio.Task] = {}
         try:
