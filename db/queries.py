@@ -442,11 +442,11 @@ def unpack_vector(packed: bytes) -> np.ndarray:
     return np.frombuffer(packed, dtype=_PACKED).astype(np.float32)
 
 
-def unpack_vectors(rows: Iterable[bytes], dim: int | None = None) -> np.ndarray:
-    """Rows of packed vectors as one float32 matrix (zero rows of `dim` columns when there are none)."""
+def unpack_vectors(rows: Iterable[bytes]) -> np.ndarray:
+    """Rows of packed vectors as one float32 matrix (0 x 1 when there are none)."""
     packed = list(rows)
     if not packed:
-        return np.zeros((0, dim or 1), dtype=np.float32)
+        return np.zeros((0, 1), dtype=np.float32)
     return np.frombuffer(b"".join(packed), dtype=_PACKED).reshape(len(packed), -1).astype(np.float32)
 
 

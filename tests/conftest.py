@@ -119,6 +119,18 @@ def site():
 TEST_API_KEY = "pp_the-test-suite-key"  # the API key the pipeline's API accepts and pipeline.http sends
 
 
+async def until(check, *, what: str = "condition", timeout: float = 60, every: float = 0.1):
+    """Polls `check()` (async) until it returns something true, and returns that; fails after `timeout` s."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(every)
+
+
 def make_settings(**overrides) -> Settings:
     values = dict(openai_api_key=None, openai_base_url=None, allowed_hosts="127.0.0.1,localhost",
                   database_url=None, temporal_address=None, api_keys=TEST_API_KEY)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from pageperfect.stack import free_port
-from tests.conftest import DEMO, REPO
+from tests.conftest import DEMO, REPO, until
 from tests.integration.faults import GatedCrawler, NeverDoneCrawler
 from tests.integration.test_pipeline import demo_keywords
 from tests.integration.test_report import cli_env, run_cli
@@ -23,17 +23,6 @@ JOB_LINE = re.compile(r"job ([0-9a-f-]{36}) for ")
 
 def _page(site, name: str) -> str:
     return site.add(f"/{name}.html", site.handler.routes["/index.html"][2])
-
-
-async def _until(check, *, timeout: float = 60, what: str = "condition"):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"no {what} after {timeout} s")
-        await asyncio.sleep(0.2)
 
 
 async def _stage_status(pipeline, job_id: str, stage: str) -> str:
@@ -102,7 +91,7 @@ async def _analyze_in_background(pipeline, url: str, tmp_path: Path, *, stdin) -
     assert match, line
     job_id = match.group(1)
     # Interrupt only once the job is parked in wait_crawl (the never-done crawl), not mid-submit.
-    await _until(lambda: _stage_is(pipeline, job_id, "wait_crawl", "processing"), what="wait_crawl processing")
+    await until(lambda: _stage_is(pipeline, job_id, "wait_crawl", "processing"), what="wait_crawl processing")
     return proc, job_id
 
 
@@ -154,9 +143,9 @@ async def test_tune_changes_the_policy_of_stages_not_started(pipeline_factory, s
     created = await pipeline.submit(url=_page(site, "cli-tune"), keywords=demo_keywords(), max_attempts=20,
                                     retry_delay_seconds=1)
     job_id = created["job_id"]
-    await _until(lambda: _stage_is(pipeline, job_id, "submit_crawl", "processing"), what="submit_crawl running")
+    await until(lambda: _stage_is(pipeline, job_id, "submit_crawl", "processing"), what="submit_crawl running")
     # keyword_clustering needs nothing from the crawl: it was scheduled beside submit_crawl, with the first policy.
-    await _until(lambda: _stage_is(pipeline, job_id, "keyword_clustering", "completed"), what="clustering done")
+    await until(lambda: _stage_is(pipeline, job_id, "keyword_clustering", "completed"), what="clustering done")
 
     tuned = await run_cli("jobs", "tune", job_id, "--max-attempts", "7", "--retry-delay", "2.5",
                           env=cli_env(pipeline, tmp_path), cwd=tmp_path)

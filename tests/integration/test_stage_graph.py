@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.conftest import until
 from tests.integration.faults import GatedCrawler, NeverDoneCrawler
 from tests.integration.test_pipeline import demo_keywords
 from tests.openai_server import OpenAIStub
@@ -13,14 +14,6 @@ from workflows.stages import STAGES
 async def _stage_rows(pool, job_id: str) -> dict[str, dict]:
     rows = await pool.fetch("SELECT stage, status, completed_at FROM pageperfect_job_stages WHERE job_id = $1", job_id)
     return {r["stage"]: dict(r) for r in rows}
-
-
-async def _until(check, timeout: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.1)
 
 
 async def test_clustering_finishes_while_the_crawl_is_held(pipeline_factory, site, pool, client):
@@ -38,7 +31,7 @@ async def test_clustering_finishes_while_the_crawl_is_held(pipeline_factory, sit
         stages = await _stage_rows(pool, created["job_id"])
         return stages["keyword_clustering"]["status"] == "completed"
 
-    await _until(clustered)
+    await until(clustered, what="keyword_clustering completed", timeout=30)
     await pipeline.group.writer.flush()
     stages = await _stage_rows(pool, created["job_id"])
     assert stages["submit_crawl"]["status"] == "processing"  # still held at the gate

@@ -33,7 +33,7 @@ import pytest_asyncio
 from api.intake import JobRequest, submit_job
 from pageperfect.models import KeywordRow
 from pageperfect.reconcile import reconcile
-from tests.conftest import DEMO, make_settings
+from tests.conftest import DEMO, make_settings, until
 from tests.integration.test_pipeline import demo_keywords
 from tests.openai_server import OpenAIStub
 from tests.reliability.conftest import WorkerProcess
@@ -190,23 +190,12 @@ async def _unlock(pool, lock) -> None:
     await pool.release(conn)
 
 
-async def _until(probe, what: str, timeout: float = 60.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 async def _until_stage_processing(pool, job_id: str, stage: str) -> None:
     async def probe():
         return await pool.fetchval(
             """SELECT true FROM pageperfect_job_stages
                WHERE job_id = $1 AND stage = $2 AND status = 'processing' AND attempt_count = 1""", job_id, stage)
-    await _until(probe, f"{stage} to be processing")
+    await until(probe, what=f"{stage} to be processing")
 
 
 def _beside(stage: str) -> set[str]:
@@ -222,7 +211,7 @@ async def _until_alone(pool, job_id: str, stage: str) -> None:
         return await pool.fetchval(
             """SELECT count(*) = 0 FROM pageperfect_job_stages
                WHERE job_id = $1 AND stage = ANY($2::text[]) AND status <> 'completed'""", job_id, list(_beside(stage)))
-    await _until(probe, f"the stages beside {stage} to complete")
+    await until(probe, what=f"the stages beside {stage} to complete")
 
 
 async def _until_waiting_on_lock(pool, table: str) -> None:
@@ -230,14 +219,14 @@ async def _until_waiting_on_lock(pool, table: str) -> None:
         return await pool.fetchval(
             """SELECT true FROM pg_stat_activity
                WHERE wait_event_type = 'Lock' AND query ILIKE $1 LIMIT 1""", f"%INSERT INTO {table}%")
-    await _until(probe, f"a write to {table} waiting on the lock")
+    await until(probe, what=f"a write to {table} waiting on the lock")
 
 
 async def _until_final(pool, job_id: str, timeout: float = 90.0):
     async def probe():
         row = await pool.fetchrow("SELECT * FROM pageperfect_jobs WHERE id = $1", job_id)
         return row if row["status"] in ("completed", "failed", "cancelled") else None
-    return await _until(probe, f"job {job_id} to end", timeout)
+    return await until(probe, what=f"job {job_id} to end", timeout=timeout)
 
 
 async def _until_mirrored(pool, job_id: str, stage: str) -> dict:
@@ -247,7 +236,7 @@ async def _until_mirrored(pool, job_id: str, stage: str) -> dict:
         done = len(rows) == len(STAGES) and all(r["status"] == "completed" for r in rows)
         return {r["stage"]: r for r in rows} if done else None
     try:
-        return await _until(probe, "the mirror to show every stage completed", 20)
+        return await until(probe, what="the mirror to show every stage completed", timeout=20)
     except AssertionError:
         rows = await pool.fetch("SELECT stage, status, attempt_count FROM pageperfect_job_stages WHERE job_id = $1",
                                 job_id)

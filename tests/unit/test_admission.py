@@ -15,6 +15,15 @@ async def hold_until(admission: Admission, release: asyncio.Event) -> None:
         await release.wait()
 
 
+async def one_inside_one_waiting(admission: Admission, release: asyncio.Event) -> tuple[asyncio.Task, asyncio.Task]:
+    """A submit holding the only slot until `release`, and one waiting in line behind it."""
+    holder = asyncio.create_task(hold_until(admission, release))
+    await asyncio.sleep(0)
+    waiter = asyncio.create_task(hold_until(admission, release))
+    await asyncio.sleep(0)
+    return holder, waiter
+
+
 async def test_submits_beyond_the_bound_wait_for_a_slot():
     admission = Admission(concurrency=2, max_waiting=10)
     inside, most_inside = 0, 0
@@ -35,10 +44,7 @@ async def test_submits_beyond_the_bound_wait_for_a_slot():
 async def test_a_full_line_is_refused_with_retry_after():
     admission = Admission(concurrency=1, max_waiting=1)
     release = asyncio.Event()
-    holder = asyncio.create_task(hold_until(admission, release))
-    await asyncio.sleep(0)
-    waiter = asyncio.create_task(hold_until(admission, release))
-    await asyncio.sleep(0)
+    holder, waiter = await one_inside_one_waiting(admission, release)
     assert admission.waiting == 1
     with pytest.raises(IntakeError) as refused:
         async with admission.slot():
@@ -53,10 +59,7 @@ async def test_a_full_line_is_refused_with_retry_after():
 async def test_a_cancelled_waiter_gives_its_place_back():
     admission = Admission(concurrency=1, max_waiting=5)
     release = asyncio.Event()
-    holder = asyncio.create_task(hold_until(admission, release))
-    await asyncio.sleep(0)
-    waiter = asyncio.create_task(hold_until(admission, release))
-    await asyncio.sleep(0)
+    holder, waiter = await one_inside_one_waiting(admission, release)
     waiter.cancel()  # the client went away while waiting
     await asyncio.gather(waiter, return_exceptions=True)
     assert admission.waiting == 0
