@@ -9,13 +9,13 @@ from temporalio.service import RPCError
 
 from activities.common import permanent
 from activities.runtime import resources
-from api.intake import IntakeError, JobRequest, prepare_job
+from pageperfect.services.intake import IntakeError, JobRequest, prepare_job
 from db import queries
 from db.queries import FINAL_JOB_STATUSES
-from pageperfect.guard import GuardError, parse_allowed_hosts, validate_url
+from pageperfect.sources.guard import GuardError, parse_allowed_hosts, validate_url
 from pageperfect.models import JobInput
-from pageperfect.reconcile import reconcile
-from pageperfect.batch_models import CloseBatch, LinkRunningJob, OpenBatch, PreparedJob, PrepareBatchJob, RejectBatchPage
+from pageperfect.services.reconcile import reconcile
+from pageperfect.messages import CloseBatch, LinkRunningJob, OpenBatch, PreparedJob, PrepareBatchJob, RejectBatchPage
 from workflows.pageperfect import workflow_id_for_page
 
 

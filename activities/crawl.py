@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 from activities.common import artifact_from, fingerprint, heartbeat_interval, permanent, reuse_or_run
 from activities.runtime import resources
 from db import queries
-from pageperfect.crawl import CrawlError
+from pageperfect.sources.crawl import CrawlError
 from pageperfect.models import StageInput, StageSummary
 
 

@@ -9,9 +9,9 @@ from temporalio import activity
 from activities.common import artifact_from, fingerprint, permanent, reuse_or_run, run_cpu
 from activities.runtime import resources
 from db import queries
-from pageperfect.clustering import Cluster
-from pageperfect.embeddings import defaults_for
-from pageperfect.gaps import analyze_gaps
+from pageperfect.analysis.clustering import Cluster
+from pageperfect.analysis.embeddings import defaults_for
+from pageperfect.analysis.gaps import analyze_gaps
 from pageperfect.models import StageInput, StageSummary
 
 

@@ -7,9 +7,9 @@ from temporalio import activity
 from activities.common import fingerprint, heartbeating, reuse_or_run, run_cpu
 from activities.runtime import resources
 from db import queries
-from pageperfect.clustering import cluster_keywords
-from pageperfect.embeddings import defaults_for, embed_with_cache
-from pageperfect.gsc import apply_filters
+from pageperfect.analysis.clustering import cluster_keywords
+from pageperfect.analysis.embeddings import defaults_for, embed_with_cache
+from pageperfect.sources.gsc import apply_filters
 from pageperfect.models import StageInput, StageSummary
 
 

@@ -8,7 +8,7 @@ from activities.common import artifact_from, fingerprint, heartbeating, reuse_or
 from activities.runtime import resources
 from db import queries
 from pageperfect.models import StageInput, StageSummary
-from pageperfect.rewrite import PROMPT_VERSION, GapContext, draft_for_gap
+from pageperfect.analysis.rewrite import PROMPT_VERSION, GapContext, draft_for_gap
 
 
 @activity.defn(name="rewrite_draft")

@@ -17,9 +17,9 @@ from pageperfect.settings import Settings
 class Resources:
     settings: Settings
     pool: asyncpg.Pool
-    crawler: Any  # pageperfect.crawl.CrawlProvider
-    embedder: Any  # pageperfect.embeddings.EmbeddingProvider
-    llm: Any | None  # pageperfect.rewrite.ChatLLM, or None for the offline briefs
+    crawler: Any  # pageperfect.sources.crawl.CrawlProvider
+    embedder: Any  # pageperfect.analysis.embeddings.EmbeddingProvider
+    llm: Any | None  # pageperfect.analysis.rewrite.ChatLLM, or None for the offline briefs
     embedding_cache: Any | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -44,10 +44,10 @@ def resources() -> Resources:
 
 def build_providers(settings: Settings) -> tuple[Any, Any, Any | None]:
     """The crawler, the embedder and the LLM the settings ask for; offline defaults without a key."""
-    from pageperfect.crawl import make_crawler
-    from pageperfect.embeddings import HashingEmbedder, OpenAIEmbedder
-    from pageperfect.guard import parse_allowed_hosts
-    from pageperfect.rewrite import make_llm
+    from pageperfect.sources.crawl import make_crawler
+    from pageperfect.analysis.embeddings import HashingEmbedder, OpenAIEmbedder
+    from pageperfect.sources.guard import parse_allowed_hosts
+    from pageperfect.analysis.rewrite import make_llm
 
     crawler = make_crawler(
         settings.crawl_provider,

@@ -12,8 +12,8 @@ from temporalio.exceptions import ApplicationError
 from activities.common import permanent
 from activities.runtime import resources
 from db import queries
-from pageperfect.gsc import SearchAnalyticsClient, SearchConsoleError
-from workflows.gsc_import import GscImportRequest
+from pageperfect.sources.gsc import SearchAnalyticsClient, SearchConsoleError
+from pageperfect.messages import GscImportRequest
 
 SOURCE = "search-analytics-api"
 

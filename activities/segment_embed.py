@@ -7,9 +7,9 @@ from temporalio import activity
 from activities.common import artifact_from, fingerprint, heartbeating, permanent, reuse_or_run, run_cpu
 from activities.runtime import resources
 from db import queries
-from pageperfect.embeddings import embed_with_cache
+from pageperfect.analysis.embeddings import embed_with_cache
 from pageperfect.models import StageInput, StageSummary
-from pageperfect.segment import NoContent, extract_page, segment_text_for_embedding
+from pageperfect.analysis.segment import NoContent, extract_page, segment_text_for_embedding
 
 EXTRACTOR_VERSION = "segment-v1"
 

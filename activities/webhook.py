@@ -11,9 +11,9 @@ from temporalio.exceptions import ApplicationError
 from activities.common import permanent
 from activities.runtime import resources
 from db import queries
-from pageperfect.guard import GuardError, parse_allowed_hosts
-from pageperfect.webhooks import WebhookRefused, deliver
-from workflows.webhook import WebhookCall
+from pageperfect.sources.guard import GuardError, parse_allowed_hosts
+from pageperfect.services.webhooks import WebhookRefused, deliver
+from pageperfect.messages import WebhookCall
 
 log = logging.getLogger(__name__)
 

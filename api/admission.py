@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import asynccontextmanager
 
-from api.intake import IntakeError
+from pageperfect.services.intake import IntakeError
 
 
 class Admission:

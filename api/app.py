@@ -16,7 +16,7 @@ from temporalio.service import RPCError
 from api.auth import require_api_key
 from api.codec import install_codec
 from api.admission import Admission
-from api.intake import IntakeError, JobRequest, submit_job
+from pageperfect.services.intake import IntakeError, JobRequest, submit_job
 from api.openapi_errors import document_errors
 from api.routes_gsc import router as gsc_router
 from api.routes_batches import router as batches_router
@@ -25,10 +25,10 @@ from api.routes_stages import router as stages_router
 from api.lookup import job_or_404
 from db import queries
 from db.pool import create_pool
-from pageperfect.metrics import RequestMetrics, metrics_endpoint
-from pageperfect.results import build_result
+from pageperfect.runtime.metrics import RequestMetrics, metrics_endpoint
+from pageperfect.services.results import build_result
 from pageperfect.settings import Settings, get_settings
-from pageperfect.temporal import connect
+from pageperfect.runtime.temporal import connect
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 FINAL = ("completed", "failed", "cancelled")

@@ -12,7 +12,7 @@ from typing import Awaitable, Callable
 from fastapi import HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from pageperfect.apikeys import KeyStatus, check_key
+from pageperfect.services.apikeys import KeyStatus, check_key
 from pageperfect.settings import Settings
 
 OPEN_PATHS = frozenset({"/healthz"})

@@ -14,7 +14,7 @@ from google.protobuf import json_format
 from starlette.middleware.cors import CORSMiddleware
 from temporalio.api.common.v1 import Payloads
 
-from pageperfect.codec import EncryptionCodec, PayloadKeyError
+from pageperfect.runtime.codec import EncryptionCodec, PayloadKeyError
 from pageperfect.settings import Settings
 
 OPERATIONS = ("encode", "decode")
@@ -84,7 +84,7 @@ class CodecCORS:
 
 def install_codec(app, settings: Settings) -> None:
     """The codec routes and their CORS, on the API app."""
-    from pageperfect.codec import codec_from_settings
+    from pageperfect.runtime.codec import codec_from_settings
 
     app.add_middleware(CodecCORS, origins=codec_origins(settings))
     app.include_router(codec_router(codec_from_settings(settings)))

@@ -11,10 +11,10 @@ from pydantic import ValidationError
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from api.batch_intake import BatchJobFields, BatchRequest, batch_status, create_batch
+from pageperfect.services.batch_intake import BatchJobFields, BatchRequest, batch_status, create_batch
 from db import queries
-from pageperfect.gsc import GscFormatError, parse_page_query_csv
-from pageperfect.batch_models import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
+from pageperfect.sources.gsc import GscFormatError, parse_page_query_csv
+from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
 
 router = APIRouter()
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 
 from pydantic import ValidationError
 
-from pageperfect.gsc_import import import_bytes
+from pageperfect.services.gsc_import import import_bytes
 from pageperfect.models import KeywordFilters
 
 router = APIRouter()

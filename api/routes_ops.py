@@ -13,8 +13,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.lookup import job_or_404
 from db import queries
-from pageperfect.report import CSP, load_report, render_report
-from workflows.pageperfect import PagePerfectWorkflow, TuneRequest
+from pageperfect.services.report import CSP, load_report, render_report
+from pageperfect.messages import TuneRequest
+from workflows.pageperfect import PagePerfectWorkflow
 
 router = APIRouter()
 FINAL = ("completed", "failed", "cancelled")

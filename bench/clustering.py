@@ -71,7 +71,7 @@ def _case_function(case: str, matrix: np.ndarray, threads: int):
     from sklearn.cluster import DBSCAN
     from threadpoolctl import threadpool_limits
 
-    from pageperfect.clustering import cluster_keywords, dbscan_labels
+    from pageperfect.analysis.clustering import cluster_keywords, dbscan_labels
     from pageperfect.models import KeywordRow
 
     if case == "radius":
@@ -144,7 +144,7 @@ def run_case(case: str, data: Path, threads: int, repeats: int, workdir: Path, t
 async def run(quick: bool, stack: object = None) -> None:
     from sklearn.metrics import adjusted_rand_score
 
-    from pageperfect.clustering import default_blas_threads
+    from pageperfect.analysis.clustering import default_blas_threads
 
     sizes = [2000] if quick else [2000, 20000]
     threads = default_blas_threads()

@@ -34,7 +34,7 @@ def segment_texts(count: int, seed: int = 0) -> list[str]:
 
 
 async def run(quick: bool, stack: object = None) -> None:
-    from pageperfect.embeddings import MemoryEmbeddingCache, OpenAIEmbedder, embed_with_cache
+    from pageperfect.analysis.embeddings import MemoryEmbeddingCache, OpenAIEmbedder, embed_with_cache
     from tests.openai_server import OpenAIStub
 
     segments = segment_texts(SEGMENTS)

@@ -54,7 +54,7 @@ def bare_app():
 async def _serve(stack, app, load_args: list[str], timeout: float) -> dict:
     import uvicorn
 
-    from pageperfect.stack import free_port
+    from pageperfect.runtime.stack import free_port
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",

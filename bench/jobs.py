@@ -11,9 +11,9 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.finalize import finalize_job
 from activities.registry import ACTIVITIES
-from api.intake import JobRequest, Submitted, check_url, submit_job
+from pageperfect.services.intake import JobRequest, Submitted, check_url, submit_job
 from db import queries
-from pageperfect.guard import parse_allowed_hosts
+from pageperfect.sources.guard import parse_allowed_hosts
 from pageperfect.models import JobInput, JobOutcome, KeywordRow, StageInput
 from pageperfect.settings import Settings
 from workflows.stages import STAGES

@@ -54,7 +54,7 @@ def _sizes(quick: bool) -> tuple[list[int], list[int], list[int]]:
 def _cluster_call(case: str):
     from threadpoolctl import threadpool_limits
 
-    from pageperfect.clustering import dbscan_labels
+    from pageperfect.analysis.clustering import dbscan_labels
 
     if case == "exact":
         return lambda m: dbscan_labels(m, eps=EPS, min_samples=MIN_SAMPLES, threads=1)

@@ -19,8 +19,8 @@ from bench.fixtures import Site
 from db.migrate import migrate_dsn
 from db.pool import create_pool
 from pageperfect.settings import Settings
-from pageperfect.stack import EmbeddedPostgres, TemporalDevServer, free_port, quiet_platformdirs_warning
-from pageperfect.temporal import connect
+from pageperfect.runtime.stack import EmbeddedPostgres, TemporalDevServer, free_port, quiet_platformdirs_warning
+from pageperfect.runtime.temporal import connect
 
 
 BENCH_API_KEY = "pp_bench-key"  # the one key the benchmark's API accepts
@@ -72,7 +72,7 @@ class Stack:
     async def workers(self, *, mirror: bool = True, **overrides: object) -> AsyncIterator[tuple[str, Settings, object]]:
         """The PagePerfect workers on a fresh queue prefix: yields (prefix, settings, group)."""
         from activities.runtime import build_resources
-        from worker import build_workers
+        from pageperfect.runtime.worker import build_workers
 
         settings = self.settings(**overrides)
         prefix = f"b{uuid.uuid4().hex[:10]}"

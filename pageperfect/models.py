@@ -159,26 +159,3 @@ class JobProgress(BaseModel):
     max_attempts: int | None
     retry_delay_seconds: float | None
     stages: list[StageProgress]
-
-
-# Workflow messages. They live here, in a module the workflow sandbox passes through, because
-# the sandbox runs a workflow's own module again for every new run: a pydantic model defined
-# there would be built again each time (about 5 ms each).
-
-
-class TuneRequest(BaseModel):
-    """New retry settings for the stages a running job has not finished."""
-
-    max_attempts: int | None = Field(default=None, ge=1, le=100)
-    retry_delay_seconds: float | None = Field(default=None, ge=0, le=3600)
-
-
-class WebhookCall(BaseModel):
-    """What to announce and where. Ids only: the activity reads the rest from Postgres."""
-
-    url: str
-    kind: Literal["job", "batch"]
-    id: str
-    status: str
-    occurred_at: datetime
-    queue_prefix: str = "pageperfect"

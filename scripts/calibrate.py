@@ -29,11 +29,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pageperfect.clustering import cluster_keywords  # noqa: E402
-from pageperfect.embeddings import HashingEmbedder  # noqa: E402
-from pageperfect.gaps import analyze_gaps  # noqa: E402
+from pageperfect.analysis.clustering import cluster_keywords  # noqa: E402
+from pageperfect.analysis.embeddings import HashingEmbedder  # noqa: E402
+from pageperfect.analysis.gaps import analyze_gaps  # noqa: E402
 from pageperfect.models import KeywordRow  # noqa: E402
-from pageperfect.segment import Segment, extract_page, segment_text_for_embedding  # noqa: E402
+from pageperfect.analysis.segment import Segment, extract_page, segment_text_for_embedding  # noqa: E402
 
 EVAL_DIR = ROOT.parent / "shared" / "eval"
 EPS_GRID = [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6]

@@ -23,8 +23,8 @@ import uvicorn
 from db.migrate import migrate_dsn
 from db.pool import create_pool
 from pageperfect.settings import Settings
-from pageperfect.stack import EmbeddedPostgres, TemporalDevServer, free_port, quiet_platformdirs_warning
-from pageperfect.temporal import connect
+from pageperfect.runtime.stack import EmbeddedPostgres, TemporalDevServer, free_port, quiet_platformdirs_warning
+from pageperfect.runtime.temporal import connect
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "pageperfect" / "demo"
@@ -175,7 +175,7 @@ class Pipelines:
     async def start(self, settings: Settings, prefix: str, *, pool, client, resources, queues=None,
                     http_timeout: float = 30) -> Pipeline:
         from api.app import create_app
-        from worker import build_workers
+        from pageperfect.runtime.worker import build_workers
 
         group = await build_workers(client, settings, pool, prefix=prefix, resources=resources,
                                     **({"queues": queues} if queues else {}))  # queues: only these kinds

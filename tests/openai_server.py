@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from pageperfect.embeddings import HashingEmbedder
+from pageperfect.analysis.embeddings import HashingEmbedder
 
 MAX_INPUTS = 2048
 MAX_WORDS_PER_INPUT = 8191

@@ -3,7 +3,7 @@
 Each page's job is a child workflow under the page's own workflow id
 (workflow_id_for_page), so "one running job per page" holds across batches, the API
 and schedules alike. Its job row is made first, by an activity that runs the API's
-intake checks (api.intake.prepare_job); when the page already has a running job the
+intake checks (pageperfect.services.intake.prepare_job); when the page already has a running job the
 child cannot start, and the batch links that job instead and follows it in Postgres.
 Deterministic, no I/O.
 """
@@ -18,8 +18,7 @@ from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttri
 from temporalio.exceptions import CancelledError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from api.intake import temporal_priority
-    from pageperfect.batch_models import (
+    from pageperfect.messages import (
         MAX_CONCURRENCY,
         BatchInput,
         CloseBatch,
@@ -28,9 +27,16 @@ with workflow.unsafe.imports_passed_through():
         PreparedJob,
         PrepareBatchJob,
         RejectBatchPage,
+        WebhookCall,
     )
-    from pageperfect.models import WebhookCall
-    from workflows.pageperfect import JOB_ATTRIBUTE, STAGE_ATTRIBUTE, URL_ATTRIBUTE, WORKFLOW_NAME, workflow_id_for_page
+    from workflows.pageperfect import (
+        JOB_ATTRIBUTE,
+        STAGE_ATTRIBUTE,
+        URL_ATTRIBUTE,
+        WORKFLOW_NAME,
+        temporal_priority,
+        workflow_id_for_page,
+    )
     from workflows.stages import CONTROL_QUEUE, WORKFLOW_QUEUE, queue_name
     from workflows.webhook import announce
 

@@ -1,6 +1,6 @@
 """PagePerfectGscImport: read a Search Console property's page-and-query rows into Postgres.
 
-Run daily by a schedule (pageperfect.schedules). The service account's key is read by
+Run daily by a schedule (pageperfect.services.schedules). The service account's key is read by
 the worker from the file PAGEPERFECT_GSC_CREDENTIALS names: it never enters the
 schedule, the workflow's input or its history. Deterministic, no I/O.
 """
@@ -13,8 +13,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, Field
-
+    from pageperfect.messages import GscImportInput, GscImportRequest
     from workflows.stages import CONTROL_QUEUE, queue_name
 
 GSC_IMPORT_WORKFLOW = "PagePerfectGscImport"
@@ -23,23 +22,6 @@ GSC_IMPORT_ACTIVITY = "import_search_console"
 GSC_IMPORT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=30), backoff_coefficient=2.0,
                                maximum_interval=timedelta(minutes=10), maximum_attempts=5,
                                non_retryable_error_types=["MissingCredentials", "SearchConsoleRefused"])
-
-
-class GscImportInput(BaseModel):
-    """What to import: a property and a window of days ending `lag_days` before the run."""
-
-    site_url: str = Field(description="The Search Console property: https://example.com/ or sc-domain:example.com")
-    days: int = Field(default=28, ge=1, le=480)
-    lag_days: int = Field(default=3, ge=0, le=30)  # the last days' numbers are not final yet
-    page: str | None = None  # only this page's rows
-    queue_prefix: str = "pageperfect"
-
-
-class GscImportRequest(BaseModel):
-    site_url: str
-    start_date: str
-    end_date: str
-    page: str | None = None
 
 
 @workflow.defn(name=GSC_IMPORT_WORKFLOW)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
+from temporalio.common import Priority, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -18,9 +18,8 @@ with workflow.unsafe.imports_passed_through():
         StageInput,
         StageProgress,
         StageSummary,
-        TuneRequest,
-        WebhookCall,
     )
+    from pageperfect.messages import TuneRequest, WebhookCall
     from workflows.stages import (
         CONTROL_QUEUE,
         FINALIZE_ACTIVITY,
@@ -45,6 +44,11 @@ STAGES_WHEN_READY = "stages-start-when-their-inputs-are-ready"
 def workflow_id_for_page(page_id: int) -> str:
     """One running job per page: the workflow id is the page's."""
     return f"pageperfect-page-{page_id}"
+
+
+def temporal_priority(priority: int) -> Priority:
+    # Temporal's priority keys run 1 (first) to 5 (last).
+    return Priority(priority_key=5 - round(priority * 4 / 10))
 
 
 @workflow.defn(name=WORKFLOW_NAME)

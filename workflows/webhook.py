@@ -13,7 +13,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from pageperfect.models import WebhookCall
+    from pageperfect.messages import WebhookCall
     from workflows.stages import CONTROL_QUEUE, WORKFLOW_QUEUE, queue_name
 
 WEBHOOK_WORKFLOW = "PagePerfectWebhook"

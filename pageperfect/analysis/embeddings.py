@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from pageperfect.retry_after import retry_after_seconds
+from pageperfect.sources.retry_after import retry_after_seconds
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from typing import Protocol
 
 import numpy as np
 
-from pageperfect.clustering import Cluster
-from pageperfect.embeddings import content_stems
+from pageperfect.analysis.clustering import Cluster
+from pageperfect.analysis.embeddings import content_stems
 
 
 def legacy_score(position: float, impressions: float) -> float:

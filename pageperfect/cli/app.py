@@ -1,52 +1,54 @@
-"""The `pageperfect` command."""
+"""The `pageperfect` command: the root app, its own commands (up, demo, migrate, worker) and the sub-apps.
+
+The command modules (jobs, dead_letters, mirror, gsc, keys, batch, schedules, analyze, replay)
+each make their own Typer and import only pageperfect.cli.common; this module puts them together.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import Optional
 
 import httpx
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from pageperfect.cli_keys import keys_app
-from pageperfect.settings import Settings, get_settings
+from pageperfect.cli import analyze, batch, common, dead_letters, gsc, jobs, keys, mirror, replay, schedules
+from pageperfect.cli.common import console, err_console, fail, finish
+from pageperfect.settings import Settings
 
 app = typer.Typer(help="PagePerfect: what a page is missing for the searches that bring it traffic.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-jobs_app = typer.Typer(help="Look at and cancel jobs (through the API at PAGEPERFECT_API_URL).", no_args_is_help=True)
-dead_app = typer.Typer(help="Jobs that failed: list them, run them again.", no_args_is_help=True)
-mirror_app = typer.Typer(help="The Postgres mirror of Temporal history.", no_args_is_help=True)
-gsc_app = typer.Typer(help="Search Console data.", no_args_is_help=True)
-app.add_typer(jobs_app, name="jobs")
-app.add_typer(dead_app, name="dead-letters")
-app.add_typer(mirror_app, name="mirror")
-app.add_typer(gsc_app, name="gsc")
-app.add_typer(keys_app, name="keys")
-
-# Long URLs stay on one line so they can be clicked; piped output gets room for the tables.
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
-err_console = Console(stderr=True, soft_wrap=True)  # a reason stays on one line
+app.add_typer(jobs.jobs_app, name="jobs")
+app.add_typer(dead_letters.dead_app, name="dead-letters")
+app.add_typer(mirror.mirror_app, name="mirror")
+app.add_typer(gsc.gsc_app, name="gsc")
+app.add_typer(keys.keys_app, name="keys")
+app.add_typer(schedules.schedules_app, name="schedules")
+# Commands at the top level: analyze, report, replay, batch.
+app.add_typer(analyze.analyze_app)
+app.add_typer(replay.replay_app)
+app.add_typer(batch.batch_app)
 
 
-def fail(message: str) -> None:
-    from rich.markup import escape  # messages quote URLs, files and server text: never markup
-
-    err_console.print(f"[red]error:[/red] {escape(message)}")
-    raise typer.Exit(1)
+@app.callback()
+def _root(
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="The data dir of `pageperfect up`, whose stack every command uses where no address "
+                                 "is set (env PAGEPERFECT_DATA_DIR, default .pageperfect)"),
+    temporal_address: Optional[str] = typer.Option(None, "--temporal-address", help="Temporal (env TEMPORAL_ADDRESS)"),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help="Postgres (env DATABASE_URL)"),
+    api_url: Optional[str] = typer.Option(None, "--api-url", help="The API (env PAGEPERFECT_API_URL)"),
+) -> None:
+    """Where the servers are: these options, then the environment, then the `pageperfect up` of the data dir."""
+    common.use(data_dir=data_dir, temporal_address=temporal_address, database_url=database_url, api_url=api_url)
 
 
 def _stack_settings(data_dir: Optional[Path], api_port: Optional[int], temporal_port: Optional[int],
                     ui_port: Optional[int]) -> Settings:
-    updates = {k: v for k, v in dict(data_dir=data_dir, api_port=api_port, temporal_port=temporal_port,
-                                     ui_port=ui_port).items() if v is not None}
-    return get_settings().model_copy(update=updates)
+    return common.settings(data_dir=data_dir, api_port=api_port, temporal_port=temporal_port, ui_port=ui_port)
 
 
 DATA_DIR = typer.Option(None, "--data-dir", help="Where Postgres and Temporal keep their files [env PAGEPERFECT_DATA_DIR]")
@@ -85,13 +87,6 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
-def _finish(code: int = 0) -> None:
-    """Leave without the Temporal core's interpreter-exit crash: everything is shut down already."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 @app.command()
 def up(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT,
        temporal_port: Optional[int] = TEMPORAL_PORT, ui_port: Optional[int] = UI_PORT,
@@ -103,7 +98,7 @@ def up(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT,
     Uses TEMPORAL_ADDRESS and DATABASE_URL instead of starting its own where they are set.
     Ctrl-C or SIGTERM stops all of it. Example: pageperfect up --api-port 9000
     """
-    from pageperfect.up import running_stack
+    from pageperfect.ops.up import running_stack
 
     settings = _stack_settings(data_dir, api_port, temporal_port, ui_port)
     if metrics_port is not None:
@@ -120,8 +115,8 @@ def up(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT,
         asyncio.run(run())
     except Exception as err:  # a port in use, a server that would not start
         err_console.print(f"[red]error:[/red] {err}")
-        _finish(1)
-    _finish(0)
+        finish(1)
+    finish(0)
 
 
 @app.command()
@@ -134,10 +129,10 @@ def demo(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT
 
     Example: pageperfect demo --exit --api-port 9000
     """
+    from pageperfect.cli.watch import print_result, watch_job
     from pageperfect.demo import QUERIES_CSV, DemoSite
-    from pageperfect.gsc import parse_queries_csv
-    from pageperfect.up import running_stack
-    from pageperfect.watch import print_result, watch_job
+    from pageperfect.ops.up import running_stack
+    from pageperfect.sources.gsc import parse_queries_csv
 
     settings = _stack_settings(data_dir, api_port, temporal_port, ui_port)
     # The sample site is served on loopback, which the crawl refuses unless allowed.
@@ -182,220 +177,49 @@ def demo(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT
         code = asyncio.run(run())
     except Exception as err:
         err_console.print(f"[red]error:[/red] {err}")
-        _finish(1)
-    _finish(code)
+        finish(1)
+    finish(code)
 
 
 @app.command()
 def migrate() -> None:
-    """Apply the numbered SQL migrations under db/migrations (needs DATABASE_URL).
+    """Apply the numbered SQL migrations under db/migrations to DATABASE_URL, else to the embedded Postgres.
 
     Example: DATABASE_URL=postgresql://pp@db/pp pageperfect migrate
     """
     from db.migrate import migrate_dsn
+    from pageperfect.runtime.backends import BackendError, database
 
-    dsn = get_settings().database_dsn
-    if not dsn:
-        fail("DATABASE_URL is not set")
-    applied = asyncio.run(migrate_dsn(dsn))
+    async def run() -> list[str]:
+        async with database(common.settings()) as dsn:
+            return await migrate_dsn(dsn)
+
+    try:
+        applied = asyncio.run(run())
+    except BackendError as err:
+        fail(str(err))
     console.print("applied: " + (", ".join(applied) if applied else "nothing, up to date"))
 
 
 @app.command()
 def worker(queues: str = typer.Option("workflow,crawl,ai,compute,control", help="Queue kinds to serve")) -> None:
-    """Run workers (same as `python worker.py`), against TEMPORAL_ADDRESS and DATABASE_URL.
+    """Run workers (same as `python worker.py`): against TEMPORAL_ADDRESS and DATABASE_URL, else `pageperfect up`'s.
 
     Example: pageperfect worker --queues crawl,ai
     """
-    import worker as worker_module
+    from pageperfect.runtime import worker as worker_module
 
-    asyncio.run(worker_module.main(tuple(q.strip() for q in queues.split(",") if q.strip())))
-    _finish(0)
-
-
-def _api() -> httpx.Client:
-    from pageperfect.apikeys import client_key
-
-    key = client_key(get_settings())  # PAGEPERFECT_API_KEY, else the key `pageperfect up` keeps in the data dir
-    return httpx.Client(base_url=get_settings().api_url, timeout=30,
-                        headers={"Authorization": f"Bearer {key}"} if key else None)
-
-
-def _api_call(method: str, path: str, **kwargs) -> dict | list:
-    try:
-        with _api() as http:
-            response = http.request(method, path, **kwargs)
-    except httpx.HTTPError as err:
-        fail(f"the API at {get_settings().api_url} did not answer ({err}); is `pageperfect up` running?")
-    if response.status_code >= 400:
-        try:
-            body = response.json()
-            detail = body.get("message") or body.get("detail")  # a 422 has a one-line "message"
-        except (ValueError, AttributeError):
-            detail = response.text
-        fail(f"{response.status_code}: {detail}")
-    return response.json()
-
-
-@jobs_app.command("list")
-def jobs_list(status: Optional[str] = typer.Option(None, help="queued, processing, completed, failed, cancelled"),
-              stage: Optional[str] = typer.Option(None, help="Current stage"),
-              limit: int = typer.Option(50)) -> None:
-    """List jobs, newest first. Example: pageperfect jobs list --status failed"""
-    params = {k: v for k, v in dict(status=status, stage=stage, limit=limit).items() if v is not None}
-    rows = _api_call("GET", "/v1/jobs", params=params)
-    table = Table("job", "status", "stage", "stages done", "url", "created")
-    for row in rows:
-        table.add_row(row["job_id"], row["status"], row["stage"] or "", f"{row['stages_completed']}/{row['stages_total']}",
-                      row["url"], row["created_at"][:19])
-    console.print(table)
-
-
-@jobs_app.command("show")
-def jobs_show(job_id: str) -> None:
-    """A job and its stages. Example: pageperfect jobs show 3f2c…"""
-    from pageperfect.watch import stage_table
-
-    job = _api_call("GET", f"/v1/jobs/{job_id}")
-    console.print(f"{job['job_id']}  [bold]{job['status']}[/bold]  {job['url']}")
-    if job.get("error"):
-        console.print(f"error: {job['error']}")
-    console.print(stage_table(job))
-
-
-@jobs_app.command("cancel")
-def jobs_cancel(job_id: str) -> None:
-    """Cancel a running job: it ends as cancelled, not failed. Example: pageperfect jobs cancel 3f2c…"""
-    _api_call("POST", f"/v1/jobs/{job_id}/cancel")
-    console.print(f"cancel requested for {job_id}")
-
-
-async def _with_backends(work):
-    from db.pool import create_pool
-    from pageperfect.temporal import connect
-
-    settings = get_settings()
-    if not settings.database_dsn or not settings.temporal_address:
-        fail("needs DATABASE_URL and TEMPORAL_ADDRESS (the ones `pageperfect up` printed)")
-    pool = await create_pool(settings.database_dsn)
-    try:
-        client = await connect(settings.temporal_address, settings.temporal_namespace, settings=settings)
-        return await work(pool, client, settings)
-    finally:
-        await pool.close()
-
-
-@dead_app.command("list")
-def dead_letters_list(limit: int = typer.Option(50)) -> None:
-    """Failed jobs, newest first. Example: pageperfect dead-letters list --limit 20"""
-    rows = _api_call("GET", "/v1/dead-letters", params={"limit": limit})
-    table = Table("id", "job", "stage", "attempts", "reason", "routed at")
-    for row in rows:
-        table.add_row(str(row["id"]), row["job_id"], row["stage"] or "", str(row["attempt_count"]),
-                      row["failure_reason"][:80], row["routed_at"][:19])
-    console.print(table)
-
-
-@dead_app.command("redrive")
-def dead_letters_redrive(dead_letter_id: int) -> None:
-    """Run a failed job again; the stages it completed are reused, not run again.
-
-    Example: pageperfect dead-letters redrive 17 (the id from `dead-letters list`)
-    """
-    from pageperfect.redrive import redrive
-
-    async def work(pool, client, settings):
-        return await redrive(dead_letter_id, pool=pool, client=client, settings=settings)
-
-    try:
-        submitted = asyncio.run(_with_backends(work))
-    except LookupError as err:
-        fail(str(err))
-    console.print(f"redriven as job {submitted.job_id} (workflow {submitted.workflow_id})")
-    _finish(0)
-
-
-@mirror_app.command("reconcile")
-def mirror_reconcile(job_id: Optional[str] = typer.Argument(None, help="One job; all jobs of the last day without it"),
-                     check: bool = typer.Option(False, "--check", help="Only report differences; exit 1 if any")) -> None:
-    """Rebuild the mirror's job and stage rows from Temporal history.
-
-    Example: pageperfect mirror reconcile --check (exit 1 if a row differs from history)
-    """
-    from pageperfect.reconcile import reconcile
-
-    async def work(pool, client, settings):
-        return await reconcile(pool, client, job_id=job_id, write=not check)
-
-    differences = asyncio.run(_with_backends(work))
-    for line in differences:
-        console.print(line)
-    console.print(f"{len(differences)} difference(s)" + ("" if check else " repaired"))
-    _finish(1 if check and differences else 0)
-
-
-@gsc_app.command("import")
-def gsc_import(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Export ZIP, Queries.csv, or a page-and-query CSV"),
-               page: Optional[str] = typer.Option(None, "--page", help="The page the rows belong to (else Filters.csv's page)"),
-               min_position: Optional[float] = typer.Option(None, help="Leave out queries ranking above this"),
-               max_position: Optional[float] = typer.Option(None, help="Leave out queries ranking below this"),
-               min_impressions: Optional[float] = typer.Option(None),
-               min_clicks: Optional[float] = typer.Option(None),
-               max_keywords: Optional[int] = typer.Option(None, help="Keep the first N after sorting"),
-               sort_by: str = typer.Option("impressions", help="impressions, clicks or position"),
-               brand: list[str] = typer.Option([], "--brand", help="A brand term whose queries are left out (repeatable)")) -> None:
-    """Import a Search Console export; the next job for that page uses its rows.
-
-    Example: pageperfect gsc import ~/Downloads/Performance.zip --page https://example.com/blog/post --brand acme
-    """
-    from pydantic import ValidationError
-
-    from db.pool import create_pool
-    from pageperfect.gsc_import import import_file
-    from pageperfect.models import KeywordFilters
-
-    settings = get_settings()
-    if not settings.database_dsn:
-        fail("needs DATABASE_URL")
-    try:
-        filters = KeywordFilters(min_position=min_position, max_position=max_position, min_impressions=min_impressions,
-                                 min_clicks=min_clicks, max_keywords=max_keywords, sort_by=sort_by, brand_terms=brand)
-    except ValidationError as err:
-        fail(f"bad filter: {err.errors()[0]['loc'][0]}: {err.errors()[0]['msg']}")
-
-    async def run():
-        pool = await create_pool(settings.database_dsn)
-        try:
-            return await import_file(pool, file, page=page, filters=filters)
-        finally:
-            await pool.close()
-
-    try:
-        counts = asyncio.run(run())
-    except ValueError as err:
-        fail(str(err))
-    for url, count in counts.items():
-        console.print(f"{count} rows for {url}")
-
-
-import pageperfect.cli_ops  # noqa: E402,F401  registers analyze, jobs tune, replay, report
-import pageperfect.cli_batch  # noqa: E402,F401  registers batch
-import pageperfect.cli_schedules  # noqa: E402,F401  registers schedules
+    asyncio.run(worker_module.main(tuple(q.strip() for q in queues.split(",") if q.strip()),
+                                   settings=common.settings()))
+    finish(0)
 
 
 def main() -> None:
     try:
         app()
     except Exception as err:  # a server that does not answer is a one-line reason, not a traceback
-        reason = pageperfect.cli_ops.expected_failure(err)
+        reason = common.expected_failure(err)
         if reason is None:
             raise
         err_console.print(f"error: {reason}", markup=False)
-        _finish(1)
-
-
-if __name__ == "__main__":
-    # `python -m pageperfect.cli`: run the importable module's app, the one cli_ops registers its commands on.
-    from pageperfect.cli import main as _main
-
-    _main()
+        finish(1)

@@ -1,8 +1,8 @@
-"""`pageperfect batch FILE`: one job per page, a few at a time, with one progress bar. cli.py registers it.
+"""`pageperfect batch FILE`: one job per page, a few at a time, with one progress bar.
 
 FILE is a list of URLs, one per line (blank lines and # comments skipped), or a
 page-and-query CSV (columns page, query, clicks, impressions, ctr, position), whose
-rows become each page's keywords. Goes through the API at PAGEPERFECT_API_URL.
+rows become each page's keywords. Goes through the API at PAGEPERFECT_API_URL, else `pageperfect up`'s.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pageperfect.cli import _api_call, _finish, app, console, err_console, fail
+from pageperfect.cli.common import api_call, console, err_console, fail, finish
+
+batch_app = typer.Typer()
+
 
 def is_page_query_csv(data: bytes) -> bool:
     """Whether the file's header names page and query columns (then it is a CSV, not a URL list)."""
@@ -45,7 +48,7 @@ def watch_batch(batch_id: str, *, interval: float = 1.0) -> dict:
                   TextColumn("{task.fields[counts]}"), console=console, transient=False) as progress:
         task = None
         while True:
-            batch = _api_call("GET", f"/v1/batches/{batch_id}", params={"pages": "false"})
+            batch = api_call("GET", f"/v1/batches/{batch_id}", params={"pages": "false"})
             if task is None:
                 task = progress.add_task("", total=batch["total"] or 1, counts="")
             progress.update(task, completed=batch["ended"], counts=_counts_text(batch["counts"]))
@@ -54,7 +57,7 @@ def watch_batch(batch_id: str, *, interval: float = 1.0) -> dict:
             time.sleep(interval)
 
 
-@app.command("batch")
+@batch_app.command("batch")
 def batch(file: Path = typer.Argument(..., exists=True, dir_okay=False,
                                       help="URLs one per line, or a page-and-query CSV"),
           concurrency: int = typer.Option(5, "--concurrency", "-c", min=1, max=50, help="Jobs running at once"),
@@ -73,32 +76,32 @@ def batch(file: Path = typer.Argument(..., exists=True, dir_okay=False,
     if is_page_query_csv(data):
         import json
 
-        created = _api_call("POST", "/v1/batches/csv", files={"file": (file.name, data, "text/csv")},
+        created = api_call("POST", "/v1/batches/csv", files={"file": (file.name, data, "text/csv")},
                             data={"concurrency": str(concurrency), "options": json.dumps(shared),
                                   **({"webhook_url": webhook_url} if webhook_url else {})})
     else:
         urls = read_url_list(data)
         if not urls:
             fail(f"{file} has no URLs (one per line; # starts a comment)")
-        created = _api_call("POST", "/v1/batches", json={"urls": urls, "concurrency": concurrency,
+        created = api_call("POST", "/v1/batches", json={"urls": urls, "concurrency": concurrency,
                                                          "webhook_url": webhook_url, **shared})
     dropped = f" ({created['duplicates_dropped']} duplicate URLs dropped)" if created["duplicates_dropped"] else ""
     console.print(f"batch {created['batch_id']}: {created['pages']} pages, {concurrency} at a time{dropped}")
     if not wait:
         console.print(f"follow it: {created['status_url']}")
-        _finish(0)
+        finish(0)
     try:
         ended = watch_batch(created["batch_id"])
     except KeyboardInterrupt:
         err_console.print(f"stopped watching; the batch runs on: {created['status_url']}")
-        _finish(130)
+        finish(130)
     console.print(f"batch {ended['status']}: {_counts_text(ended['counts'])}")
-    pages = _api_call("GET", f"/v1/batches/{created['batch_id']}")["pages"]
+    pages = api_call("GET", f"/v1/batches/{created['batch_id']}")["pages"]
     troubled = [p for p in pages if p["status"] in ("failed", "cancelled", "rejected")]
     if troubled:
         table = Table("page", "status", "job", "why")
         for page in troubled[:50]:
             table.add_row(page["url"], page["status"], page["job_id"] or "", (page["error"] or "")[:80])
         console.print(table)
-    _finish(0 if ended["status"] == "completed" and not troubled else 1)
+    finish(0 if ended["status"] == "completed" and not troubled else 1)
 

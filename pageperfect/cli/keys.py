@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pageperfect import apikeys
-from pageperfect.settings import get_settings
+from pageperfect.cli.common import settings
+from pageperfect.runtime.backends import database
+from pageperfect.services import apikeys
 
 keys_app = typer.Typer(help="API keys: create (shown once), list, revoke. Uses DATABASE_URL, else the "
                             "embedded Postgres in the data dir.", no_args_is_help=True)
@@ -27,27 +28,15 @@ async def _database(data_dir: Optional[Path]) -> AsyncIterator[object]:
     from db.migrate import migrate_dsn
     from db.pool import create_pool
 
-    settings = get_settings()
-    dsn, embedded = settings.database_dsn, None
-    if not dsn:
-        from pageperfect.stack import EmbeddedPostgres, quiet_platformdirs_warning
-
-        quiet_platformdirs_warning()
-        folder = Path(data_dir or settings.data_dir).resolve()
-        folder.mkdir(parents=True, exist_ok=True)
-        # Joins the server `pageperfect up` runs there, or starts it for this command only.
-        embedded = await asyncio.to_thread(EmbeddedPostgres(folder / "postgres").start)
-        dsn = embedded.dsn
-    try:
+    # DATABASE_URL, else the embedded Postgres `pageperfect up` runs there (joined, left running),
+    # else that Postgres started for this command only.
+    async with database(settings(data_dir=data_dir)) as dsn:
         await migrate_dsn(dsn)
         pool = await create_pool(dsn, min_size=1, max_size=2)
         try:
             yield pool
         finally:
             await pool.close()
-    finally:
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
 
 
 def _run(work, data_dir: Optional[Path]):

@@ -1,7 +1,7 @@
-"""`pageperfect schedules`: the recurring re-analyses and Search Console imports. cli.py registers it.
+"""`pageperfect schedules`: the recurring re-analyses and Search Console imports.
 
-Talks to Temporal directly (TEMPORAL_ADDRESS, else the embedded server `pageperfect up`
-runs on PAGEPERFECT_TEMPORAL_PORT), like `temporal schedule`, which works on them too.
+Talks to Temporal directly (TEMPORAL_ADDRESS, else the embedded server of the running `pageperfect up`),
+like `temporal schedule`, which works on them too.
 """
 
 from __future__ import annotations
@@ -14,33 +14,19 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from pageperfect.cli import _finish, app, console, fail
-from pageperfect.settings import get_settings
+from pageperfect.cli.common import console, fail, finish, settings, temporal_client
 
 schedules_app = typer.Typer(help="Recurring work as Temporal Schedules: re-analyze pages every N days, import "
                                  "Search Console data daily.", no_args_is_help=True)
-app.add_typer(schedules_app, name="schedules")
-
-
-async def _client():
-    from pageperfect.temporal import connect
-
-    settings = get_settings()
-    if settings.temporal_address:
-        return await connect(settings.temporal_address, settings.temporal_namespace, settings=settings)
-    # `pageperfect up`'s embedded dev server: plain gRPC on its port.
-    plain = settings.model_copy(update={"temporal_tls": False, "temporal_tls_cert": None, "temporal_tls_key": None,
-                                        "temporal_api_key": None})
-    return await connect(f"127.0.0.1:{settings.temporal_port}", settings.temporal_namespace, settings=plain)
 
 
 def _run(work):
     """Run work(client) against Temporal; a bad input or a missing schedule is a one-line error."""
-    from pageperfect.schedules import ScheduleError
+    from pageperfect.services.schedules import ScheduleError
 
     async def go():
         try:
-            client = await _client()
+            client = await temporal_client()
         except Exception as err:  # nothing listening, TLS refused
             fail(f"Temporal did not answer ({err}); set TEMPORAL_ADDRESS or start `pageperfect up`")
         return await work(client)
@@ -78,33 +64,33 @@ def create(schedule_id: str = typer.Argument(..., help="A name for the schedule,
     Examples: pageperfect schedules create weekly-blog --reanalyze pages.txt --every-days 7 ;
     pageperfect schedules create gsc-daily --gsc-site sc-domain:example.com --at 05:30
     """
-    from pageperfect import schedules
-    from pageperfect.cli_batch import read_url_list
-    from pageperfect.batch_models import BatchJobOptions
+    from pageperfect.services import schedules
+    from pageperfect.cli.batch import read_url_list
+    from pageperfect.messages import BatchJobOptions
 
     if bool(reanalyze) == bool(gsc_site):
         fail("give one of --reanalyze FILE or --gsc-site PROPERTY")
-    settings = get_settings()
+    run_settings = settings()
     if reanalyze:
         urls = read_url_list(reanalyze.read_bytes())
         made = _run(lambda client: schedules.create_reanalyze_schedule(
-            client, schedule_id, urls, every=timedelta(days=every_days), settings=settings,
+            client, schedule_id, urls, every=timedelta(days=every_days), settings=run_settings,
             jobs=BatchJobOptions(force_update=force_update), concurrency=concurrency, webhook_url=webhook_url))
         console.print(f"schedule {made}: re-analyzes {len(set(urls))} pages every {every_days} day(s); "
                       f"`pageperfect schedules trigger {made}` runs it now")
     else:
         hour, minute = _time_of_day(at)
         made = _run(lambda client: schedules.create_gsc_import_schedule(
-            client, schedule_id, gsc_site, settings=settings, hour=hour, minute=minute, days=days, page=page))
+            client, schedule_id, gsc_site, settings=run_settings, hour=hour, minute=minute, days=days, page=page))
         console.print(f"schedule {made}: imports {gsc_site} daily at {hour:02d}:{minute:02d} UTC "
                       "(the worker reads the key file PAGEPERFECT_GSC_CREDENTIALS names)")
-    _finish(0)
+    finish(0)
 
 
 @schedules_app.command("list")
 def list_() -> None:
     """PagePerfect's schedules: what they do, when, and whether they are paused."""
-    from pageperfect import schedules
+    from pageperfect.services import schedules
 
     found = _run(schedules.list_schedules)
     table = Table("schedule", "kind", "when", "paused", "next run", "last run", "note")
@@ -112,20 +98,20 @@ def list_() -> None:
         table.add_row(s.id, s.kind, s.when, "yes" if s.paused else "", s.next_run.isoformat()[:16] if s.next_run else "",
                       s.last_run.isoformat()[:16] if s.last_run else "", s.note[:60])
     console.print(table)
-    _finish(0)
+    finish(0)
 
 
 def _act(work, done: str) -> None:
     """One change to a schedule: run it, say what was done, exit."""
     _run(work)
     console.print(done)
-    _finish(0)
+    finish(0)
 
 
 @schedules_app.command("pause")
 def pause(schedule_id: str, note: str = typer.Option("paused with pageperfect schedules pause", "--note")) -> None:
     """Stop a schedule from starting anything until unpaused."""
-    from pageperfect import schedules
+    from pageperfect.services import schedules
 
     _act(lambda client: schedules.pause(client, schedule_id, note), f"paused {schedule_id}")
 
@@ -133,7 +119,7 @@ def pause(schedule_id: str, note: str = typer.Option("paused with pageperfect sc
 @schedules_app.command("unpause")
 def unpause(schedule_id: str) -> None:
     """Let a paused schedule run again."""
-    from pageperfect import schedules
+    from pageperfect.services import schedules
 
     _act(lambda client: schedules.unpause(client, schedule_id), f"unpaused {schedule_id}")
 
@@ -141,7 +127,7 @@ def unpause(schedule_id: str) -> None:
 @schedules_app.command("trigger")
 def trigger(schedule_id: str) -> None:
     """Run a schedule's work now, once (also when paused)."""
-    from pageperfect import schedules
+    from pageperfect.services import schedules
 
     _act(lambda client: schedules.trigger(client, schedule_id), f"triggered {schedule_id}")
 
@@ -149,6 +135,6 @@ def trigger(schedule_id: str) -> None:
 @schedules_app.command("delete")
 def delete(schedule_id: str) -> None:
     """Delete a schedule; what it started already runs on."""
-    from pageperfect import schedules
+    from pageperfect.services import schedules
 
     _act(lambda client: schedules.delete(client, schedule_id), f"deleted {schedule_id}")

@@ -46,8 +46,8 @@ def replayer(settings=None, *, quiet: bool = False) -> Replayer:
 
     quiet: leave out the SDK core's own warning per failed replay (the outcome says it already).
     """
-    from pageperfect.temporal import data_converter
-    from worker import worker_interceptors  # the worker's own list, so replay sees what workers run
+    from pageperfect.runtime.temporal import data_converter
+    from pageperfect.runtime.worker import worker_interceptors  # the worker's own list, so replay sees what workers run
 
     runtime = None
     if quiet:

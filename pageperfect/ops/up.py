@@ -1,7 +1,8 @@
 """The whole stack in one process tree: Temporal dev server, Postgres, migrations, workers, API.
 
 `pageperfect up` runs it in the foreground; `pageperfect demo` runs it and a job on
-the sample site. Either stops everything cleanly on Ctrl-C or SIGTERM.
+the sample site. Either stops everything cleanly on Ctrl-C or SIGTERM. While it runs, the other
+commands find its servers through DATA_DIR/stack.json (pageperfect.runtime.backends).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,16 +20,17 @@ import uvicorn
 
 from db.migrate import migrate_dsn
 from db.pool import create_pool
-from pageperfect.apikeys import stack_key
+from pageperfect.runtime.backends import StackRecord, clear_stack, record_stack
+from pageperfect.services.apikeys import stack_key
 from pageperfect.settings import Settings
-from pageperfect.stack import (
+from pageperfect.runtime.stack import (
     EmbeddedPostgres,
     TemporalDevServer,
     port_in_use,
     quiet_platformdirs_warning,
     wait_for_port,
 )
-from pageperfect.temporal import connect, ensure_search_attributes
+from pageperfect.runtime.temporal import connect, ensure_search_attributes, plain_grpc
 
 log = logging.getLogger("pageperfect.up")
 
@@ -56,7 +59,7 @@ class RunningStack:
 @asynccontextmanager
 async def running_stack(settings: Settings, *, api_host: str = "127.0.0.1") -> AsyncIterator[RunningStack]:
     from api.app import create_app
-    from worker import build_workers
+    from pageperfect.runtime.worker import build_workers
 
     data_dir = Path(settings.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -85,11 +88,10 @@ async def running_stack(settings: Settings, *, api_host: str = "127.0.0.1") -> A
             stack.callback(server.stop)
             address, ui_url = server.address, server.ui_url
         # The embedded dev server speaks plain gRPC, whatever TLS settings an existing cluster would need.
-        connect_settings = settings if settings.temporal_address else settings.model_copy(
-            update={"temporal_tls": False, "temporal_tls_cert": None, "temporal_tls_key": None, "temporal_api_key": None})
+        connect_settings = settings if settings.temporal_address else plain_grpc(settings)
         runtime = None
         if settings.worker_metrics_port:  # the Temporal SDK's Prometheus series, for workers and client
-            from pageperfect.metrics import sdk_runtime
+            from pageperfect.runtime.metrics import sdk_runtime
 
             runtime = sdk_runtime(settings.worker_metrics_port, settings.worker_metrics_host)
         client = await connect(address, settings.temporal_namespace, settings=connect_settings, runtime=runtime)
@@ -120,8 +122,14 @@ async def running_stack(settings: Settings, *, api_host: str = "127.0.0.1") -> A
                 raise RuntimeError(f"the API did not start on port {settings.api_port}")
             await asyncio.sleep(0.05)
         await asyncio.to_thread(wait_for_port, "127.0.0.1", settings.api_port, 10)
+        # The other commands run from this data dir find this stack by this record (no secret in it).
+        api_url = f"http://127.0.0.1:{settings.api_port}"
+        record_stack(data_dir, StackRecord(pid=os.getpid(), temporal_address=address,
+                                           embedded_temporal=not settings.temporal_address,
+                                           embedded_postgres=not settings.database_dsn, api_url=api_url, ui_url=ui_url))
+        stack.callback(clear_stack, data_dir, os.getpid())
         yield RunningStack(settings=run_settings, temporal_address=address, ui_url=ui_url, dsn=dsn,
-                           api_url=f"http://127.0.0.1:{settings.api_port}",
+                           api_url=api_url,
                            embedded_postgres=not settings.database_dsn,
                            embedded_temporal=not settings.temporal_address, client=client, pool=pool,
                            workers=group, api_key=api_key, api_key_source=api_key_source,

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pageperfect.temporal import SEARCH_ATTRIBUTES, temporal_binary
+from pageperfect.runtime.temporal import SEARCH_ATTRIBUTES, temporal_binary
 
 log = logging.getLogger("pageperfect.stack")
 

@@ -30,7 +30,7 @@ def temporal_binary() -> str:
 
 def data_converter(settings=None) -> DataConverter:
     """The one converter of clients, workers and the Replayer: pydantic, plus encryption where configured."""
-    from pageperfect.codec import codec_from_settings
+    from pageperfect.runtime.codec import codec_from_settings
     from pageperfect.settings import get_settings
 
     codec = codec_from_settings(settings or get_settings())
@@ -54,8 +54,18 @@ def tls_config(settings) -> TLSConfig | bool:
     return bool(settings.temporal_api_key or settings.temporal_tls)
 
 
+def plain_grpc(settings):
+    """The settings for the embedded dev server, which speaks plain gRPC whatever TLS an existing cluster needs."""
+    return settings.model_copy(update={"temporal_tls": False, "temporal_tls_cert": None, "temporal_tls_key": None,
+                                       "temporal_api_key": None})
+
+
 async def connect(address: str, namespace: str = "default", *, settings=None, runtime=None) -> Client:
-    """runtime: a temporalio Runtime, e.g. pageperfect.metrics.sdk_runtime for Prometheus metrics."""
+    """A client of the cluster at `address`, with the one data converter and the settings' TLS.
+
+    Commands find the address with pageperfect.runtime.backends.temporal_client (flags, env, the
+    stack `up` runs); runtime: a temporalio Runtime, e.g. pageperfect.runtime.metrics.sdk_runtime.
+    """
     from pageperfect.settings import get_settings
 
     settings = settings or get_settings()

@@ -1,7 +1,7 @@
-"""Run PagePerfect workers: `python worker.py [--queues crawl,ai]`.
+"""PagePerfect's workers: one Worker per task queue kind served (all by default), read off the stage table.
 
-One Worker per task queue kind it serves (all by default), read off the stage
-table; several such processes on several machines share the work.
+`python worker.py [--queues crawl,ai]` and `pageperfect worker` run them; `pageperfect up` and the
+test fixtures build them in their own process. Several such processes on several machines share the work.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from temporalio.worker import Worker
 from activities.registry import activities_by_queue
 from activities.runtime import Resources, build_resources, install
 from db.pool import create_pool
-from pageperfect.mirror import MirrorInterceptor, MirrorWriter
+from pageperfect.runtime.backends import BackendError, database, temporal_client, temporal_target
+from pageperfect.runtime.mirror import MirrorInterceptor, MirrorWriter
 from pageperfect.settings import Settings, get_settings
-from pageperfect.temporal import connect, ensure_search_attributes
+from pageperfect.runtime.temporal import ensure_search_attributes
 from workflows.registry import WORKFLOWS
 from workflows.stages import ALL_QUEUES, WORKFLOW_QUEUE, queue_name
 
@@ -88,41 +89,46 @@ async def build_workers(
     return WorkerGroup(workers=workers, writer=writer, resources=resources)
 
 
-async def main(queues: tuple[str, ...]) -> None:
-    settings = get_settings()
-    if not settings.temporal_address or not settings.database_dsn:
-        raise SystemExit("worker.py needs TEMPORAL_ADDRESS and DATABASE_URL (or use `pageperfect up`)")
+async def main(queues: tuple[str, ...], settings: Settings | None = None) -> None:
+    """Serve these queue kinds until SIGINT or SIGTERM, against the servers every command finds.
+
+    TEMPORAL_ADDRESS and DATABASE_URL, else the stack `pageperfect up` runs from the data dir;
+    workers never start a server of their own.
+    """
+    settings = settings or get_settings()
+    target = temporal_target(settings)
     runtime = None
     if settings.worker_metrics_port:
-        from pageperfect.metrics import sdk_runtime
+        from pageperfect.runtime.metrics import sdk_runtime
 
         runtime = sdk_runtime(settings.worker_metrics_port, settings.worker_metrics_host)
         log.info("Temporal SDK metrics on http://%s:%d/metrics", settings.worker_metrics_host,
                  settings.worker_metrics_port)
-    client = await connect(settings.temporal_address, settings.temporal_namespace, settings=settings, runtime=runtime)
-    with contextlib.suppress(Exception):  # a cluster may not let workers register attributes
-        await ensure_search_attributes(client)
-    pool = await create_pool(settings.database_dsn)
-    group = await build_workers(client, settings, pool, queues=queues)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    group.start()
-    log.info("workers running for %s on %s", ", ".join(queues), settings.temporal_address)
-    await stop.wait()
-    await group.shutdown()
-    await pool.close()
+    try:
+        async with database(settings, start_embedded=False) as dsn:
+            client = await temporal_client(settings, runtime=runtime)
+            with contextlib.suppress(Exception):  # a cluster may not let workers register attributes
+                await ensure_search_attributes(client)
+            pool = await create_pool(dsn)
+            run_settings = settings.model_copy(update={"temporal_address": target.address})
+            group = await build_workers(client, run_settings, pool, queues=queues)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            group.start()
+            log.info("workers running for %s on %s", ", ".join(queues), target.address)
+            await stop.wait()
+            await group.shutdown()
+            await pool.close()
+    except BackendError as err:
+        raise SystemExit(f"worker: {err}") from None
 
 
 def cli() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Run PagePerfect workers for the stage table's task queues.")
     parser.add_argument("--queues", default=",".join(ALL_QUEUES),
                         help=f"comma-separated queue kinds to serve (default all: {','.join(ALL_QUEUES)})")
     args = parser.parse_args()
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
     asyncio.run(main(tuple(q.strip() for q in args.queues.split(",") if q.strip())))
-
-
-if __name__ == "__main__":
-    cli()

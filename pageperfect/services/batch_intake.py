@@ -14,12 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.intake import IntakeError, StageName, check_webhook_url
+from pageperfect.services.intake import IntakeError, StageName, check_webhook_url
 from db import queries
-from pageperfect.guard import GuardError, parse_allowed_hosts, validate_url
+from pageperfect.sources.guard import GuardError, parse_allowed_hosts, validate_url
 from pageperfect.models import STAGE_NAMES, AnalysisOptions, KeywordRow
 from pageperfect.settings import Settings
-from pageperfect.batch_models import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, MAX_CONCURRENCY, BatchInput, BatchJobOptions
+from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, MAX_CONCURRENCY, BatchInput, BatchJobOptions
 from workflows.batch import PagePerfectBatchWorkflow, batch_workflow_id
 from workflows.stages import WORKFLOW_QUEUE, queue_name
 

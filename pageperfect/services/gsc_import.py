@@ -8,8 +8,8 @@ import asyncpg
 
 from db import queries
 from pageperfect.models import KeywordFilters
-from pageperfect.gsc import apply_filters, parse_page_query_csv, read_export
-from pageperfect.guard import GuardError, normalize_url
+from pageperfect.sources.gsc import apply_filters, parse_page_query_csv, read_export
+from pageperfect.sources.guard import GuardError, normalize_url
 
 PAGE_QUERY_HEADER = "page,query"
 

@@ -14,11 +14,11 @@ from typing import Literal
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
 from db import queries
-from pageperfect.guard import AllowList, BlockedAddress, GuardError, parse_allowed_hosts, resolve_checked, validate_url
+from pageperfect.sources.guard import AllowList, BlockedAddress, GuardError, parse_allowed_hosts, resolve_checked, validate_url
 from pageperfect.models import STAGE_NAMES, AnalysisOptions, JobInput, KeywordRow
 from pageperfect.settings import Settings
 from workflows.pageperfect import (
@@ -26,6 +26,7 @@ from workflows.pageperfect import (
     STAGE_ATTRIBUTE,
     URL_ATTRIBUTE,
     PagePerfectWorkflow,
+    temporal_priority,
     workflow_id_for_page,
 )
 from workflows.stages import WORKFLOW_QUEUE, queue_name
@@ -79,11 +80,6 @@ class Submitted:
     page_id: int
     url: str
     existing: bool
-
-
-def temporal_priority(priority: int) -> Priority:
-    # Temporal's priority keys run 1 (first) to 5 (last).
-    return Priority(priority_key=5 - round(priority * 4 / 10))
 
 
 async def check_url(url: str, allow: AllowList) -> str:

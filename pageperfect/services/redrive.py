@@ -7,7 +7,7 @@ import uuid
 import asyncpg
 from temporalio.client import Client
 
-from api.intake import Submitted, start_job
+from pageperfect.services.intake import Submitted, start_job
 from db import queries
 from pageperfect.models import JobInput
 from pageperfect.settings import Settings

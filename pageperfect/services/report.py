@@ -20,8 +20,8 @@ import asyncpg
 import numpy as np
 
 from db import queries
-from pageperfect.results import artifact_ids, build_result
-from pageperfect.rewrite import split_for_diff
+from pageperfect.services.results import artifact_ids, build_result
+from pageperfect.analysis.rewrite import split_for_diff
 
 # The browser may load nothing: no scripts, fonts, images or frames from anywhere; only the inline styles apply.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"

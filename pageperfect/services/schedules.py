@@ -26,11 +26,11 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from pageperfect.guard import GuardError, parse_allowed_hosts, validate_url
+from pageperfect.sources.guard import GuardError, parse_allowed_hosts, validate_url
 from pageperfect.settings import Settings
-from pageperfect.batch_models import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, BatchInput, BatchJobOptions
+from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, BatchInput, BatchJobOptions, GscImportInput
 from workflows.batch import BATCH_WORKFLOW, PagePerfectBatchWorkflow
-from workflows.gsc_import import GSC_IMPORT_WORKFLOW, GscImportInput, PagePerfectGscImportWorkflow
+from workflows.gsc_import import GSC_IMPORT_WORKFLOW, PagePerfectGscImportWorkflow
 from workflows.stages import WORKFLOW_QUEUE, queue_name
 
 KINDS = {BATCH_WORKFLOW: "reanalyze", GSC_IMPORT_WORKFLOW: "gsc-import"}

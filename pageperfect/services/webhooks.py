@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from pageperfect.guard import AllowList, guarded_client, validate_url
+from pageperfect.sources.guard import AllowList, guarded_client, validate_url
 
 SIGNATURE_HEADER = "PagePerfect-Signature"
 DELIVERY_HEADER = "PagePerfect-Delivery"  # the same on every retry of one delivery: receivers dedupe on it
@@ -67,7 +67,7 @@ class Delivered:
 
 async def deliver(url: str, payload: dict, *, secret: str, allow: AllowList, delivery_id: str, event: str,
                   timeout: float = 15.0) -> Delivered:
-    """POST the signed payload once. Raises pageperfect.guard.GuardError (no retry fixes it), WebhookRefused
+    """POST the signed payload once. Raises pageperfect.sources.guard.GuardError (no retry fixes it), WebhookRefused
     or httpx errors."""
     validate_url(url, allow)
     body = encode_body(payload)

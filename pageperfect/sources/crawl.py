@@ -25,8 +25,8 @@ from urllib.parse import quote
 import charset_normalizer
 import httpx
 
-from pageperfect.guard import AllowList, GuardError, guarded_client, validate_url
-from pageperfect.retry_after import retry_after_seconds  # noqa: F401 - part of this module's API
+from pageperfect.sources.guard import AllowList, GuardError, guarded_client, validate_url
+from pageperfect.sources.retry_after import retry_after_seconds  # noqa: F401 - part of this module's API
 
 DEFAULT_MAX_BYTES = 10_000_000
 DEFAULT_USER_AGENT = "PagePerfectBot/0.1 (+https://github.com/pageperfect)"

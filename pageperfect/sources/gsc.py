@@ -34,7 +34,7 @@ import jwt
 from pydantic import ValidationError
 
 from pageperfect.models import KeywordFilters, KeywordRow
-from pageperfect.retry_after import retry_after_seconds
+from pageperfect.sources.retry_after import retry_after_seconds
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pageperfect.crawl import CrawlError, CrawlTicket
+from pageperfect.sources.crawl import CrawlError, CrawlTicket
 
 
 class FlakyCrawler:

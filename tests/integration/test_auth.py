@@ -10,7 +10,7 @@ import sys
 
 import httpx
 
-from pageperfect import apikeys
+from pageperfect.services import apikeys
 from tests.conftest import TEST_API_KEY
 
 

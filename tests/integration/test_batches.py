@@ -10,8 +10,8 @@ import uuid
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.worker import Replayer
 
-from pageperfect.crawl import CrawlTicket
-from pageperfect.temporal import data_converter
+from pageperfect.sources.crawl import CrawlTicket
+from pageperfect.runtime.temporal import data_converter
 from tests.conftest import TEST_API_KEY
 from tests.integration.test_pipeline import demo_keywords
 
@@ -44,7 +44,7 @@ class HangOn:
 
 async def replays(client, workflow_id: str, settings) -> None:
     """The run's history replays against the current code of every workflow the worker runs."""
-    from worker import worker_interceptors
+    from pageperfect.runtime.worker import worker_interceptors
     from workflows.registry import WORKFLOWS
 
     history = await client.get_workflow_handle(workflow_id).fetch_history()
@@ -263,7 +263,7 @@ async def test_a_linked_job_terminated_by_hand_ends_its_page(pipeline_factory, s
 
 
 async def test_a_long_batch_continues_as_new_and_counts_every_page(pipeline, site, client, pool):
-    from pageperfect.batch_models import BatchInput
+    from pageperfect.messages import BatchInput
     from workflows.batch import PagePerfectBatchWorkflow
 
     urls = pages(site, "continued", 5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
-from pageperfect.temporal import temporal_binary
+from pageperfect.runtime.temporal import temporal_binary
 from tests.integration.faults import FlakyCrawler, NeverDoneCrawler
 from tests.integration.test_pipeline import demo_keywords
 from tests.openai_server import OpenAIStub
@@ -59,7 +59,7 @@ async def test_non_retryable_error_dead_letters_at_once(pipeline, site, pool):
 
 
 async def test_redrive_reuses_completed_stages(pipeline_factory, site, pool, client):
-    from pageperfect.redrive import redrive
+    from pageperfect.services.redrive import redrive
 
     with OpenAIStub() as stub:
         pipeline = await pipeline_factory(openai_api_key="sk-test-secret", openai_base_url=stub.base_url)

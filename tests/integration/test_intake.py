@@ -75,7 +75,7 @@ async def test_start_response_says_whether_a_run_was_started(client):
 
     from temporalio.common import WorkflowIDConflictPolicy
 
-    from api.intake import started_new_run
+    from pageperfect.services.intake import started_new_run
 
     workflow_id, queue = f"start-flag-{uuid.uuid4()}", f"nobody-{uuid.uuid4()}"
     first = await client.start_workflow("Nothing", id=workflow_id, task_queue=queue,

@@ -12,10 +12,10 @@ import uuid
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.intake import JobRequest, submit_job
-from pageperfect.metrics import sdk_runtime
-from pageperfect.stack import free_port
-from pageperfect.temporal import connect
+from pageperfect.services.intake import JobRequest, submit_job
+from pageperfect.runtime.metrics import sdk_runtime
+from pageperfect.runtime.stack import free_port
+from pageperfect.runtime.temporal import connect
 from tests.conftest import make_settings
 from tests.integration.test_batches import pages
 from tests.integration.test_pipeline import demo_keywords
@@ -53,7 +53,7 @@ async def test_api_requests_are_counted_by_route_template(pipeline):
 
 
 async def test_worker_metrics_from_the_temporal_sdk(pool, temporal_server, site):
-    from worker import build_workers
+    from pageperfect.runtime.worker import build_workers
 
     port = free_port()
     settings = make_settings(temporal_address=temporal_server.address)

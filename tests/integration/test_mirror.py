@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from db import queries
-from pageperfect.reconcile import reconcile
+from pageperfect.services.reconcile import reconcile
 from tests.integration.test_pipeline import demo_keywords
 
 

@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from pageperfect.stack import free_port
+from pageperfect.runtime.stack import free_port
 from tests.conftest import DEMO, REPO, until
 from tests.integration.faults import GatedCrawler, NeverDoneCrawler
 from tests.integration.test_pipeline import demo_keywords

@@ -15,12 +15,12 @@ from temporalio.api.common.v1 import Payload
 from temporalio.worker import Replayer
 
 from api.app import create_app
-from pageperfect.codec import ENCODING, EncryptionCodec, PayloadKeyError
-from pageperfect.temporal import data_converter
+from pageperfect.runtime.codec import ENCODING, EncryptionCodec, PayloadKeyError
+from pageperfect.runtime.temporal import data_converter
 from tests.conftest import TEST_API_KEY, make_settings
 from tests.integration.faults import FlakyCrawler
 from tests.integration.test_pipeline import demo_keywords
-from worker import worker_interceptors
+from pageperfect.runtime.worker import worker_interceptors
 from workflows.pageperfect import STAGES_WHEN_READY, PagePerfectWorkflow
 
 UI_ORIGIN = "http://127.0.0.1:8233"

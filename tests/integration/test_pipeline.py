@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pageperfect.gsc import parse_queries_csv
+from pageperfect.sources.gsc import parse_queries_csv
 from tests.conftest import DEMO
 
 

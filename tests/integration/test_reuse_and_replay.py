@@ -10,11 +10,11 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from pageperfect.temporal import data_converter, temporal_binary
+from pageperfect.runtime.temporal import data_converter, temporal_binary
 from tests.conftest import make_settings
 from tests.integration.test_pipeline import demo_keywords
 from workflows.pageperfect import PagePerfectWorkflow
-from worker import worker_interceptors
+from pageperfect.runtime.worker import worker_interceptors
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 

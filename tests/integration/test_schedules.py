@@ -14,11 +14,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from temporalio.client import WorkflowFailureError
 
-from pageperfect import schedules
-from pageperfect.schedules import ScheduleError
+from pageperfect.services import schedules
+from pageperfect.services.schedules import ScheduleError
 from tests.integration.test_batches import pages
 from tests.unit.test_gsc import FakeSearchConsole, credentials
-from workflows.gsc_import import GscImportInput, PagePerfectGscImportWorkflow
+from pageperfect.messages import GscImportInput
+from workflows.gsc_import import PagePerfectGscImportWorkflow
 
 
 async def eventually(check, *, timeout: float = 30, interval: float = 0.3):

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from pageperfect.stack import free_port
+from pageperfect.runtime.stack import free_port
 from tests.integration.test_pipeline import demo_keywords
 
 
@@ -47,6 +47,17 @@ def _stop(process: subprocess.Popen) -> tuple[int, str]:
     return process.returncode, output
 
 
+def _run_job(api: str, auth: dict[str, str], url: str) -> dict:
+    """Submit a job through the API and wait for it to complete; the API's answer to the submit."""
+    created = httpx.post(f"{api}/v1/jobs", json={"url": url, "keywords": demo_keywords()}, headers=auth,
+                         timeout=30).json()
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{api}/v1/jobs/{created['job_id']}", headers=auth, timeout=10).json()["status"] != "completed":
+        assert time.monotonic() < deadline, "job did not complete"
+        time.sleep(0.3)
+    return created
+
+
 def test_up_serves_stops_cleanly_and_keeps_jobs(tmp_path, site):
     ports = {"api": free_port(), "temporal": free_port(), "ui": free_port()}
     api = f"http://127.0.0.1:{ports['api']}"
@@ -61,12 +72,7 @@ def test_up_serves_stops_cleanly_and_keeps_jobs(tmp_path, site):
         key = (tmp_path / "api-key").read_text().strip()  # the local key `up` made and printed
         auth = {"Authorization": f"Bearer {key}"}
         assert httpx.get(f"{api}/v1/jobs", timeout=10).status_code == 401
-        created = httpx.post(f"{api}/v1/jobs", json={"url": url, "keywords": demo_keywords()}, headers=auth,
-                             timeout=30).json()
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{api}/v1/jobs/{created['job_id']}", headers=auth, timeout=10).json()["status"] != "completed":
-            assert time.monotonic() < deadline, "job did not complete"
-            time.sleep(0.3)
+        created = _run_job(api, auth, url)
     finally:
         code, output = _stop(process)
     assert code == 0, output
@@ -83,3 +89,58 @@ def test_up_serves_stops_cleanly_and_keeps_jobs(tmp_path, site):
     finally:
         code, output = _stop(process)
     assert code == 0, output
+
+
+def _bare_env() -> dict[str, str]:
+    """No address, no data dir, no key: only what `up` left in the data dir can tell a command where things are."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("PAGEPERFECT_", "TEMPORAL_")) and k not in ("DATABASE_URL", "OPENAI_API_KEY")}
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pageperfect.cli", *args], env=_bare_env(), cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_commands_find_the_stack_up_runs_with_no_variables_set(tmp_path, site):
+    """After `pageperfect up`, the operator commands reach its Temporal, Postgres and API with nothing set."""
+    ports = {"api": free_port(), "temporal": free_port(), "ui": free_port()}  # none of them the defaults
+    api = f"http://127.0.0.1:{ports['api']}"
+    data_dir = tmp_path / ".pageperfect"  # the default data dir, seen from tmp_path
+    url = site.add("/up-found.html", site.handler.routes["/index.html"][2])
+
+    process = _start(data_dir, ports)
+    try:
+        _wait_healthy(api, process)
+        auth = {"Authorization": f"Bearer {(data_dir / 'api-key').read_text().strip()}"}
+        created = _run_job(api, auth, url)
+
+        reconciled = _cli("mirror", "reconcile", "--check", cwd=tmp_path)
+        assert reconciled.returncode == 0, reconciled.stderr
+        assert reconciled.stdout.splitlines()[-1] == "0 difference(s)"
+        replayed = _cli("replay", "--all", cwd=tmp_path)
+        assert replayed.returncode == 0, replayed.stderr
+        assert f"ok                 {created['workflow_id']} {created['run_id']}" in replayed.stdout
+        assert replayed.stdout.splitlines()[-1] == "1 replayed, 0 failed"
+        listed = _cli("jobs", "list", cwd=tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        assert created["job_id"][:8] in listed.stdout and "completed" in listed.stdout
+        dead = _cli("dead-letters", "list", cwd=tmp_path)
+        assert dead.returncode == 0, dead.stderr
+        assert "reason" in dead.stdout and created["job_id"][:8] not in dead.stdout  # the table, empty
+
+        # A Postgres-only command joins up's Postgres and leaves it running.
+        keys = _cli("keys", "list", cwd=tmp_path)
+        assert keys.returncode == 0, keys.stderr
+        assert httpx.get(f"{api}/v1/jobs", headers=auth, timeout=10).status_code == 200
+
+        # From another directory the root option names the data dir; an address given wins over it.
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        assert created["job_id"][:8] in _cli("--data-dir", str(data_dir), "jobs", "list", cwd=elsewhere).stdout
+        nowhere = _cli("--temporal-address", f"127.0.0.1:{free_port()}", "replay", "--all", cwd=tmp_path)
+        assert nowhere.returncode == 1 and "did not answer" in nowhere.stderr and nowhere.stderr.count("\n") == 1
+    finally:
+        code, output = _stop(process)
+    assert code == 0, output
+    assert not (data_dir / "stack.json").exists()  # the record goes with the stack

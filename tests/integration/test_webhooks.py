@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pageperfect.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
+from pageperfect.services.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
 from tests.integration.test_batches import HangOn, pages, replays, wait_batch
 from tests.integration.test_pipeline import demo_keywords
 

@@ -20,8 +20,8 @@ import httpcore
 import httpx
 import pytest
 
-from pageperfect.crawl import CrawlError, DirectCrawler
-from pageperfect.guard import BlockedAddress, GuardedTransport, parse_allowed_hosts
+from pageperfect.sources.crawl import CrawlError, DirectCrawler
+from pageperfect.sources.guard import BlockedAddress, GuardedTransport, parse_allowed_hosts
 
 REBIND_HOST = "rebind.attacker.test"
 PAGE = b"<!DOCTYPE html><html><head><title>T</title></head><body><h1>Fig care</h1><p>Water weekly.</p></body></html>"

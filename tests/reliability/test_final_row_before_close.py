@@ -48,7 +48,7 @@ async def test_submission_during_a_running_job_still_gets_that_job(pipeline_fact
 
 
 async def test_reconcile_leaves_a_final_row_of_a_closing_run_alone(pipeline_factory, site, pool, client):
-    from pageperfect.reconcile import reconcile
+    from pageperfect.services.reconcile import reconcile
 
     pipeline = await pipeline_factory(wrap_crawler=NeverDoneCrawler)
     url = site.add("/reconcile-closing.html", "<p>x</p>")

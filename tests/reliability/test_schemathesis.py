@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 
-from pageperfect.crawl import CrawlError
+from pageperfect.sources.crawl import CrawlError
 
 MAX_EXAMPLES = int(os.environ.get("PAGEPERFECT_SCHEMATHESIS_EXAMPLES", "25"))
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",

@@ -30,9 +30,9 @@ import uuid
 import pytest
 import pytest_asyncio
 
-from api.intake import JobRequest, submit_job
+from pageperfect.services.intake import JobRequest, submit_job
 from pageperfect.models import KeywordRow
-from pageperfect.reconcile import reconcile
+from pageperfect.services.reconcile import reconcile
 from tests.conftest import DEMO, make_settings, until
 from tests.integration.test_pipeline import demo_keywords
 from tests.openai_server import OpenAIStub

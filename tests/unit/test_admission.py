@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from api.admission import Admission
-from api.intake import IntakeError
+from pageperfect.services.intake import IntakeError
 
 
 async def hold_until(admission: Admission, release: asyncio.Event) -> None:

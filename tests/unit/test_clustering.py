@@ -5,8 +5,8 @@ import pytest
 from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
-from pageperfect import clustering
-from pageperfect.clustering import cluster_keywords, dbscan_labels, radius_graph
+from pageperfect.analysis import clustering
+from pageperfect.analysis.clustering import cluster_keywords, dbscan_labels, radius_graph
 from pageperfect.models import KeywordRow
 
 

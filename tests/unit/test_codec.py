@@ -8,7 +8,7 @@ import os
 import pytest
 from temporalio.api.common.v1 import Payload
 
-from pageperfect.codec import ENCODING, KEY_ID_METADATA, EncryptionCodec, PayloadKeyError, parse_keys
+from pageperfect.runtime.codec import ENCODING, KEY_ID_METADATA, EncryptionCodec, PayloadKeyError, parse_keys
 
 
 def _key() -> bytes:

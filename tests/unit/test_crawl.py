@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from pageperfect.crawl import (
+from pageperfect.sources.crawl import (
     AsyncJobsCrawler,
     CrawlError,
     DirectCrawler,
@@ -26,7 +26,7 @@ from pageperfect.crawl import (
     make_crawler,
     retry_after_seconds,
 )
-from pageperfect.guard import AllowList, parse_allowed_hosts
+from pageperfect.sources.guard import AllowList, parse_allowed_hosts
 
 LOOPBACK = parse_allowed_hosts("127.0.0.1")
 PAGE = "<!DOCTYPE html><html><head><title>Café</title></head><body><h1>Café crème</h1></body></html>"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pageperfect.embeddings import (
+from pageperfect.analysis.embeddings import (
     MAX_INPUT_TOKENS,
     MAX_TOKENS_PER_REQUEST,
     PROVIDER_DEFAULTS,
@@ -60,7 +60,7 @@ async def test_hashing_is_deterministic_across_processes():
     texts = ["when to repot monstera", "sourdough discard recipes"]
     here = (await HashingEmbedder().embed(texts)).tobytes()
     code = (
-        "import sys, hashlib; from pageperfect.embeddings import HashingEmbedder; "
+        "import sys, hashlib; from pageperfect.analysis.embeddings import HashingEmbedder; "
         f"sys.stdout.write(hashlib.sha256(HashingEmbedder().embed_sync({texts!r}).tobytes()).hexdigest())"
     )
     other = subprocess.run(

@@ -4,8 +4,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from pageperfect.clustering import Cluster
-from pageperfect.gaps import SCORES, analyze_gaps, legacy_score, striking_score
+from pageperfect.analysis.clustering import Cluster
+from pageperfect.analysis.gaps import SCORES, analyze_gaps, legacy_score, striking_score
 
 
 def test_legacy_score_matches_the_old_formula():
@@ -206,7 +206,7 @@ def test_blocked_matching_gives_the_same_report(similarity: str, monkeypatch: py
         clusters.append(c)
     threshold = {"cosine": 0.3, "lexical": 0.9}[similarity]
     whole = analyze_gaps(clusters, vectors, segments, threshold=threshold, similarity=similarity)
-    monkeypatch.setattr("pageperfect.gaps.BLOCK_CELLS", 7 * 3)
+    monkeypatch.setattr("pageperfect.analysis.gaps.BLOCK_CELLS", 7 * 3)
     blocked = analyze_gaps(clusters, vectors, segments, threshold=threshold, similarity=similarity)
     # Same matches and decisions; float32 products of other shapes may differ in the last bits.
     assert [(g.cluster_id, g.has_gap, [m.segment_id for m in g.top_matches]) for g in blocked.gaps] == [

@@ -17,8 +17,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pageperfect import gsc
-from pageperfect.gsc import (
+from pageperfect.sources import gsc
+from pageperfect.sources.gsc import (
     GscFormatError,
     SearchAnalyticsClient,
     SearchConsoleError,

@@ -13,7 +13,7 @@ import httpcore
 import httpx
 import pytest
 
-from pageperfect.guard import (
+from pageperfect.sources.guard import (
     MAX_URL_LENGTH,
     AllowList,
     BlockedAddress,

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from pageperfect.mirror import MirrorWriter
+from pageperfect.runtime.mirror import MirrorWriter
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from pageperfect.segment import extract_page
+from pageperfect.analysis.segment import extract_page
 
 REALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
 PAGES = sorted(path.parent for path in (REALDATA / "pages").glob("*/source.html"))

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from pageperfect.report import CSP, ReportData, best_clusters, project_2d, render_report, side_by_side
+from pageperfect.services.report import CSP, ReportData, best_clusters, project_2d, render_report, side_by_side
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from pageperfect.rewrite import (
+from pageperfect.analysis.rewrite import (
     PROMPT_VERSION,
     ChatLLM,
     GapContext,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import pageperfect.segment as segment_module
-from pageperfect.segment import (
+import pageperfect.analysis.segment as segment_module
+from pageperfect.analysis.segment import (
     MAX_SEGMENT_CHARS,
     MAX_SEGMENTS,
     ExtractedPage,
@@ -18,7 +18,7 @@ from pageperfect.segment import (
     segment_text_for_embedding,
 )
 
-DEMO = Path(segment_module.__file__).resolve().parent / "demo"
+DEMO = Path(segment_module.__file__).resolve().parents[1] / "demo"
 
 ARTICLE = """<!DOCTYPE html>
 <html lang="en-GB">

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pageperfect.settings import Settings
-from pageperfect.temporal import tls_config
+from pageperfect.runtime.temporal import tls_config
 
 
 def settings(**values) -> Settings:

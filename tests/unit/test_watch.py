@@ -1,6 +1,6 @@
 """The lines `analyze` prints as a stage's attempts change."""
 
-from pageperfect.watch import attempt_news
+from pageperfect.cli.watch import attempt_news
 
 
 def _stage(status: str, attempt: int, **extra) -> dict:

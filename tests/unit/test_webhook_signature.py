@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pageperfect.webhooks import encode_body, sign, verify
+from pageperfect.services.webhooks import encode_body, sign, verify
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "WEBHOOKS.md"
 BODY = encode_body({"type": "job.completed", "data": {"job_id": "j1", "status": "completed"}})

@@ -1,0 +1,5 @@
+"""`python -m pageperfect.cli`."""
+
+from pageperfect.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""Operator tools: the whole stack in one process (`up`) and workflow replay."""
