@@ -1,15 +1,26 @@
 #!/usr/bin/env python3
-"""Calibrates the hashing provider's defaults (eps, min_samples, gap threshold) on the labelled pages.
+"""Calibrates an embedding provider's analysis defaults on both labelled sets, with evalkit's scorer.
 
-For every page of shared/eval: extract its segments, embed segments and the
-page's Search Console-like rows with the hashing embedder, cluster, analyze the
-gaps, write the result as a job result JSON, and let evalkit's scorer judge it.
-Both gap similarities are scored ("lexical" and "cosine"). The defaults are
-picked on a plateau, not at a peak: the grid point whose neighbourhood (one step
-in each direction) has the best worst-case F1; ties go to the better own F1,
-then to the better mean F1 two steps around, then to the middle of the grid.
+For every page of ../shared/eval (pages written for the tool) and ../shared/eval/real
+(real articles with their clutter): extract the segments, embed the queries, the
+queries without the page's subject, and the passages; then
 
-    python scripts/calibrate.py [--eval-dir DIR] [--json OUT]
+1. fit the coverage weights (pageperfect.coverage.CoverageModel): a logistic
+   regression of "the topic is covered" on the topic's mean signals (semantic,
+   semantic_full, lexical), on all pages of both sets;
+2. grid the grouping (neighbors, resolution) and the decision (threshold,
+   split_margin) through the same functions the stages run (intent_labels,
+   analyze_evidence), writing job-result JSON that evalkit scores;
+3. choose on a plateau: the point whose one-step neighbourhood has the best worst
+   case of the objective (mean over the two sets of gap F1, plus half the mean ARI,
+   minus a quarter of the clusters per topic above 1);
+4. leave one page out: weights and settings chosen without a page, that page scored
+   with them; pooled over the held-out pages of each set.
+
+The hashing provider keeps its own method (DBSCAN and word coverage); for it the
+script scores the current defaults on both sets.
+
+    python scripts/calibrate.py [--provider minilm|hashing|openai] [--eval-dir DIR] [--json OUT] [--quick]
 """
 
 from __future__ import annotations
@@ -18,9 +29,10 @@ import argparse
 import importlib.util
 import itertools
 import json
+import math
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -29,30 +41,44 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pageperfect.analysis.clustering import cluster_keywords  # noqa: E402
-from pageperfect.analysis.embeddings import HashingEmbedder  # noqa: E402
-from pageperfect.analysis.gaps import analyze_gaps  # noqa: E402
+from pageperfect.analysis.clustering import cluster_keywords, clusters_from_labels, summarize_members  # noqa: E402
+from pageperfect.analysis.coverage import CoverageModel, Evidence, passages_of  # noqa: E402
+from pageperfect.analysis.embeddings import PROVIDER_DEFAULTS  # noqa: E402
+from pageperfect.analysis.gaps import analyze_evidence, analyze_gaps  # noqa: E402
+from pageperfect.analysis.intents import intent_labels, strip_subject, subject_stems  # noqa: E402
 from pageperfect.models import KeywordRow  # noqa: E402
-from pageperfect.analysis.segment import Segment, extract_page, segment_text_for_embedding  # noqa: E402
+from pageperfect.analysis.segment import extract_page, segment_text_for_embedding  # noqa: E402
 
 EVAL_DIR = ROOT.parent / "shared" / "eval"
-EPS_GRID = [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6]
-# min_samples 1 clusters exactly like 2 once noise points become singletons, so it is left out.
-MIN_SAMPLES_GRID = [2, 3, 4]
-THRESHOLD_GRIDS = {
-    "lexical": [round(0.30 + 0.05 * i, 3) for i in range(14)],  # 0.30 .. 0.95, share of query words
-    "cosine": [round(0.10 + 0.05 * i, 3) for i in range(11)],  # 0.10 .. 0.60
-}
-TARGET_F1 = 0.85
+SETS = {"dev": Path("."), "real": Path("real")}
+NEIGHBORS_GRID = [4, 5, 6]
+RESOLUTION_GRID = [1.0, 1.25, 1.5, 2.0]
+THRESHOLD_GRID = [0.3, 0.4, 0.5, 0.6, 0.7]
+MARGIN_GRID = [0.5, 1.0, 1.5, 2.0, 99.0]  # 99: never split
 
 
 @dataclass
 class Page:
+    set: str
     name: str
+    spec: dict
     rows: list[KeywordRow]
-    query_vectors: np.ndarray
-    segments: list[Segment]
-    segment_vectors: np.ndarray
+    segments: list
+    passages: list
+    subject: frozenset[str] = frozenset()
+    vectors: np.ndarray | None = None
+    stripped: np.ndarray | None = None
+    passage_vectors: np.ndarray | None = None
+    segment_vectors: np.ndarray | None = None
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def queries(self) -> list[str]:
+        return [r.query for r in self.rows]
+
+    @property
+    def impressions(self) -> np.ndarray:
+        return np.array([r.impressions for r in self.rows])
 
 
 def load_evalkit(eval_dir: Path) -> ModuleType:
@@ -62,194 +88,240 @@ def load_evalkit(eval_dir: Path) -> ModuleType:
     return module
 
 
-def prepare(eval_dir: Path, topics: dict, evalkit: ModuleType, embedder: HashingEmbedder) -> list[Page]:
+def load_pages(eval_dir: Path, evalkit: ModuleType, passage_kinds: tuple[str, ...]) -> list[Page]:
     pages = []
-    for name, spec in topics.items():
-        html = (eval_dir / "site" / f"{name}.html").read_text(encoding="utf-8")
-        extracted = extract_page(html, f"http://127.0.0.1/{name}.html")
-        rows = [KeywordRow(**row) for row in evalkit.rows(spec)]
-        pages.append(
-            Page(
-                name=name,
-                rows=rows,
-                query_vectors=embedder.embed_sync([r.query for r in rows]),
-                segments=extracted.segments,
-                segment_vectors=embedder.embed_sync([segment_text_for_embedding(s) for s in extracted.segments]),
-            )
-        )
+    for set_name, sub in SETS.items():
+        topics = json.loads((eval_dir / sub / "topics.json").read_text())
+        for name, spec in topics.items():
+            html = (eval_dir / sub / "site" / f"{name}.html").read_text(encoding="utf-8", errors="replace")
+            extracted = extract_page(html, f"http://127.0.0.1/{name}.html")
+            rows = [KeywordRow(**row) for row in evalkit.rows(spec)]
+            pages.append(Page(set_name, name, spec, rows, extracted.segments,
+                              passages_of(extracted.segments, passage_kinds)))
     return pages
 
 
-def job_result(clusters: list, report) -> dict:
-    """The parts of a job's result JSON that evalkit's scorer reads."""
+def embed_pages(pages: list[Page], embed) -> None:
+    for p in pages:
+        p.subject = subject_stems(p.queries)
+        p.vectors = embed(p.queries)
+        p.stripped = embed([strip_subject(q, p.subject) for q in p.queries])
+        p.passage_vectors = embed([x.embed_text for x in p.passages])
+        p.segment_vectors = embed([segment_text_for_embedding(s) for s in p.segments])
+
+
+def topic_signals(page: Page, model: CoverageModel) -> tuple[np.ndarray, np.ndarray]:
+    """Per labelled topic of the page: the mean of its queries' best signals, and whether it is covered."""
+    ev = _evidence(page, model).per_query()
+    index = {q: i for i, q in enumerate(page.queries)}
+    x, y = [], []
+    for topic in page.spec["topics"].values():
+        rows = [index[q] for q in topic["queries"] if q in index]
+        x.append([ev.semantic[rows].mean(), ev.semantic_full[rows].mean(), ev.lexical[rows].mean()])
+        y.append(not topic["gap"])
+    return np.array(x), np.array(y)
+
+
+def fit_model(pages: list[Page], base: CoverageModel) -> CoverageModel:
+    from sklearn.linear_model import LogisticRegression
+
+    xs, ys = zip(*(topic_signals(p, base) for p in pages))
+    fit = LogisticRegression(class_weight="balanced").fit(np.concatenate(xs), np.concatenate(ys))
+    w = fit.coef_[0]
+    return replace(base, semantic=round(float(w[0]), 3), semantic_full=round(float(w[1]), 3),
+                   lexical=round(float(w[2]), 3), bias=round(float(fit.intercept_[0]), 3))
+
+
+def _evidence(page: Page, model: CoverageModel) -> Evidence:
+    return Evidence(page.queries, page.vectors, page.stripped, page.subject, page.passages, page.passage_vectors,
+                    model)
+
+
+def clusters_for(page: Page, neighbors: int, resolution: float):
+    key = ("intents", neighbors, resolution)
+    if key not in page.cache:
+        labels = intent_labels(page.queries, page.vectors, page.stripped, page.subject,
+                               neighbors=neighbors, resolution=resolution)
+        page.cache[key] = clusters_from_labels(page.rows, page.vectors, labels)
+    return page.cache[key]
+
+
+def job_result(clusters, report) -> dict:
+    """The parts of a job's result JSON that evalkit reads: the final groups (split parts included) and gaps."""
     return {
-        "clusters": [{"cluster_id": c.cluster_id, "keywords": c.keywords} for c in clusters],
-        "gaps": [
-            {
-                "cluster_id": g.cluster_id,
-                "keywords": g.keywords,
-                "has_gap": g.has_gap,
-                "total_impressions": g.total_impressions,
-                "avg_position": g.avg_position,
-                "opportunity_score": g.opportunity_score,
-            }
-            for g in report.gaps
-        ],
+        "clusters": [{"cluster_id": g.cluster_id, "keywords": g.keywords} for g in report.gaps],
+        "gaps": [{"cluster_id": g.cluster_id, "keywords": g.keywords, "has_gap": g.has_gap} for g in report.gaps],
     }
 
 
-def run_grid(
-    pages: list[Page], topics: dict, evalkit: ModuleType, eps_grid, ms_grid, thr_grid, similarity: str
-) -> dict:
-    """F1, precision and recall for every (eps, min_samples, threshold), scored by evalkit."""
-    scores: dict[tuple[float, int, float], tuple[float, float, float]] = {}
+def evidence_report(page: Page, model: CoverageModel, neighbors: int, resolution: float):
+    clusters = clusters_for(page, neighbors, resolution)
+    return clusters, analyze_evidence(
+        clusters, page.queries, page.impressions, _evidence(page, model),
+        summarize=lambda rows: summarize_members(page.rows, page.vectors, rows))
+
+
+def score(pages: list[Page], evalkit: ModuleType, report_of) -> dict[str, dict]:
+    """evalkit's figures per set for the reports `report_of(page)` gives."""
+    out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for eps, min_samples in itertools.product(eps_grid, ms_grid):
-            clustered = [
-                cluster_keywords(p.rows, p.query_vectors, eps=eps, min_samples=min_samples) for p in pages
-            ]
-            for threshold in thr_grid:
-                out = Path(tmp) / f"{eps}-{min_samples}-{threshold}"
-                out.mkdir()
-                for page, clusters in zip(pages, clustered):
-                    report = analyze_gaps(
-                        clusters, page.segment_vectors, page.segments, threshold=threshold, similarity=similarity
-                    )
-                    (out / f"{page.name}.json").write_text(json.dumps(job_result(clusters, report)))
-                _, precision, recall, f1 = evalkit.score(topics, out)
-                scores[(eps, min_samples, threshold)] = (f1, precision, recall)
-    return scores
-
-
-def _around(scores: dict, grids: tuple, key: tuple, steps: int) -> list[float]:
-    index = [grid.index(value) for grid, value in zip(grids, key)]
-    ranges = [range(max(0, i - steps), min(len(g), i + steps + 1)) for g, i in zip(grids, index)]
-    return [scores[tuple(g[i] for g, i in zip(grids, point))][0] for point in itertools.product(*ranges)]
-
-
-def neighbourhood_floor(scores: dict, eps_grid, ms_grid, thr_grid) -> dict:
-    """For every grid point, the worst F1 within one grid step in each dimension."""
-    grids = (eps_grid, ms_grid, thr_grid)
-    return {key: min(_around(scores, grids, key, 1)) for key in scores}
-
-
-def choose(scores: dict, eps_grid, ms_grid, thr_grid) -> tuple[float, int, float]:
-    """The point with the best one-step floor; ties go to the best own F1, then to the best two-step mean,
-    then to the point nearest the middle of the grid."""
-    grids = (eps_grid, ms_grid, thr_grid)
-    floor = neighbourhood_floor(scores, *grids)
-
-    def rank(key: tuple) -> tuple:
-        wide = _around(scores, grids, key, 2)
-        off_centre = sum(abs(g.index(v) - (len(g) - 1) / 2) / len(g) for g, v in zip(grids, key))
-        return (round(floor[key], 4), round(scores[key][0], 4), round(sum(wide) / len(wide), 4), -off_centre)
-
-    return max(scores, key=rank)
-
-
-def plateau(scores: dict, chosen: tuple[float, int, float], eps_grid, thr_grid, level: float) -> dict:
-    eps, min_samples, threshold = chosen
-    thresholds = [t for t in thr_grid if scores[(eps, min_samples, t)][0] >= level]
-    epses = [e for e in eps_grid if scores[(e, min_samples, threshold)][0] >= level]
-    return {
-        "level": level,
-        "thresholds": [min(thresholds), max(thresholds)] if thresholds else None,
-        "eps": [min(epses), max(epses)] if epses else None,
-    }
-
-
-def leave_one_page_out(pages, topics, evalkit, eps_grid, ms_grid, thr_grid, similarity: str) -> list[dict]:
-    """Choose on all pages but one, score the one left out: a check that the choice travels."""
-    out = []
-    for held in pages:
-        train = [p for p in pages if p is not held]
-        train_topics = {p.name: topics[p.name] for p in train}
-        scores = run_grid(train, train_topics, evalkit, eps_grid, ms_grid, thr_grid, similarity)
-        chosen = choose(scores, eps_grid, ms_grid, thr_grid)
-        test = run_grid(
-            [held], {held.name: topics[held.name]}, evalkit, [chosen[0]], [chosen[1]], [chosen[2]], similarity
-        )
-        f1, precision, recall = test[chosen]
-        out.append({"held_out": held.name, "chosen": chosen, "f1": f1, "precision": precision, "recall": recall})
+        for set_name in SETS:
+            chosen = [p for p in pages if p.set == set_name]
+            if not chosen:
+                continue
+            folder = Path(tmp) / set_name
+            folder.mkdir()
+            for p in chosen:
+                (folder / f"{p.name}.json").write_text(json.dumps(job_result(*report_of(p))))
+            topics = {p.name: p.spec for p in chosen}
+            lines, precision, recall, f1 = evalkit.score(topics, folder)
+            split, ari = evalkit.grouping(topics, folder)
+            out[set_name] = {"precision": precision, "recall": recall, "f1": f1, "clusters_per_topic": split,
+                             "ari": ari, "lines": lines}
     return out
 
 
-def print_table(scores: dict, eps_grid, ms_grid, thr_grid) -> None:
-    print("eps   ms | " + " ".join(f"{t:5.2f}" for t in thr_grid))
-    for eps, min_samples in itertools.product(eps_grid, ms_grid):
-        cells = " ".join(f"{scores[(eps, min_samples, t)][0]:5.2f}" for t in thr_grid)
-        print(f"{eps:5.2f} {min_samples:2d} | {cells}")
+def objective(figures: dict[str, dict]) -> float:
+    values = list(figures.values())
+    f1 = sum(v["f1"] for v in values) / len(values)
+    ari = sum(v["ari"] for v in values) / len(values)
+    split = sum(v["clusters_per_topic"] for v in values) / len(values)
+    return f1 + 0.5 * ari - 0.25 * max(0.0, split - 1.0)
 
 
-def calibrate(pages, topics, evalkit, similarity: str) -> dict:
-    eps_grid, ms_grid, thr_grid = EPS_GRID, MIN_SAMPLES_GRID, THRESHOLD_GRIDS[similarity]
-    scores = run_grid(pages, topics, evalkit, eps_grid, ms_grid, thr_grid, similarity)
-    floor = neighbourhood_floor(scores, eps_grid, ms_grid, thr_grid)
-    chosen = choose(scores, eps_grid, ms_grid, thr_grid)
-    f1, precision, recall = scores[chosen]
-    print(f"\n== similarity {similarity}: F1 by gap threshold (columns), eps and min_samples (rows)")
-    print_table(scores, eps_grid, ms_grid, thr_grid)
-    flat = plateau(scores, chosen, eps_grid, thr_grid, TARGET_F1)
-    print(
-        f"chosen eps={chosen[0]} min_samples={chosen[1]} gap_threshold={chosen[2]}: "
-        f"precision {precision:.2f} recall {recall:.2f} F1 {f1:.2f}; "
-        f"worst F1 one grid step around it {floor[chosen]:.2f}"
-    )
-    print(f"F1 >= {TARGET_F1}: thresholds {flat['thresholds']} at eps {chosen[0]}; eps {flat['eps']} at threshold "
-          f"{chosen[2]} (min_samples {chosen[1]})")
-    return {
-        "similarity": similarity,
-        "grid": [{"eps": k[0], "min_samples": k[1], "gap_threshold": k[2], "f1": v[0], "precision": v[1],
-                  "recall": v[2], "neighbourhood_floor": floor[k]} for k, v in scores.items()],
-        "chosen": {"eps": chosen[0], "min_samples": chosen[1], "gap_threshold": chosen[2],
-                   "f1": f1, "precision": precision, "recall": recall, "neighbourhood_floor": floor[chosen]},
-        "plateau": flat,
-    }
+GRIDS = {"neighbors": NEIGHBORS_GRID, "resolution": RESOLUTION_GRID, "threshold": THRESHOLD_GRID,
+         "split_margin": MARGIN_GRID}
+
+
+def run_grid(pages, evalkit, model, grids=GRIDS) -> dict[tuple, dict]:
+    results = {}
+    for key in itertools.product(*grids.values()):
+        neighbors, resolution, threshold, margin = key
+        m = replace(model, threshold=threshold, split_margin=margin)
+        results[key] = score(pages, evalkit, lambda p: evidence_report(p, m, neighbors, resolution))
+    return results
+
+
+def choose(results: dict[tuple, dict], grids=GRIDS) -> tuple:
+    """The grid point with the best worst objective one step around it; ties to its own objective."""
+    axes = list(grids.values())
+
+    def around(key):
+        idx = [axis.index(v) for axis, v in zip(axes, key)]
+        ranges = [range(max(0, i - 1), min(len(a), i + 2)) for a, i in zip(axes, idx)]
+        return [objective(results[tuple(a[i] for a, i in zip(axes, point))]) for point in itertools.product(*ranges)]
+
+    return max(results, key=lambda k: (round(min(around(k)), 4), round(objective(results[k]), 4)))
+
+
+def leave_one_page_out(pages, evalkit, base, grids) -> dict[str, dict]:
+    """Weights and settings chosen without each page, then that page scored; counts pooled per set."""
+    counts = {s: {"tp": 0, "fp": 0, "fn": 0} for s in SETS}
+    per_page = []
+    for held in pages:
+        rest = [p for p in pages if p is not held]
+        model = fit_model(rest, base)
+        key = choose(run_grid(rest, evalkit, model, grids), grids)
+        neighbors, resolution, threshold, margin = key
+        m = replace(model, threshold=threshold, split_margin=margin)
+        figures = score([held], evalkit, lambda p: evidence_report(p, m, neighbors, resolution))[held.set]
+        said = {line.split()[1]: line.startswith("ok ") for line in figures["lines"]}
+        for topic_name, topic in held.spec["topics"].items():
+            right = said.get(f"{held.name}/{topic_name}:", True)
+            reported_gap = topic["gap"] == right
+            c = counts[held.set]
+            if reported_gap and topic["gap"]:
+                c["tp"] += 1
+            elif reported_gap:
+                c["fp"] += 1
+            elif topic["gap"]:
+                c["fn"] += 1
+        per_page.append({"held_out": f"{held.set}/{held.name}", "chosen": key, "f1": figures["f1"]})
+    pooled = {}
+    for s, c in counts.items():
+        p = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 0.0
+        r = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else 0.0
+        pooled[s] = {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
+    return {"pooled": pooled, "pages": per_page}
+
+
+def print_figures(label: str, figures: dict[str, dict]) -> None:
+    for s, v in figures.items():
+        print(f"{label:28s} {s:4s}: precision {v['precision']:.2f} recall {v['recall']:.2f} F1 {v['f1']:.2f}; "
+              f"clusters per topic {v['clusters_per_topic']:.2f}, ARI {v['ari']:.2f}")
+
+
+def make_embedder(provider: str):
+    from activities.runtime import build_embedder
+
+    return build_embedder(provider)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--provider", default="minilm")
     parser.add_argument("--eval-dir", type=Path, default=EVAL_DIR)
-    parser.add_argument("--json", type=Path, help="write the grids and the choices here")
+    parser.add_argument("--json", type=Path, help="write the grid, the choice and the held-out figures here")
+    parser.add_argument("--quick", action="store_true", help="a smaller grid and no leave-one-page-out")
     args = parser.parse_args(argv)
+    return calibrate(args.provider, make_embedder(args.provider), args.eval_dir, args.json, args.quick)
 
-    evalkit = load_evalkit(args.eval_dir)
-    topics = json.loads((args.eval_dir / "topics.json").read_text())
-    embedder = HashingEmbedder()
-    pages = prepare(args.eval_dir, topics, evalkit, embedder)
-    print(f"{len(pages)} pages, {sum(len(t['topics']) for t in topics.values())} topics, embedder {embedder.model}")
-    runs = {similarity: calibrate(pages, topics, evalkit, similarity) for similarity in THRESHOLD_GRIDS}
-    best = max(runs.values(), key=lambda run: (run["chosen"]["neighbourhood_floor"], run["chosen"]["f1"]))
-    chosen = best["chosen"]
-    key = (chosen["eps"], chosen["min_samples"], chosen["gap_threshold"])
-    print(f"\n== defaults: similarity {best['similarity']} eps {key[0]} min_samples {key[1]} gap_threshold {key[2]}")
-    lines, *_ = evalkit.score(topics, _write_one(pages, key, best["similarity"]))
-    print("\n".join(lines))
 
-    held_out = leave_one_page_out(
-        pages, topics, evalkit, EPS_GRID, MIN_SAMPLES_GRID, THRESHOLD_GRIDS[best["similarity"]], best["similarity"]
-    )
-    print("\nleave one page out (choose on two pages, score the third):")
-    for item in held_out:
-        print(f"  {item['held_out']:12s} chosen {item['chosen']}  P {item['precision']:.2f} "
-              f"R {item['recall']:.2f} F1 {item['f1']:.2f}")
+def calibrate(provider: str, embedder, eval_dir: Path, json_out: Path | None, quick: bool) -> int:
+    evalkit = load_evalkit(eval_dir)
+    defaults = PROVIDER_DEFAULTS[provider]
+    base = defaults.coverage or CoverageModel(0.0, 0.0, 0.0, 0.0)
+    pages = load_pages(eval_dir, evalkit, base.passages)
+    print(f"{len(pages)} pages, {sum(len(p.spec['topics']) for p in pages)} topics, embedder {embedder.model}")
+    embed_pages(pages, embedder.embed_sync)
+    out: dict = {"provider": provider, "model": embedder.model}
 
-    if args.json:
-        args.json.write_text(json.dumps({
-            "embedder": embedder.model, "runs": runs, "defaults": {**chosen, "similarity": best["similarity"]},
-            "leave_one_page_out": held_out,
-        }, indent=1))
+    if defaults.method == "dbscan":
+        def legacy(p):
+            clusters = cluster_keywords(p.rows, p.vectors, eps=defaults.eps, min_samples=defaults.min_samples)
+            report = analyze_gaps(clusters, p.segment_vectors, p.segments, threshold=defaults.gap_threshold,
+                                  similarity=defaults.similarity)
+            return clusters, report
+        figures = score(pages, evalkit, legacy)
+        print_figures(f"defaults ({defaults.similarity})", figures)
+        out["defaults"] = figures
+    else:
+        model = fit_model(pages, base)
+        print(f"coverage weights: semantic {model.semantic} semantic_full {model.semantic_full} "
+              f"lexical {model.lexical} bias {model.bias}")
+        grids = dict(GRIDS)
+        if quick:
+            grids = {"neighbors": [defaults.neighbors], "resolution": [defaults.resolution],
+                     "threshold": THRESHOLD_GRID, "split_margin": MARGIN_GRID}
+        results = run_grid(pages, evalkit, model, grids)
+        key = choose(results, grids)
+        print(f"chosen neighbors {key[0]} resolution {key[1]} threshold {key[2]} split_margin {key[3]}")
+        print_figures("chosen", results[key])
+        for name, values in grids.items():  # stability: the objective along each axis through the choice
+            line = []
+            for v in values:
+                point = tuple(v if n == name else k for n, k in zip(grids, key))
+                line.append(f"{v}:{objective(results[point]):.2f}")
+            print(f"  objective along {name}: {' '.join(line)}")
+        out.update({
+            "weights": {"semantic": model.semantic, "semantic_full": model.semantic_full,
+                        "lexical": model.lexical, "bias": model.bias},
+            "chosen": dict(zip(grids, key)), "figures": {s: {k: v for k, v in f.items() if k != "lines"}
+                                                        for s, f in results[key].items()},
+            "grid": [{**dict(zip(grids, k)), **{s: {m: f[m] for m in ("f1", "clusters_per_topic", "ari")}
+                                                for s, f in r.items()}} for k, r in results.items()],
+        })
+        for line in results[key]["real"]["lines"] + results[key]["dev"]["lines"]:
+            print("  " + line)
+        if not quick:
+            held = leave_one_page_out(pages, evalkit, base, grids)
+            for s, v in held["pooled"].items():
+                print(f"leave one page out {s}: precision {v['precision']:.2f} recall {v['recall']:.2f} "
+                      f"F1 {v['f1']:.2f}")
+            out["leave_one_page_out"] = held
+    if json_out:
+        json_out.write_text(json.dumps(out, indent=1, default=str))
     return 0
-
-
-def _write_one(pages: list[Page], chosen: tuple[float, int, float], similarity: str) -> Path:
-    out = Path(tempfile.mkdtemp(prefix="calibrate-"))
-    eps, min_samples, threshold = chosen
-    for page in pages:
-        clusters = cluster_keywords(page.rows, page.query_vectors, eps=eps, min_samples=min_samples)
-        report = analyze_gaps(clusters, page.segment_vectors, page.segments, threshold=threshold, similarity=similarity)
-        (out / f"{page.name}.json").write_text(json.dumps(job_result(clusters, report)))
-    return out
 
 
 if __name__ == "__main__":

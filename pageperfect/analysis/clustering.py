@@ -395,3 +395,21 @@ def _summarize(rows: Sequence[KeywordRow], unit: np.ndarray, labels: np.ndarray)
             centroid=centroids[g].astype(np.float32),
         ))
     return clusters
+
+
+def summarize_members(rows: Sequence[KeywordRow], embeddings: np.ndarray, members: Sequence[int]) -> Cluster:
+    """The Cluster of these rows (indices into rows and embeddings), with member_indices into the same."""
+    members = list(members)
+    part = _summarize([rows[i] for i in members], _unit_rows(np.asarray(embeddings)[members], np.float32),
+                      np.zeros(len(members), dtype=np.intp))[0]
+    part.member_indices = [members[i] for i in part.member_indices]
+    return part
+
+
+def clusters_from_labels(rows: Sequence[KeywordRow], embeddings: np.ndarray, labels: np.ndarray) -> list[Cluster]:
+    """Ranked Clusters from any labelling (negative labels: clusters of one)."""
+    if len(rows) != len(embeddings) or len(rows) != len(labels):
+        raise ValueError(f"{len(rows)} rows, {len(embeddings)} embeddings, {len(labels)} labels")
+    if not rows:
+        return []
+    return _summarize(rows, _unit_rows(embeddings, np.float32), np.asarray(labels))

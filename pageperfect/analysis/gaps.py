@@ -20,12 +20,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from pageperfect.analysis.clustering import Cluster
 from pageperfect.analysis.embeddings import content_stems
+
+if TYPE_CHECKING:
+    from pageperfect.analysis.coverage import Decision, Evidence
 
 
 def legacy_score(position: float, impressions: float) -> float:
@@ -79,7 +82,7 @@ def striking_score(position: float, impressions: float) -> float:
 
 
 SCORES: dict[str, Callable[[float, float], float]] = {"striking": striking_score, "legacy": legacy_score}
-SIMILARITIES = ("cosine", "lexical")
+SIMILARITIES = ("cosine", "lexical")  # analyze_gaps; analyze_evidence weighs several signals
 
 
 class SegmentLike(Protocol):
@@ -107,6 +110,10 @@ class Gap:
     opportunity_score: float
     best_match: SegmentMatch | None
     top_matches: list[SegmentMatch] = field(default_factory=list)  # best first, at most 3
+    coverage: float | None = None  # evidence that the page answers it, in [0, 1] (the "evidence" similarity)
+    decided_by: str = "similarity"  # "similarity" (threshold on one score), "evidence" (several signals), "llm"
+    # Why: the best passages with their scores, the distinctive words found and missing, a split or merge, the judge.
+    explanation: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -269,3 +276,113 @@ def analyze_gaps(
     coverage_score = coverage(clusters, [not g.has_gap for g in gaps])
     gaps.sort(key=lambda g: (not g.has_gap, -g.opportunity_score, g.cluster_id))
     return GapReport(gaps=gaps, coverage_score=coverage_score, threshold=threshold, score=score)
+
+
+DUPLICATE_COSINE = 0.9  # two gaps whose query centroids are this close are one gap
+
+
+def analyze_evidence(
+    clusters: Sequence[Cluster],
+    queries: Sequence[str],
+    impressions: np.ndarray,
+    evidence: "Evidence",
+    *,
+    score: str = "striking",
+    summarize: Callable[[Sequence[int]], Cluster] | None = None,
+) -> GapReport:
+    """Coverage decided from several signals (pageperfect.coverage): one decision per cluster, or one per part
+    when its queries clearly disagree; gaps whose centroids are near-identical are merged into one.
+
+    `clusters` must carry member_indices into `queries`; `summarize(rows)` builds the stats of a part of a
+    split cluster (a new cluster id is given to each part).
+    """
+    from pageperfect.analysis.coverage import decide
+
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}; known: {sorted(SCORES)}")
+    scorer = SCORES[score]
+    model = evidence.model
+    per_query = evidence.per_query()
+    decisions = decide([c.member_indices for c in clusters], np.asarray(impressions, dtype=np.float64), per_query,
+                       model)
+    next_id = max((c.cluster_id for c in clusters), default=-1) + 1
+    groups: list[tuple[Cluster, "Decision"]] = []
+    for cluster, parts in zip(clusters, decisions):
+        if len(parts) == 1:
+            groups.append((cluster, parts[0]))
+            continue
+        for part in parts:
+            piece = summarize(part.members) if summarize else cluster
+            piece.cluster_id = next_id
+            next_id += 1
+            groups.append((piece, part))
+    groups = _merge_duplicate_gaps(groups, evidence, model, summarize)
+    gaps = []
+    for cluster, decision in groups:
+        found = evidence.passages_for(decision.members)
+        matches = [SegmentMatch(segment_id=p["segment_id"], heading_path=list(p["heading_path"]), text=p["text"],
+                                similarity=p["semantic"]) for p in found]
+        explanation: dict = {
+            "logit": round(decision.logit, 4),
+            "passages": found,
+            "words": evidence.words_for(decision.members, found[0] if found else None),
+            "signals": {name: round(float(np.mean(getattr(per_query, name)[decision.members])), 4)
+                        for name in ("semantic", "semantic_full", "lexical")},
+        }
+        if decision.split_from is not None:
+            explanation["split_from"] = decision.split_from
+            explanation["split_reason"] = (
+                f"its queries disagree: some are clearly answered (logit >= {model.split_margin:g}) "
+                f"and some clearly not (<= -{model.split_margin:g})")
+        if decision.evidence.get("merged"):
+            explanation["merged"] = decision.evidence["merged"]
+        gaps.append(Gap(
+            cluster_id=cluster.cluster_id, representative=cluster.representative, keywords=list(cluster.keywords),
+            total_impressions=cluster.total_impressions, avg_position=cluster.avg_position,
+            has_gap=decision.has_gap, opportunity_score=float(scorer(cluster.avg_position, cluster.total_impressions)),
+            best_match=matches[0] if matches else None, top_matches=matches, coverage=decision.coverage,
+            decided_by="evidence", explanation=explanation,
+        ))
+    coverage_score = coverage([g for g in gaps], [not g.has_gap for g in gaps])
+    gaps.sort(key=lambda g: (not g.has_gap, -g.opportunity_score, g.cluster_id))
+    return GapReport(gaps=gaps, coverage_score=coverage_score, threshold=model.threshold, score=score)
+
+
+def _merge_duplicate_gaps(groups, evidence, model, summarize):
+    """Gaps whose query centroids have cosine >= DUPLICATE_COSINE become one gap (the first keeps its id)."""
+    from pageperfect.analysis.coverage import Decision, sigmoid
+
+    gap_rows = [i for i, (_, d) in enumerate(groups) if d.has_gap]
+    if len(gap_rows) < 2 or summarize is None:
+        return groups
+    centroids = np.stack([np.asarray(groups[i][0].centroid, dtype=np.float32) for i in gap_rows])
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    centroids /= norms
+    close = centroids @ centroids.T >= DUPLICATE_COSINE
+    owner = list(range(len(gap_rows)))
+    for a in range(len(gap_rows)):
+        for b in range(a + 1, len(gap_rows)):
+            if close[a, b] and owner[b] == b:
+                owner[b] = owner[a]
+    if owner == list(range(len(gap_rows))):
+        return groups
+    merged: dict[int, list[int]] = {}
+    for pos, own in enumerate(owner):
+        merged.setdefault(own, []).append(pos)
+    dropped = set()
+    out = list(groups)
+    for own, members in merged.items():
+        if len(members) == 1:
+            continue
+        first = gap_rows[own]
+        rows = [r for pos in members for r in groups[gap_rows[pos]][1].members]
+        logits = evidence.per_query().logit  # recomputed: cheap next to the rest, keeps this function pure
+        piece = summarize(rows)
+        piece.cluster_id = groups[first][0].cluster_id
+        mean = float(np.mean(logits[rows]))
+        decision = Decision(members=rows, logit=mean, coverage=sigmoid(mean), has_gap=True,
+                            evidence={"merged": [groups[gap_rows[pos]][0].cluster_id for pos in members[1:]]})
+        out[first] = (piece, decision)
+        dropped.update(gap_rows[pos] for pos in members[1:])
+    return [g for i, g in enumerate(out) if i not in dropped]

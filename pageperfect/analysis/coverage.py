@@ -1,0 +1,299 @@
+"""Does the page answer a search intent? Evidence from several signals, as a careful editor weighs it.
+
+For every query and every passage of the page (each segment, and each sentence of
+a segment that has several), three signals:
+
+- `semantic`: cosine of the query, with the page's subject words taken out, and
+  the passage. The subject is what the whole page is about ("cold brew"), so a
+  query that only shares the subject is no longer "similar" to every passage;
+- `semantic_full`: the same for the query as asked;
+- `lexical`: the share of the query's distinctive words (stemmed, subject left
+  out, each weighed by its rarity among the page's queries) that the passage,
+  with its headings, contains.
+
+Each signal is the best over the passages; a query's evidence that it is covered
+is the linear score
+
+    logit = w_semantic * semantic + w_semantic_full * semantic_full + w_lexical * lexical + bias
+
+(weights fitted per embedding provider on the labelled pages; docs/CALIBRATION.md),
+and its coverage is sigmoid(logit). A cluster's coverage is the sigmoid of its
+queries' impression-weighted mean logit; it is a gap below the threshold. When a
+cluster holds queries that are clearly covered and queries that are clearly not
+(logits beyond +/- split_margin), it is split into those two parts rather than
+averaged into one verdict.
+
+Every decision keeps its evidence: the best passages with their scores, and which
+distinctive words the best passage has and lacks.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+
+from pageperfect.analysis.embeddings import content_stems
+from pageperfect.analysis.intents import distinctive_stems
+
+BLOCK_CELLS = 2**22  # query x passage cells computed at once
+_SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(])")
+MIN_SENTENCE_WORDS = 3
+
+
+@dataclass(frozen=True)
+class CoverageModel:
+    """The weights of the coverage logit, and how decisions are made from it."""
+
+    semantic: float
+    semantic_full: float
+    lexical: float
+    bias: float
+    threshold: float = 0.5  # a cluster is a gap when its coverage is below this
+    split_margin: float = 1.5  # logits beyond +/- this on both sides split a cluster
+    judge_band: float = 1.0  # clusters with |logit| under this may go to the LLM judge
+    passages: tuple[str, ...] = ("segment", "sentence")
+
+    @property
+    def boundary(self) -> float:
+        """The logit at which coverage equals the threshold."""
+        t = min(max(self.threshold, 1e-9), 1 - 1e-9)
+        return math.log(t / (1 - t))
+
+    def logit(self, semantic: np.ndarray, semantic_full: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+        return self.semantic * semantic + self.semantic_full * semantic_full + self.lexical * lexical + self.bias
+
+
+@dataclass
+class Passage:
+    segment_id: str
+    heading_path: list[str]
+    text: str  # the passage's own text (a whole segment, or one sentence of it)
+    kind: str  # "segment" | "sentence"
+
+    @property
+    def embed_text(self) -> str:
+        """What is embedded: the innermost heading, then the text (a heading embeds alone)."""
+        if self.heading_path and self.heading_path[-1] != self.text:
+            return f"{self.heading_path[-1]}: {self.text}"
+        return self.text
+
+    @property
+    def words_text(self) -> str:
+        """What its words are looked up in: every heading above it, then the text."""
+        return " ".join([*self.heading_path, self.text])
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_RE.split(text) if len(s.split()) >= MIN_SENTENCE_WORDS]
+
+
+def passages_of(segments: Sequence, kinds: Sequence[str] = ("segment", "sentence")) -> list[Passage]:
+    """The page's passages: each segment, and each sentence of the segments that have more than one."""
+    out: list[Passage] = []
+    for s in segments:
+        path = list(s.heading_path)
+        if "segment" in kinds:
+            out.append(Passage(s.segment_id, path, s.text, "segment"))
+        if "sentence" in kinds and getattr(s, "kind", "paragraph") != "heading":
+            sentences = split_sentences(s.text)
+            if len(sentences) > 1:
+                out.extend(Passage(s.segment_id, path, sentence, "sentence") for sentence in sentences)
+    return out
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return matrix / norms
+
+
+@dataclass
+class QueryEvidence:
+    """Per query: each signal's best value over the passages, and the best passage by the logit's terms."""
+
+    semantic: np.ndarray
+    semantic_full: np.ndarray
+    lexical: np.ndarray
+    logit: np.ndarray
+
+
+class Evidence:
+    """The signals of every query against every passage of one page, computed in blocks."""
+
+    def __init__(
+        self,
+        queries: Sequence[str],
+        vectors: np.ndarray,
+        stripped_vectors: np.ndarray,
+        subject: frozenset[str],
+        passages: Sequence[Passage],
+        passage_vectors: np.ndarray,
+        model: CoverageModel,
+    ) -> None:
+        self.queries = list(queries)
+        self.subject = frozenset(subject)
+        self.passages = list(passages)
+        self.model = model
+        self._q = _unit(vectors)
+        self._qs = _unit(stripped_vectors)
+        self._p = _unit(passage_vectors) if len(passages) else np.zeros((0, self._q.shape[1]), np.float32)
+        if self._p.shape[0] != len(self.passages):
+            raise ValueError(f"{len(self.passages)} passages but {self._p.shape[0]} passage vectors")
+        if len(self.passages) and self._p.shape[1] != self._q.shape[1]:
+            raise ValueError(f"query vectors have {self._q.shape[1]} dims, passages {self._p.shape[1]}")
+        self._words, self._passage_words, self.idf = self._lexical_parts()
+
+    def _lexical_parts(self) -> tuple[sparse.csr_matrix, sparse.csc_matrix, dict[str, float]]:
+        n = len(self.queries)
+        counts = Counter(s for q in self.queries for s in set(content_stems(q)))
+        idf = {s: math.log((1 + n) / (1 + c)) + 1 for s, c in counts.items()}
+        vocab: dict[str, int] = {}
+        rows, cols, vals = [], [], []
+        for i, q in enumerate(self.queries):
+            stems = distinctive_stems(q, self.subject)
+            total = sum(idf[s] for s in stems)
+            for s in stems:
+                rows.append(i)
+                cols.append(vocab.setdefault(s, len(vocab)))
+                vals.append(idf[s] / total)
+        words = sparse.csr_matrix((vals, (rows, cols)), shape=(n, max(1, len(vocab))), dtype=np.float32)
+        prow, pcol = [], []
+        for j, p in enumerate(self.passages):
+            for s in set(content_stems(p.words_text)):
+                c = vocab.get(s)
+                if c is not None:
+                    prow.append(j)
+                    pcol.append(c)
+        present = sparse.csr_matrix(
+            (np.ones(len(prow), dtype=np.float32), (prow, pcol)), shape=(len(self.passages), words.shape[1])
+        )
+        return words, present.T.tocsc(), idf
+
+    def _has_words(self) -> np.ndarray:
+        return np.diff(self._words.indptr) > 0
+
+    def block(self, rows: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(semantic, semantic_full, lexical) of the query rows against every passage."""
+        semantic = self._qs[rows] @ self._p.T
+        semantic_full = self._q[rows] @ self._p.T
+        lexical = np.asarray((self._words[rows] @ self._passage_words).todense(), dtype=np.float32)
+        # A query with no word of its own beyond the subject asks about the subject: the page has it.
+        lexical[~self._has_words()[rows]] = 1.0
+        return semantic, semantic_full, lexical
+
+    def per_query(self) -> QueryEvidence:
+        n = len(self.queries)
+        best = [np.zeros(n, dtype=np.float32) for _ in range(3)]
+        if len(self.passages):
+            step = max(1, BLOCK_CELLS // len(self.passages))
+            for start in range(0, n, step):
+                rows = slice(start, min(n, start + step))
+                for out, values in zip(best, self.block(rows)):
+                    out[rows] = values.max(axis=1)
+        else:
+            best[2][~self._has_words()] = 0.0
+        semantic, semantic_full, lexical = best
+        return QueryEvidence(semantic, semantic_full, lexical, self.model.logit(semantic, semantic_full, lexical))
+
+    def passages_for(self, members: Sequence[int], top_k: int = 3) -> list[dict]:
+        """The passages that best answer these queries (by the mean of the logit's passage terms), with their
+        scores, best first."""
+        if not self.passages or not len(members):
+            return []
+        rows = np.asarray(members)
+        semantic, semantic_full, lexical = (v.mean(axis=0) for v in self._rows_block(rows))
+        m = self.model
+        combined = m.semantic * semantic + m.semantic_full * semantic_full + m.lexical * lexical
+        order = np.argsort(-combined, kind="stable")
+        out, seen = [], set()
+        for j in order:
+            p = self.passages[j]
+            if (p.segment_id, p.text) in seen:
+                continue
+            seen.add((p.segment_id, p.text))
+            out.append({
+                "segment_id": p.segment_id, "heading_path": p.heading_path, "text": p.text, "kind": p.kind,
+                "semantic": round(float(semantic[j]), 4), "semantic_full": round(float(semantic_full[j]), 4),
+                "lexical": round(float(lexical[j]), 4),
+            })
+            if len(out) == top_k:
+                break
+        return out
+
+    def _rows_block(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        semantic = self._qs[rows] @ self._p.T
+        semantic_full = self._q[rows] @ self._p.T
+        lexical = np.asarray((self._words[rows] @ self._passage_words).todense(), dtype=np.float32)
+        lexical[~self._has_words()[rows]] = 1.0
+        return semantic, semantic_full, lexical
+
+    def words_for(self, members: Sequence[int], passage: dict | None) -> dict[str, list[str]]:
+        """The cluster's distinctive words (as its queries spell them), split by whether `passage` has them."""
+        stems: dict[str, str] = {}
+        for i in members:
+            for word in re.findall(r"[^\W_]+(?:['’][^\W_]+)?", self.queries[i].lower()):
+                for s in content_stems(word):
+                    if s not in self.subject:
+                        stems.setdefault(s, word)
+        if passage is None:
+            return {"found": [], "missing": list(stems.values())}
+        have = set(content_stems(" ".join([*passage["heading_path"], passage["text"]])))
+        return {"found": [w for s, w in stems.items() if s in have],
+                "missing": [w for s, w in stems.items() if s not in have]}
+
+
+def sigmoid(x: float) -> float:
+    if x < -700:
+        return 0.0
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@dataclass
+class Decision:
+    """One cluster's (or one part of a split cluster's) verdict."""
+
+    members: list[int]  # query rows
+    logit: float
+    coverage: float
+    has_gap: bool
+    split_from: int | None = None  # the cluster this part was split from
+    evidence: dict = field(default_factory=dict)
+
+
+def decide(
+    clusters: Sequence[Sequence[int]],
+    weights: np.ndarray,
+    evidence: QueryEvidence,
+    model: CoverageModel,
+) -> list[list[Decision]]:
+    """Per cluster (lists of query rows), one decision, or two when its queries clearly disagree."""
+    out: list[list[Decision]] = []
+    for number, members in enumerate(clusters):
+        rows = np.asarray(members, dtype=np.intp)
+        logits = evidence.logit[rows]
+        boundary = model.boundary
+        clear_yes = logits >= boundary + model.split_margin
+        clear_no = logits <= boundary - model.split_margin
+        if len(rows) > 1 and clear_yes.any() and clear_no.any():
+            side = logits >= boundary
+            parts = [rows[side], rows[~side]]
+            out.append([_decision(p, weights, evidence, model, split_from=number) for p in parts])
+        else:
+            out.append([_decision(rows, weights, evidence, model)])
+    return out
+
+
+def _decision(rows: np.ndarray, weights: np.ndarray, evidence: QueryEvidence, model: CoverageModel,
+              split_from: int | None = None) -> Decision:
+    w = weights[rows].astype(np.float64)
+    logit = float((evidence.logit[rows] * w).sum() / w.sum()) if w.sum() > 0 else float(evidence.logit[rows].mean())
+    coverage = sigmoid(logit)
+    return Decision(members=rows.tolist(), logit=logit, coverage=coverage, has_gap=coverage < model.threshold,
+                    split_from=split_from)
