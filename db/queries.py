@@ -511,13 +511,15 @@ class PostgresEmbeddingCache:
 
 async def insert_cluster_set(conn: Conn, *, page_id: int, keyword_set_id: int | None, job_id: str,
                              provider: str, model: str, eps: float, min_samples: int, keyword_count: int,
-                             clusters: Sequence[Any]) -> int:
+                             clusters: Sequence[Any], method: str = "dbscan", params: dict | None = None,
+                             subject: Sequence[str] = ()) -> int:
     async with transaction(conn) as conn:
         set_id = await conn.fetchval(
             """INSERT INTO cluster_sets (page_id, keyword_set_id, job_id, embedding_provider, embedding_model, eps,
-                                         min_samples, keyword_count)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
-            page_id, keyword_set_id, job_id, provider, model, eps, min_samples, keyword_count,
+                                         min_samples, keyword_count, method, params, subject)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id""",
+            page_id, keyword_set_id, job_id, provider, model, eps, min_samples, keyword_count, method,
+            params or {}, sorted(subject),
         )
         await conn.copy_records_to_table(
             "clusters",
@@ -550,18 +552,21 @@ async def insert_gap_report(conn: Conn, *, page_id: int, job_id: str, cluster_se
     async with transaction(conn) as conn:
         report_id = await conn.fetchval(
             """INSERT INTO gap_reports (page_id, job_id, cluster_set_id, segment_set_id, threshold, score,
-                                        coverage_score)
-               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
+                                        coverage_score, method)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
             page_id, job_id, cluster_set_id, segment_set_id, report.threshold, report.score, report.coverage_score,
+            getattr(report, "method", "similarity"),
         )
         await conn.executemany(
             """INSERT INTO gaps (gap_report_id, rank, cluster_id, representative, keywords, total_impressions,
-                                 avg_position, has_gap, opportunity_score, best_match, top_matches)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+                                 avg_position, has_gap, opportunity_score, best_match, top_matches, size, coverage,
+                                 decided_by, explanation)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)""",
             [
                 (report_id, rank, g.cluster_id, g.representative, list(g.keywords), g.total_impressions,
                  g.avg_position, g.has_gap, g.opportunity_score, _match_json(g.best_match),
-                 [_match_json(m) for m in g.top_matches])
+                 [_match_json(m) for m in g.top_matches], len(g.keywords), g.coverage, g.decided_by,
+                 g.explanation)
                 for rank, g in enumerate(report.gaps)
             ],
         )
@@ -573,6 +578,19 @@ def _match_json(match: Any) -> dict | None:
         return None
     return {"segment_id": match.segment_id, "heading_path": list(match.heading_path), "text": match.text,
             "similarity": float(match.similarity)}
+
+
+async def get_judgement(conn: Conn, prompt_hash: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM llm_judgements WHERE prompt_hash = $1", prompt_hash)
+
+
+async def put_judgement(conn: Conn, *, prompt_hash: str, model: str, status: str, quote: str, reason: str) -> None:
+    """Only usable answers are kept: a malformed answer or a refusal is asked again next time."""
+    await conn.execute(
+        """INSERT INTO llm_judgements (prompt_hash, model, status, quote, reason) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (prompt_hash) DO NOTHING""",
+        prompt_hash, model, status, quote, reason,
+    )
 
 
 async def get_gap_report(conn: Conn, gap_report_id: int) -> asyncpg.Record | None:

@@ -22,6 +22,7 @@ STAGE_NAMES = (
 )
 
 ScoreName = Literal["striking", "legacy"]
+ClusterMethod = Literal["intents", "dbscan"]
 
 
 def _storable(text: str) -> str:
@@ -82,9 +83,19 @@ class AnalysisOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    eps: float | None = Field(default=None, gt=0, lt=2)
-    min_samples: int | None = Field(default=None, ge=1, le=1000)
-    gap_threshold: float | None = Field(default=None, gt=-1, lt=1)
+    method: ClusterMethod | None = Field(
+        default=None, description="How queries are grouped: 'intents' (communities of a query graph) or 'dbscan'.")
+    eps: float | None = Field(default=None, gt=0, lt=2, description="DBSCAN radius (cosine distance).")
+    min_samples: int | None = Field(default=None, ge=1, le=1000, description="DBSCAN's min_samples.")
+    neighbors: int | None = Field(default=None, ge=1, le=50, description="'intents': links per query and view.")
+    resolution: float | None = Field(default=None, gt=0, le=10,
+                                     description="'intents': Louvain resolution; above 1 gives smaller groups.")
+    gap_threshold: float | None = Field(
+        default=None, gt=-1, lt=1,
+        description="A cluster is a gap below this coverage (evidence) or best similarity (cosine, lexical).")
+    judge: bool = Field(default=True, description="With a chat model configured, ask it about the clusters "
+                                                  "nearest the coverage threshold.")
+    judge_max: int = Field(default=8, ge=0, le=50, description="At most this many clusters go to the judge.")
     score: ScoreName = "striking"
     top_gaps: int = Field(default=3, ge=0, le=50)
     filters: KeywordFilters = Field(default_factory=KeywordFilters)

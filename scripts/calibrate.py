@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from pageperfect.analysis.clustering import cluster_keywords, clusters_from_labels, summarize_members  # noqa: E402
 from pageperfect.analysis.coverage import CoverageModel, Evidence, passages_of  # noqa: E402
-from pageperfect.analysis.embeddings import PROVIDER_DEFAULTS  # noqa: E402
+from pageperfect.analysis.defaults import PROVIDER_DEFAULTS  # noqa: E402
 from pageperfect.analysis.gaps import analyze_evidence, analyze_gaps  # noqa: E402
 from pageperfect.analysis.intents import intent_labels, strip_subject, subject_stems  # noqa: E402
 from pageperfect.models import KeywordRow  # noqa: E402

@@ -16,6 +16,7 @@ words (every word is at least one token, so this is a lower bound on the real co
 Faults are consumed one per request, before answering normally: an int is a
 status code, a dict may hold status, retry_after (seconds, sent as Retry-After),
 hang (seconds to wait first; with no status the request is then answered normally),
+content, refusal and finish_reason (a chat answer of that content: e.g. a judge's JSON verdict or a refusal),
 when (a string: the fault waits for a request whose JSON body contains it; stages that
 run side by side send their requests in either order).
 """
@@ -167,13 +168,14 @@ class OpenAIStub:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
-    def _chat(self, body: dict) -> tuple[int, dict]:
+    def _chat(self, body: dict, scripted: dict | None = None) -> tuple[int, dict]:
         messages = body.get("messages") or []
         user = [m.get("content", "") for m in messages if m.get("role") == "user"]
         if not user:
             return 400, _error("messages must include a user message")
         prompt = user[-1] if isinstance(user[-1], str) else json.dumps(user[-1])
-        content = f"REWRITE: {prompt}"
+        scripted = scripted or {}
+        content = scripted.get("content", None if "refusal" in scripted else f"REWRITE: {prompt}")
         with self._lock:
             self.inputs["chat/completions"] += 1
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
@@ -183,12 +185,13 @@ class OpenAIStub:
             "created": int(time.time()),
             "model": body.get("model", "gpt-4o-mini"),
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                {"index": 0, "message": {"role": "assistant", "content": content, "refusal": scripted.get("refusal")},
+                 "finish_reason": scripted.get("finish_reason", "stop")}
             ],
             "usage": {
                 "prompt_tokens": prompt_tokens,
-                "completion_tokens": len(content.split()),
-                "total_tokens": prompt_tokens + len(content.split()),
+                "completion_tokens": len((content or "").split()),
+                "total_tokens": prompt_tokens + len((content or "").split()),
             },
         }
 
@@ -251,6 +254,9 @@ class _Handler(BaseHTTPRequestHandler):
                     headers["Retry-After"] = str(fault["retry_after"])
                 kind = "rate_limit_exceeded" if status == 429 else "server_error"
                 self._send(status, _error(f"scripted fault {status}", kind), headers)
+                return
+            if endpoint == "chat/completions" and {"content", "refusal"} & fault.keys():
+                self._send(*stub._chat(body or {}, scripted=fault))
                 return
         if endpoint == "embeddings" and self.command == "POST":
             status, payload = stub._embeddings(body or {})

@@ -460,37 +460,3 @@ async def embed_with_cache(
     vectors = {**found, **fresh}
     matrix = np.stack([np.asarray(vectors[h], dtype=np.float32) for h in hashes])
     return _normalize_rows(matrix), stats
-
-
-# --------------------------------------------------------------------------- defaults
-
-
-@dataclass(frozen=True)
-class ProviderDefaults:
-    """Analysis settings that suit a provider's embedding space."""
-
-    eps: float  # DBSCAN radius, cosine distance between query embeddings
-    min_samples: int
-    gap_threshold: float  # a cluster is a gap when its best segment similarity is below this
-    similarity: str = "cosine"  # how gaps.analyze_gaps compares clusters with segments
-
-
-PROVIDER_DEFAULTS: dict[str, ProviderDefaults] = {
-    # Calibrated on the labelled pages in shared/eval (scripts/calibrate.py, docs/CALIBRATION.md).
-    # Bag-of-words cosine cannot tell a long section that holds every word of a query
-    # from a short heading that shares only the page's topic word, so the offline
-    # provider judges coverage by the share of query words a segment contains.
-    "hashing": ProviderDefaults(eps=0.2, min_samples=2, gap_threshold=0.65, similarity="lexical"),
-    # Not calibrated here: the API cannot be reached from the calibration machine.
-    # 0.65 is the old system's gap threshold for OpenAI embeddings; eps 0.3 sits in the
-    # 0.25-0.35 cosine-distance range commonly used to group near-paraphrase queries
-    # with text-embedding-3-small.
-    "openai": ProviderDefaults(eps=0.3, min_samples=2, gap_threshold=0.65),
-}
-
-
-def defaults_for(provider_name: str) -> ProviderDefaults:
-    try:
-        return PROVIDER_DEFAULTS[provider_name]
-    except KeyError:
-        raise ValueError(f"unknown embedding provider {provider_name!r}; known: {sorted(PROVIDER_DEFAULTS)}") from None

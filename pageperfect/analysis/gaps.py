@@ -122,6 +122,7 @@ class GapReport:
     coverage_score: float
     threshold: float
     score: str
+    method: str = "similarity"  # "similarity" (analyze_gaps) or "evidence" (analyze_evidence)
 
 
 def coverage(clusters: Sequence[Cluster], covered: Sequence[bool]) -> float:
@@ -345,7 +346,8 @@ def analyze_evidence(
         ))
     coverage_score = coverage([g for g in gaps], [not g.has_gap for g in gaps])
     gaps.sort(key=lambda g: (not g.has_gap, -g.opportunity_score, g.cluster_id))
-    return GapReport(gaps=gaps, coverage_score=coverage_score, threshold=model.threshold, score=score)
+    return GapReport(gaps=gaps, coverage_score=coverage_score, threshold=model.threshold, score=score,
+                     method="evidence")
 
 
 def _merge_duplicate_gaps(groups, evidence, model, summarize):

@@ -142,7 +142,7 @@ def link_graph(
     for rows_of in views:
         i, j, w = _top_links(rows_of, n, neighbors, min_link)
         view = sparse.coo_matrix((w.astype(np.float64), (i, j)), shape=(n, n)).tocsr()
-        graph = graph + view.maximum(view.T)  # an edge counts once per view, whichever end chose it
+        graph = graph + view + view.T  # a pair that chose each other counts twice
     return graph.tocsr()
 
 
@@ -180,3 +180,36 @@ def intent_labels(
         return np.zeros(0, dtype=np.intp)
     graph = link_graph(queries, vectors, stripped_vectors, subject, neighbors=neighbors, min_link=min_link)
     return communities(graph, resolution=resolution)
+
+
+def group_queries(
+    rows: Sequence,
+    vectors: np.ndarray,
+    stripped_vectors: np.ndarray | None,
+    subject: frozenset[str],
+    *,
+    method: str,
+    eps: float,
+    min_samples: int,
+    neighbors: int = NEIGHBORS,
+    resolution: float = RESOLUTION,
+) -> list:
+    """Clusters (pageperfect.analysis.clustering.Cluster) of the rows' queries by `method`: "intents" (this
+    module) or "dbscan" (the seed system's, on the vectors as asked). CPU-bound."""
+    from pageperfect.analysis.clustering import cluster_keywords, clusters_from_labels
+
+    if method == "dbscan":
+        return cluster_keywords(rows, vectors, eps=eps, min_samples=min_samples)
+    if method != "intents":
+        raise ValueError(f"unknown clustering method {method!r}; known: intents, dbscan")
+    if stripped_vectors is None:
+        raise ValueError("method 'intents' needs the vectors of the queries without their subject")
+    labels = intent_labels([r.query for r in rows], vectors, stripped_vectors, subject,
+                           neighbors=neighbors, resolution=resolution)
+    return clusters_from_labels(rows, vectors, labels)
+
+
+def grouped_share(clusters: Sequence) -> float:
+    """The share of queries that sit in clusters of two or more (1.0 for no queries)."""
+    total = sum(c.size for c in clusters)
+    return sum(c.size for c in clusters if c.size > 1) / total if total else 1.0

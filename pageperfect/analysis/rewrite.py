@@ -85,6 +85,23 @@ class ChatLLM:
             raise RewriteError("the language model returned an empty answer")
         return content
 
+    async def complete_json(self, system: str, user: str) -> tuple[str | None, str | None]:
+        """(content, refusal) of a JSON-mode answer at temperature 0, for decisions that must repeat."""
+        self.requests += 1
+        response = await self._client.chat.completions.create(
+            model=self.model,
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+            temperature=0,
+            response_format={"type": "json_object"},
+        )
+        if not response.choices:
+            return None, None
+        message = response.choices[0].message
+        refusal = getattr(message, "refusal", None)
+        if response.choices[0].finish_reason == "content_filter":
+            refusal = refusal or "the answer was withheld by the provider's content filter"
+        return message.content, refusal
+
     async def aclose(self) -> None:
         await self._client.close()
 

@@ -37,6 +37,7 @@ async def build_result(pool: asyncpg.Pool, job: asyncpg.Record) -> dict[str, Any
     segment_set = await queries.get_segment_set(pool, segment_set_id) if segment_set_id else None
     report = await queries.get_gap_report(pool, report_id) if report_id else None
     draft_set = await queries.get_draft_set(pool, draft_set_id) if draft_set_id else None
+    cluster_set = await queries.get_cluster_set(pool, cluster_set_id) if cluster_set_id else None
 
     clusters = [dict(r) for r in await queries.get_clusters(pool, cluster_set_id, with_centroids=False)] if cluster_set_id else []
     gaps = []
@@ -46,8 +47,11 @@ async def build_result(pool: asyncpg.Pool, job: asyncpg.Record) -> dict[str, Any
             "keywords": list(row["keywords"]), "total_impressions": row["total_impressions"],
             "avg_position": row["avg_position"], "has_gap": row["has_gap"],
             "opportunity_score": row["opportunity_score"], "best_match": row["best_match"],
-            "top_matches": row["top_matches"],
+            "top_matches": row["top_matches"], "coverage": row["coverage"], "decided_by": row["decided_by"],
+            "explanation": row["explanation"],
         })
+    if report and report["method"] == "evidence":
+        clusters = _final_groups(clusters, gaps)
     drafts = []
     for row in await queries.get_drafts(pool, draft_set_id) if draft_set_id else []:
         drafts.append({
@@ -80,7 +84,11 @@ async def build_result(pool: asyncpg.Pool, job: asyncpg.Record) -> dict[str, Any
             "segments": int(stages.get("segment_embed", {}).get("counts", {}).get("segments", 0)),
             "keywords": int(stages.get("keyword_clustering", {}).get("counts", {}).get("keywords", 0)),
             "clusters": len(clusters),
+            "grouped_share": _grouped_share(clusters),
+            "clustering": cluster_set["method"] if cluster_set else None,
             "gaps": sum(1 for g in gaps if g["has_gap"]),
+            "coverage_method": report["method"] if report else None,
+            "decided_by_llm": sum(1 for g in gaps if g.get("decided_by") == "llm"),
             "coverage_score": report["coverage_score"] if report else None,
             "gap_threshold": report["threshold"] if report else None,
             "score": report["score"] if report else None,
@@ -90,3 +98,27 @@ async def build_result(pool: asyncpg.Pool, job: asyncpg.Record) -> dict[str, Any
         "gaps": gaps,
         "drafts": drafts,
     }
+
+
+def _final_groups(clusters: list[dict], gaps: list[dict]) -> list[dict]:
+    """The clusters as the gap analysis left them: a split cluster's parts and a merged gap's whole stand in
+    for the clusters they came from, so every query is in exactly one group."""
+    by_id = {c["cluster_id"]: c for c in clusters}
+    out = []
+    for g in sorted(gaps, key=lambda g: g["cluster_id"]):
+        base = dict(by_id.get(g["cluster_id"], {}))
+        base.update({"cluster_id": g["cluster_id"], "representative": g["representative"],
+                     "keywords": g["keywords"], "size": len(g["keywords"]),
+                     "total_impressions": g["total_impressions"], "avg_position": g["avg_position"]})
+        explanation = g.get("explanation") or {}
+        for key in ("split_from", "merged"):
+            if key in explanation:
+                base[key] = explanation[key]
+        out.append(base)
+    return out
+
+
+def _grouped_share(clusters: list[dict]) -> float | None:
+    """The share of queries in clusters of two or more."""
+    total = sum(len(c["keywords"]) for c in clusters)
+    return round(sum(len(c["keywords"]) for c in clusters if len(c["keywords"]) > 1) / total, 4) if total else None

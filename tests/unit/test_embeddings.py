@@ -11,17 +11,16 @@ import pytest
 from pageperfect.analysis.embeddings import (
     MAX_INPUT_TOKENS,
     MAX_TOKENS_PER_REQUEST,
-    PROVIDER_DEFAULTS,
     EmbeddingError,
     HashingEmbedder,
     MemoryEmbeddingCache,
     OpenAIEmbedder,
     TokenCounter,
-    defaults_for,
     embed_with_cache,
     light_stem,
     text_hash,
 )
+from pageperfect.analysis.defaults import PROVIDER_DEFAULTS, defaults_for
 from tests.openai_server import OpenAIStub
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -232,8 +231,11 @@ def test_fallback_token_estimate_is_conservative():
 def test_provider_defaults():
     assert defaults_for("hashing") is PROVIDER_DEFAULTS["hashing"]
     assert defaults_for("hashing").similarity == "lexical"
-    assert defaults_for("openai").gap_threshold == 0.65
-    assert defaults_for("openai").similarity == "cosine"
+    assert defaults_for("hashing").method == "dbscan"
+    for semantic in ("minilm", "openai"):
+        assert defaults_for(semantic).method == "intents"
+        assert defaults_for(semantic).similarity == "evidence"
+        assert defaults_for(semantic).coverage is not None
     with pytest.raises(ValueError, match="unknown embedding provider"):
         defaults_for("word2vec")
 

@@ -1,0 +1,50 @@
+"""Analysis settings that suit each embedding provider's space, calibrated on the labelled pages.
+
+scripts/calibrate.py measures them and docs/CALIBRATION.md gives the figures and the reasons.
+A job can override each of them (pageperfect.models.AnalysisOptions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pageperfect.analysis.coverage import CoverageModel
+
+METHODS = ("intents", "dbscan")
+
+
+@dataclass(frozen=True)
+class ProviderDefaults:
+    method: str  # how queries are grouped: "intents" (pageperfect.analysis.intents) or "dbscan"
+    eps: float  # DBSCAN radius, cosine distance between query embeddings (method "dbscan")
+    min_samples: int
+    gap_threshold: float  # a cluster is a gap when its coverage (or best similarity) is below this
+    similarity: str = "cosine"  # "evidence" (pageperfect.analysis.coverage), or analyze_gaps' "cosine"/"lexical"
+    neighbors: int = 5  # method "intents": links per query in each view
+    resolution: float = 1.5  # method "intents": Louvain resolution, above 1 favours smaller groups
+    coverage: CoverageModel | None = None  # similarity "evidence": the fitted weights
+
+
+# The coverage weights fitted on both labelled sets with all-MiniLM-L6-v2 (docs/CALIBRATION.md).
+MINILM_COVERAGE = CoverageModel(semantic=2.1, semantic_full=1.59, lexical=3.27, bias=-3.72,
+                                threshold=0.5, split_margin=1.5)
+
+PROVIDER_DEFAULTS: dict[str, ProviderDefaults] = {
+    # Lexical hashing vectors know words, not meanings: DBSCAN groups near-identical wordings and
+    # coverage is the share of a query's words one segment holds (calibrated on ../shared/eval).
+    "hashing": ProviderDefaults(method="dbscan", eps=0.2, min_samples=2, gap_threshold=0.65, similarity="lexical"),
+    "minilm": ProviderDefaults(method="intents", eps=0.3, min_samples=2, gap_threshold=MINILM_COVERAGE.threshold,
+                               similarity="evidence", coverage=MINILM_COVERAGE),
+    # Not calibrated: the API cannot be reached from the calibration machine. The method and the
+    # weights are MiniLM's; text-embedding-3-small's cosines run lower, so run scripts/calibrate.py
+    # --provider openai before relying on them.
+    "openai": ProviderDefaults(method="intents", eps=0.3, min_samples=2, gap_threshold=MINILM_COVERAGE.threshold,
+                               similarity="evidence", coverage=MINILM_COVERAGE),
+}
+
+
+def defaults_for(provider_name: str) -> ProviderDefaults:
+    try:
+        return PROVIDER_DEFAULTS[provider_name]
+    except KeyError:
+        raise ValueError(f"unknown embedding provider {provider_name!r}; known: {sorted(PROVIDER_DEFAULTS)}") from None

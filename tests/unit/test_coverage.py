@@ -1,0 +1,104 @@
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pageperfect.analysis.clustering import clusters_from_labels, summarize_members
+from pageperfect.analysis.coverage import CoverageModel, Evidence, decide, passages_of, sigmoid, split_sentences
+from pageperfect.analysis.gaps import analyze_evidence
+from pageperfect.models import KeywordRow
+
+MODEL = CoverageModel(semantic=2.0, semantic_full=1.0, lexical=3.0, bias=-3.0, threshold=0.5, split_margin=1.5)
+
+
+def seg(i, text, path=("Care guide",), kind="paragraph"):
+    return SimpleNamespace(segment_id=f"s{i}", heading_path=list(path), text=text, kind=kind)
+
+
+def test_passages_are_segments_and_the_sentences_of_long_ones():
+    segments = [seg(0, "Water it weekly. Let the soil dry out first. Never leave it standing in water."),
+                seg(1, "Bright light."), seg(2, "Care guide", kind="heading")]
+    found = passages_of(segments)
+    assert [p.kind for p in found] == ["segment", "sentence", "sentence", "sentence", "segment", "segment"]
+    assert found[1].text == "Water it weekly." and found[1].embed_text == "Care guide: Water it weekly."
+    assert found[-1].embed_text == "Care guide"  # a heading embeds alone
+    assert [p.kind for p in passages_of(segments, ("segment",))] == ["segment"] * 3
+    assert split_sentences("One two three. Four five six! Ok go.") == ["One two three.", "Four five six!"]
+
+
+def _evidence(queries, q_vectors, segments, p_vectors, subject=frozenset(), stripped=None, model=MODEL):
+    passages = passages_of(segments, ("segment",))
+    return Evidence(queries, q_vectors, q_vectors if stripped is None else stripped, subject, passages,
+                    p_vectors, model)
+
+
+def test_lexical_signal_is_the_rarity_weighted_share_of_distinctive_words_in_one_passage():
+    queries = ["monstera brown spots", "monstera yellow leaves", "monstera", "monstera light"]
+    segments = [seg(0, "Brown spots come from sunburn.", path=("Problems",)), seg(1, "Yellow is normal.")]
+    vectors = np.eye(4, 3, dtype=np.float32) + 0.01
+    ev = _evidence(queries, vectors, segments, np.eye(2, 3, dtype=np.float32), subject=frozenset({"monstera"}))
+    per = ev.per_query()
+    assert per.lexical[0] == pytest.approx(1.0)  # "brown" and "spot" both in segment 0
+    assert per.lexical[1] == pytest.approx(0.5)  # "yellow" in segment 1, "leav" nowhere; equal rarity
+    assert per.lexical[2] == 1.0  # only the subject: the page is about it
+    assert per.lexical[3] == 0.0
+    assert np.allclose(per.logit, MODEL.logit(per.semantic, per.semantic_full, per.lexical))
+    words = ev.words_for([1], ev.passages_for([1])[0])
+    assert words == {"found": ["yellow"], "missing": ["leaves"]}
+
+
+def test_passage_and_vector_counts_must_agree():
+    with pytest.raises(ValueError, match="passage vectors"):
+        _evidence(["a"], np.ones((1, 3)), [seg(0, "a b c")], np.ones((2, 3)))
+
+
+def test_a_cluster_whose_queries_clearly_disagree_is_split():
+    evidence = SimpleNamespace(logit=np.array([3.0, 2.5, -3.0, 0.2, -0.4]))
+    weights = np.ones(5)
+    (split,), (kept,) = decide([[0, 1, 2]], weights, evidence, MODEL), decide([[3, 4]], weights, evidence, MODEL)
+    assert [p.members for p in split] == [[0, 1], [2]]
+    assert [p.has_gap for p in split] == [False, True] and all(p.split_from == 0 for p in split)
+    assert len(kept) == 1 and kept[0].members == [3, 4]
+    assert kept[0].coverage == pytest.approx(sigmoid(-0.1)) and kept[0].has_gap
+    # Impressions weigh the verdict.
+    (heavy,) = decide([[3, 4]], np.array([0, 0, 0, 9.0, 1.0]), evidence, MODEL)
+    assert not heavy[0].has_gap
+    # The split follows the threshold, not logit 0.
+    strict = CoverageModel(**{**MODEL.__dict__, "threshold": sigmoid(2.8)})
+    (parts,) = decide([[0, 1, 2]], weights, evidence, strict)
+    assert [p.members for p in parts] == [[0, 1, 2]]  # nothing clearly above 2.8 + 1.5
+
+
+def test_analyze_evidence_explains_and_ranks():
+    queries = ["monstera toxic to cats", "monstera poisonous to cats", "monstera light", "monstera bright light"]
+    rows = [KeywordRow(query=q, impressions=100 * (i + 1), position=8) for i, q in enumerate(queries)]
+    q_vectors = np.array([[1, 0, 0], [0.98, 0.05, 0], [0, 1, 0], [0.05, 0.98, 0]], dtype=np.float32)
+    segments = [seg(0, "Give it bright light near a window.", path=("Light",)), seg(1, "Repot every spring.")]
+    p_vectors = np.array([[0, 1, 0], [0, 0, 1]], dtype=np.float32)
+    ev = _evidence(queries, q_vectors, segments, p_vectors, subject=frozenset({"monstera"}))
+    clusters = clusters_from_labels(rows, q_vectors, np.array([0, 0, 1, 1]))
+    report = analyze_evidence(clusters, queries, np.array([r.impressions for r in rows]), ev,
+                              summarize=lambda part: summarize_members(rows, q_vectors, part))
+    gap, covered = report.gaps
+    assert gap.has_gap and not covered.has_gap
+    assert set(gap.keywords) == {"monstera toxic to cats", "monstera poisonous to cats"}
+    assert gap.decided_by == "evidence" and 0 <= gap.coverage < 0.5 < covered.coverage
+    assert sorted(gap.explanation["words"]["missing"]) == ["cats", "poisonous", "toxic"]
+    assert covered.explanation["passages"][0]["segment_id"] == "s0"
+    assert sorted(covered.explanation["words"]["found"]) == ["bright", "light"]
+    assert report.coverage_score == pytest.approx(700 / 1000)
+    assert report.method == "evidence"
+
+
+def test_near_identical_gaps_are_merged_into_one():
+    queries = ["fig toxic to cats", "fig safe for cats", "fig light"]
+    rows = [KeywordRow(query=q, impressions=10) for q in queries]
+    q_vectors = np.array([[1, 0, 0], [0.999, 0.04, 0], [0, 1, 0]], dtype=np.float32)
+    ev = _evidence(queries, q_vectors, [seg(0, "Light matters.")], np.array([[0, 1, 0]], dtype=np.float32))
+    clusters = clusters_from_labels(rows, q_vectors, np.array([0, 1, 2]))  # the two cat queries apart
+    report = analyze_evidence(clusters, queries, np.ones(3), ev,
+                              summarize=lambda part: summarize_members(rows, q_vectors, part))
+    gaps = [g for g in report.gaps if g.has_gap]
+    assert len(gaps) == 1 and sorted(gaps[0].keywords) == ["fig safe for cats", "fig toxic to cats"]
+    assert gaps[0].explanation["merged"]
+    assert sum(len(g.keywords) for g in report.gaps) == 3  # every query once
