@@ -34,6 +34,7 @@ async def rewrite_draft(inp: StageInput) -> StageSummary:
                 total_impressions=gap["total_impressions"], avg_position=gap["avg_position"],
                 best_segment_id=best.get("segment_id"), best_heading_path=list(best.get("heading_path") or []),
                 best_text=best.get("text"), neighbours=neighbours,
+                missing_words=list(((gap["explanation"] or {}).get("words") or {}).get("missing") or []),
             )
             # A passage far below the gap threshold is unrelated: draft a new section after it instead.
             drafts.append(await heartbeating(draft_for_gap(

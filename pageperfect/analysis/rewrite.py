@@ -42,6 +42,7 @@ class GapContext:
     best_heading_path: list[str]
     best_text: str | None
     neighbours: list[str]
+    missing_words: list[str] = field(default_factory=list)  # the searches' words the closest passage lacks
 
 
 @dataclass
@@ -298,6 +299,8 @@ def _brief(gap: GapContext, heading: str) -> str:
     lines += ["", f"Suggested heading: {heading}", f"Where: {_where(gap)}."]
     if gap.best_text and gap.best_text.strip():
         lines.append(f'Passage to extend: "{_clip(" ".join(gap.best_text.split()), 160)}"')
+    if gap.missing_words:
+        lines.append(f"Words the searches use that the closest passage lacks: {', '.join(gap.missing_words[:12])}")
     lines += [
         f'What to write: answer "{gap.representative}" in the first two sentences, '
         "then cover the other searches in the words people use for them.",

@@ -105,14 +105,11 @@ def print_result(result: dict, console: Console, *, top: int = 10) -> None:
                   + (f"{coverage:.0%} of impressions" if coverage is not None else "n/a"))
     if result["providers"].get("note"):
         console.print(f"[yellow]{result['providers']['note']}[/yellow]")
-    table = Table("rank", "missing topic", "queries", "impressions", "position", "score", "closest passage (similarity)")
+    table = Table("rank", "missing intent", "queries", "impressions", "position", "score", "why")
     for rank, gap in enumerate([g for g in result["gaps"] if g["has_gap"]][:top], start=1):
-        best = gap.get("best_match") or {}
-        passage = (best.get("text") or "")[:50]
-        similarity = f" ({best['similarity']:.2f})" if best.get("similarity") is not None else ""
         table.add_row(str(rank), Text(gap["representative"]), str(len(gap["keywords"])),
                       f"{gap['total_impressions']:,.0f}", f"{gap['avg_position']:.1f}", f"{gap['opportunity_score']:.3f}",
-                      Text(passage + similarity))
+                      Text(why(gap)))
     console.print(table)
     for draft in result["drafts"]:
         label = "Draft" if draft["kind"] == "draft" else "Brief"
@@ -123,3 +120,22 @@ def print_result(result: dict, console: Console, *, top: int = 10) -> None:
         if original and text.startswith(original):
             text = text[len(original):].strip()
         console.print(Text(text[:900]))
+
+
+def why(gap: dict, width: int = 60) -> str:
+    """One line on why a cluster is a gap: its coverage, what decided, the words the page lacks, or the closest
+    passage and its similarity."""
+    explanation = gap.get("explanation") or {}
+    best = gap.get("best_match") or {}
+    if gap.get("coverage") is None:
+        similarity = f" ({best['similarity']:.2f})" if best.get("similarity") is not None else ""
+        return (best.get("text") or "")[: width - len(similarity)] + similarity
+    parts = [f"coverage {gap['coverage']:.2f}"]
+    if gap.get("decided_by") == "llm":
+        parts.append("judged by the LLM")
+    missing = (explanation.get("words") or {}).get("missing") or []
+    if missing:
+        parts.append("missing: " + ", ".join(missing[:4]))
+    elif best.get("text"):
+        parts.append(f"closest: {best['text'][:30]}")
+    return "; ".join(parts)[:width]

@@ -153,7 +153,7 @@ def gap_bars(gaps: list[dict]) -> str:
         length = max(2.0, bar_w * gap["opportunity_score"] / peak)
         tip = (f'{gap["representative"]}: score {gap["opportunity_score"]:.3f}, '
                f'{gap["total_impressions"]:,.0f} impressions, position {gap["avg_position"]:.1f}, '
-               f'{len(gap["keywords"])} queries: {", ".join(gap["keywords"][:12])}')
+               f'{len(gap["keywords"])} queries: {", ".join(gap["keywords"][:12])}' + _why(gap))
         parts.append(
             f'<g class="bar"><title>{_e(tip)}</title>'
             f'<text x="{label_w - 12}" y="{y + 21}" text-anchor="end" class="bar-label">'
@@ -165,6 +165,19 @@ def gap_bars(gaps: list[dict]) -> str:
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _why(gap: dict) -> str:
+    """Why the analysis calls it a gap: its coverage, who decided, and the words no passage has."""
+    if gap.get("coverage") is None:
+        return ""
+    explanation = gap.get("explanation") or {}
+    missing = (explanation.get("words") or {}).get("missing") or []
+    judge = explanation.get("judge") or {}
+    text = f'; coverage {gap["coverage"]:.2f}'
+    if gap.get("decided_by") == "llm":
+        text += f' (the LLM judged: {judge.get("status")})'
+    return text + (f'; the closest passage lacks: {", ".join(missing[:8])}' if missing else "")
 
 
 def _placed_labels(labels: list[tuple[float, float, float, float, str]], width: int, height: int) -> list[str]:
@@ -246,6 +259,9 @@ def cluster_map(data: ReportData) -> str:
         colour = GAP_COLOUR if gap["has_gap"] else COVERED_COLOUR
         best = gap.get("best_match") or {}
         similarity = f', closest passage {best["similarity"]:.2f}' if best.get("similarity") is not None else ""
+        if gap.get("coverage") is not None:
+            similarity = f', coverage {gap["coverage"]:.2f}' + (" (judged by the LLM)" if gap.get("decided_by") == "llm"
+                                                                  else "")
         tip = (f'{gap["representative"]} ({"gap" if gap["has_gap"] else "covered"}): '
                f'{gap["total_impressions"]:,.0f} impressions, position {gap["avg_position"]:.1f}{similarity}')
         parts.append(f'<g class="cluster {"gap" if gap["has_gap"] else "covered"}"><title>{_e(tip)}</title>'
