@@ -7,6 +7,7 @@ COPY activities ./activities
 COPY api ./api
 COPY db ./db
 COPY worker.py ./
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir . && pip install --no-cache-dir --no-deps $(python -c \
+    'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["tool"]["pageperfect"]["no-deps"]))')
 # The API migrates at start (advisory-locked, so several replicas are safe).
 CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]

@@ -26,6 +26,9 @@ setup() {
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet -e ".[test]"
+    # shellcheck disable=SC2046  # one argument per package
+    .venv/bin/python -m pip install --quiet --no-deps $(.venv/bin/python -c \
+      'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["tool"]["pageperfect"]["no-deps"]))')
     touch "$stamp"
   fi
 }
