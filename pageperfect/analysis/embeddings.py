@@ -1,4 +1,6 @@
-"""Text embeddings: an offline lexical embedder, an OpenAI client, and a cache in front of both.
+"""Text embeddings: an offline lexical embedder, an OpenAI client, and a cache in front of them.
+
+The offline semantic embedder (all-MiniLM-L6-v2 on numpy) is in pageperfect/minilm.py.
 
 Every provider returns float32 rows of unit length, so a dot product is a cosine.
 """
@@ -385,6 +387,30 @@ class OpenAIEmbedder:
         for (indices, _), matrix in zip(batches, results):
             out[indices] = matrix
         return _normalize_rows(out)
+
+
+# --------------------------------------------------------------------------- choice
+
+EMBEDDING_PROVIDERS = ("minilm", "hashing", "openai")
+
+
+def make_embedder(name: str | None, *, api_key: str | None, base_url: str | None = None,
+                  model: str = "text-embedding-3-small", timeout: float = 60) -> EmbeddingProvider:
+    """The embedder the settings name; None means openai with an API key, else hashing."""
+    api_key = api_key.strip() if api_key and api_key.strip() else None
+    if name is None:
+        name = "openai" if api_key else "hashing"
+    if name == "openai":
+        if not api_key:
+            raise ValueError("PAGEPERFECT_EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY")
+        return OpenAIEmbedder(api_key=api_key, base_url=base_url, model=model, timeout=timeout)
+    if name == "minilm":
+        from pageperfect.minilm import MiniLMEmbedder
+
+        return MiniLMEmbedder()
+    if name == "hashing":
+        return HashingEmbedder()
+    raise ValueError(f"unknown embedding provider {name!r}; known: {', '.join(EMBEDDING_PROVIDERS)}")
 
 
 # --------------------------------------------------------------------------- cache

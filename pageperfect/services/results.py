@@ -8,10 +8,25 @@ import asyncpg
 
 from db import queries
 
-OFFLINE_NOTE = (
-    "offline defaults: no OPENAI_API_KEY is set, so queries and segments are embedded with the lexical "
-    "hashing embedder and the top gaps get briefs instead of LLM drafts"
-)
+# Embedders that run on this machine, as the note names them.
+LOCAL_EMBEDDERS = {
+    "hashing": "the lexical hashing embedder",
+    "minilm": "the local semantic model all-MiniLM-L6-v2",
+}
+
+
+def offline_note(embedding: dict | None, llm: dict | None) -> str | None:
+    """What of the job ran without the API, and why; None when nothing did."""
+    local = LOCAL_EMBEDDERS.get(embedding["provider"]) if embedding else None
+    briefs = bool(llm and llm["provider"] == "brief")
+    if local and briefs:
+        return (f"offline defaults: no OPENAI_API_KEY is set, so queries and segments are embedded with {local} "
+                "and the top gaps get briefs instead of LLM drafts")
+    if local:
+        return f"queries and segments are embedded offline with {local} (PAGEPERFECT_EMBEDDING_PROVIDER)"
+    if briefs:
+        return "no OPENAI_API_KEY is set, so the top gaps get briefs instead of LLM drafts"
+    return None
 
 
 async def _artifact(pool: asyncpg.Pool, page_id: int, stages: dict[str, Any], stage: str) -> int | None:
@@ -64,7 +79,7 @@ async def build_result(pool: asyncpg.Pool, job: asyncpg.Record) -> dict[str, Any
     embedding = ({"provider": segment_set["embedding_provider"], "model": segment_set["embedding_model"]}
                  if segment_set else None)
     llm = ({"provider": draft_set["llm_provider"], "model": draft_set["llm_model"]} if draft_set else None)
-    offline = bool(embedding and embedding["provider"] == "hashing") or bool(llm and llm["provider"] == "brief")
+    note = offline_note(embedding, llm)
     return {
         "job_id": str(job["id"]),
         "status": job["status"],
@@ -77,8 +92,8 @@ async def build_result(pool: asyncpg.Pool, job: asyncpg.Record) -> dict[str, Any
             "crawl": crawl["provider"] if crawl else None,
             "embedding": embedding,
             "llm": llm,
-            "offline": offline,
-            "note": OFFLINE_NOTE if offline else None,
+            "offline": note is not None,
+            "note": note,
         },
         "stats": {
             "segments": int(stages.get("segment_embed", {}).get("counts", {}).get("segments", 0)),

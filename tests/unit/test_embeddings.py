@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pageperfect.analysis.embeddings import (
+    EMBEDDING_PROVIDERS,
     MAX_INPUT_TOKENS,
     MAX_TOKENS_PER_REQUEST,
     EmbeddingError,
@@ -238,6 +239,37 @@ def test_provider_defaults():
         assert defaults_for(semantic).coverage is not None
     with pytest.raises(ValueError, match="unknown embedding provider"):
         defaults_for("word2vec")
+    assert set(PROVIDER_DEFAULTS) == set(EMBEDDING_PROVIDERS)
+
+
+def test_the_setting_chooses_the_embedder(monkeypatch):
+    from pydantic import ValidationError
+
+    from activities.runtime import build_embedder, build_providers
+    from pageperfect.analysis import embeddings
+    from pageperfect.minilm import MiniLMEmbedder
+    from pageperfect.settings import Settings
+
+    def embedder(**values):
+        return build_providers(Settings(_env_file=None, **{"openai_api_key": None, **values}))[1]
+
+    monkeypatch.delenv("PAGEPERFECT_EMBEDDING_PROVIDER", raising=False)
+    assert isinstance(embedder(), HashingEmbedder)  # unset: as before, hashing without a key
+    assert isinstance(embedder(openai_api_key="k", openai_base_url="http://127.0.0.1:9/v1"), OpenAIEmbedder)
+    assert isinstance(embedder(embedding_provider="minilm"), MiniLMEmbedder)
+    assert isinstance(embedder(embedding_provider="minilm", openai_api_key="k"), MiniLMEmbedder)
+    assert isinstance(embedder(embedding_provider="hashing", openai_api_key="k"), HashingEmbedder)
+    monkeypatch.setenv("PAGEPERFECT_EMBEDDING_PROVIDER", "minilm")
+    assert isinstance(embedder(), MiniLMEmbedder)
+    with pytest.raises(ValueError, match="needs OPENAI_API_KEY"):
+        embedder(embedding_provider="openai")
+    monkeypatch.setenv("PAGEPERFECT_EMBEDDING_PROVIDER", "word2vec")
+    with pytest.raises(ValidationError, match="PAGEPERFECT_EMBEDDING_PROVIDER"):
+        Settings(_env_file=None)
+    with pytest.raises(ValueError, match="unknown embedding provider 'word2vec'"):
+        embeddings.make_embedder("word2vec", api_key=None)
+    monkeypatch.delenv("PAGEPERFECT_EMBEDDING_PROVIDER")
+    assert isinstance(build_embedder("minilm", Settings(_env_file=None, openai_api_key=None)), MiniLMEmbedder)
 
 
 async def test_stub_answers_chat_and_models(stub: OpenAIStub):
