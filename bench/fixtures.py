@@ -113,6 +113,40 @@ def keyword_rows(count: int = 300, seed: int = 0) -> list[dict]:
     return list(rows.values())
 
 
+# The token counts (all-MiniLM-L6-v2's tokenizer, [CLS] and [SEP] included, cut at 256) of 200
+# segments as pageperfect.segment extracts them from the labelled pages in shared/eval (the
+# 636 segments of its 3 written and 8 real pages, at 200 evenly spaced quantiles): the passage
+# lengths the offline embedding benchmark generates. Mean 55, median 40, 2% at the 256 cut.
+SEGMENT_TOKEN_LENGTHS = (
+    3, 3, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 6, 7, 7, 8, 8, 8, 8, 9, 9, 9, 9, 9, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11,
+    11, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 14, 15, 15, 15, 16, 16, 16, 17, 17, 18, 18, 18, 19, 19, 19, 20,
+    20, 20, 21, 21, 21, 22, 22, 23, 24, 24, 24, 25, 25, 25, 25, 26, 27, 28, 28, 29, 30, 30, 30, 31, 31, 32, 33, 34,
+    34, 35, 35, 36, 37, 37, 38, 39, 39, 40, 41, 42, 43, 43, 44, 45, 45, 46, 47, 47, 48, 48, 49, 49, 49, 50, 51, 52,
+    53, 54, 55, 56, 56, 57, 57, 57, 58, 59, 60, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 69, 70, 72, 74, 75, 76, 77,
+    78, 79, 80, 81, 81, 82, 83, 83, 84, 84, 85, 86, 87, 87, 89, 90, 91, 91, 91, 94, 96, 96, 99, 99, 100, 101, 101,
+    104, 106, 107, 109, 117, 119, 120, 122, 124, 126, 128, 129, 131, 137, 139, 147, 149, 157, 164, 166, 174, 196,
+    217, 252, 256, 256, 256,
+)
+SUBJECT_NAMES = ["fiddle leaf fig", "ficus lyrata", "fiddle fig", "fig tree", "fiddle leaf fig tree"]
+
+
+def search_queries(count: int = 1000, seed: int = 0) -> list[str]:
+    """Distinct Search Console-like queries of 3 to 10 words: a name of the subject, words of one topic, maybe a modifier."""
+    rng = random.Random(seed)
+    topics = [v.split() for _, v in COVERED + UNCOVERED]
+    queries: dict[str, None] = {}
+    while len(queries) < count:
+        length = rng.randint(3, 10)
+        subject = rng.choice(SUBJECT_NAMES).split()
+        modifier = rng.choice(MODIFIERS).split()
+        words = rng.sample(rng.choice(topics), k=max(1, min(4, length - len(subject))))
+        query = (modifier if len(modifier) + len(subject) + len(words) <= length else []) + subject + words
+        while len(query) < length:
+            query.append(rng.choice(FILLER))
+        queries[" ".join(query[:length])] = None
+    return list(queries)
+
+
 class _SiteHandler(BaseHTTPRequestHandler):
     pages: dict[str, bytes] = {}
     delays: dict[str, float] = {}
