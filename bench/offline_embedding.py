@@ -80,10 +80,12 @@ def child(texts_file: Path) -> dict:
     embedder = MiniLMEmbedder()
     embedder.load()
     loaded = time.perf_counter()
+    cpu = time.process_time()
     vectors = embedder.embed_sync(texts)
     done = time.perf_counter()
+    cpu = time.process_time() - cpu
     assert vectors.shape == (len(texts), embedder.dim) and np.all(np.isfinite(vectors))
-    return {"import": imported - started, "load": loaded - imported, "embed": done - loaded,
+    return {"import": imported - started, "load": loaded - imported, "embed": done - loaded, "embed_cpu": cpu,
             "total": done - started, "rss_before": rss_before, "peak_rss": _rss_bytes("VmHWM"),
             "requests": embedder.requests, "threads": embedder.threads, "blas": blas_kernels()}
 
@@ -163,7 +165,7 @@ async def run(quick: bool, stack: object = None) -> None:
     added_mb = (cold["peak_rss"] - cold["rss_before"]) / 2**20
     figure("cold process", f"import {cold['import']:.2f} s + load {cold['load']:.2f} s + embed {cold['embed']:.2f} s "
                            f"= {cold['total']:.2f} s ({cold['process']:.2f} s with the interpreter's start); "
-                           f"{cold['requests']} chunks on {cold['threads']} threads")
+                           f"{cold['requests']} chunks on {cold['threads']} threads, {cold['embed_cpu']:.2f} CPU s")
     figure("cold process memory", f"RSS {cold['rss_before'] / 2**20:.0f} MB before the model, peak "
                                   f"{cold['peak_rss'] / 2**20:.0f} MB: {added_mb:.0f} MB added")
     if first is not None:

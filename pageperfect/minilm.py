@@ -312,23 +312,18 @@ class MiniLM:
 
     def _layer(self, x: np.ndarray, p: _Layer, groups: list[tuple[int, int, int]]) -> np.ndarray:
         with self._step("qkv matmul"):
-            qkv = x @ p.qkv_w
-            qkv += p.qkv_b
+            qkv = _linear(x, p.qkv_w, p.qkv_b)
         context = self._attention(qkv, groups)
         with self._step("output matmul"):
-            attended = context @ p.out_w
-            attended += p.out_b
-            attended += x
+            attended = _linear(context, p.out_w, p.out_b, residual=x)
         with self._step("layernorm"):
             _layer_norm(attended, p.ln1_w, p.ln1_b, self.eps)
         with self._step("ffn matmul 1"):
             inner = attended @ p.ff_in_w
         with self._step("gelu"):
-            _gelu(inner, p.ff_in_b)
+            _gelu(inner, p.ff_in_b)  # the bias is added block by block, with the GELU
         with self._step("ffn matmul 2"):
-            out = inner @ p.ff_out_w
-            out += p.ff_out_b
-            out += attended
+            out = _linear(inner, p.ff_out_w, p.ff_out_b, residual=attended)
         with self._step("layernorm"):
             _layer_norm(out, p.ln2_w, p.ln2_b, self.eps)
         return out
@@ -422,6 +417,15 @@ def _row_blocks(rows: int, width: int) -> Iterator[slice]:
     step = max(1, _BLOCK_FLOATS // max(width, 1))
     for start in range(0, rows, step):
         yield slice(start, min(rows, start + step))
+
+
+def _linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, residual: np.ndarray | None = None) -> np.ndarray:
+    """x @ weight + bias (+ residual), adding in place into the product."""
+    out = x @ weight
+    out += bias
+    if residual is not None:
+        out += residual
+    return out
 
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> None:
