@@ -114,7 +114,7 @@ def keyword_rows(count: int = 300, seed: int = 0) -> list[dict]:
 
 
 # The token counts (all-MiniLM-L6-v2's tokenizer, [CLS] and [SEP] included, cut at 256) of 200
-# segments as pageperfect.segment extracts them from the labelled pages in shared/eval (the
+# segments as pageperfect.analysis.segment extracts them from the labelled pages in shared/eval (the
 # 636 segments of its 3 written and 8 real pages, at 200 evenly spaced quantiles): the passage
 # lengths the offline embedding benchmark generates. Mean 55, median 40, 2% at the 256 cut.
 SEGMENT_TOKEN_LENGTHS = (

@@ -52,7 +52,7 @@ def passages(tokenizer, lengths: list[int] | tuple[int, ...], seed: int = 0) -> 
 
 def workload(quick: bool) -> tuple[list[str], list[str]]:
     from bench.fixtures import SEGMENT_TOKEN_LENGTHS, search_queries
-    from pageperfect.minilm import load_model
+    from pageperfect.analysis.minilm import load_model
 
     queries = search_queries(QUERIES // 4 if quick else QUERIES)
     lengths = SEGMENT_TOKEN_LENGTHS[::4] if quick else SEGMENT_TOKEN_LENGTHS
@@ -74,7 +74,7 @@ def child(texts_file: Path) -> dict:
     texts = json.loads(texts_file.read_text())
     rss_before = _rss_bytes("VmRSS")
     started = time.perf_counter()
-    from pageperfect.minilm import MiniLMEmbedder
+    from pageperfect.analysis.minilm import MiniLMEmbedder
 
     imported = time.perf_counter()
     embedder = MiniLMEmbedder()
@@ -138,8 +138,8 @@ def bare_matmul_seconds(model, chunk_tokens: list[int]) -> tuple[float, int]:
 async def run(quick: bool, stack: object = None) -> None:
     import asyncio
 
-    from pageperfect.embeddings import MemoryEmbeddingCache, embed_with_cache
-    from pageperfect.minilm import CHUNK_TOKENS, MiniLMEmbedder, load_model, model_dir
+    from pageperfect.analysis.embeddings import MemoryEmbeddingCache, embed_with_cache
+    from pageperfect.analysis.minilm import CHUNK_TOKENS, MiniLMEmbedder, load_model, model_dir
 
     model_dir()  # extracted before the cold process starts: a worker's start after the first
     queries, segments = workload(quick)

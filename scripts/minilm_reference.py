@@ -1,6 +1,6 @@
 """Reference vectors of all-MiniLM-L6-v2 for tests/fixtures/minilm_reference.json, made with sentence-transformers.
 
-The project runs the model on numpy (pageperfect/minilm.py); this script runs the official
+The project runs the model on numpy (pageperfect/analysis/minilm.py); this script runs the official
 implementation on the same sentences so that the tests can check the project's token ids
 and vectors against it. It needs a throwaway environment that the project itself never
 installs (torch, sentence-transformers), for example:

@@ -1,6 +1,6 @@
 """Text embeddings: an offline lexical embedder, an OpenAI client, and a cache in front of them.
 
-The offline semantic embedder (all-MiniLM-L6-v2 on numpy) is in pageperfect/minilm.py.
+The offline semantic embedder (all-MiniLM-L6-v2 on numpy) is in pageperfect/analysis/minilm.py.
 
 Every provider returns float32 rows of unit length, so a dot product is a cosine.
 """
@@ -405,7 +405,7 @@ def make_embedder(name: str | None, *, api_key: str | None, base_url: str | None
             raise ValueError("PAGEPERFECT_EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY")
         return OpenAIEmbedder(api_key=api_key, base_url=base_url, model=model, timeout=timeout)
     if name == "minilm":
-        from pageperfect.minilm import MiniLMEmbedder
+        from pageperfect.analysis.minilm import MiniLMEmbedder
 
         return MiniLMEmbedder()
     if name == "hashing":

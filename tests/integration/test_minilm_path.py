@@ -8,7 +8,7 @@ import numpy as np
 
 from db.queries import PostgresEmbeddingCache
 from pageperfect.analysis.embeddings import embed_with_cache
-from pageperfect.minilm import MiniLMEmbedder
+from pageperfect.analysis.minilm import MiniLMEmbedder
 from tests.integration.test_pipeline import demo_keywords
 
 

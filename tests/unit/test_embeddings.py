@@ -247,7 +247,7 @@ def test_the_setting_chooses_the_embedder(monkeypatch):
 
     from activities.runtime import build_embedder, build_providers
     from pageperfect.analysis import embeddings
-    from pageperfect.minilm import MiniLMEmbedder
+    from pageperfect.analysis.minilm import MiniLMEmbedder
     from pageperfect.settings import Settings
 
     def embedder(**values):

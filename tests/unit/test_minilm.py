@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from scipy import special
 
-from pageperfect import minilm
-from pageperfect.minilm import MiniLMEmbedder, ModelUnavailable, load_model, model_dir
+from pageperfect.analysis import minilm
+from pageperfect.analysis.minilm import MiniLMEmbedder, ModelUnavailable, load_model, model_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = json.loads((ROOT / "tests" / "fixtures" / "minilm_reference.json").read_text())
@@ -205,7 +205,7 @@ def test_model_is_extracted_once_even_by_processes_starting_together(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from pageperfect.minilm import model_dir
+        from pageperfect.analysis.minilm import model_dir
         print(model_dir(Path({str(tmp_path)!r})))
     """)
     procs = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -247,7 +247,7 @@ def test_the_package_is_found_without_importing_it():
 def test_embedding_needs_no_torch():
     script = textwrap.dedent("""
         import sys
-        from pageperfect.minilm import MiniLMEmbedder
+        from pageperfect.analysis.minilm import MiniLMEmbedder
         MiniLMEmbedder().embed_sync(["is fiddle leaf fig toxic to cats"])
         heavy = sorted(m for m in ("torch", "sentence_transformers", "transformers", "onnxruntime", "all_minilm_l6_v2")
                        if m in sys.modules)
