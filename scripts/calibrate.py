@@ -11,11 +11,12 @@ queries without the page's subject, and the passages; then
 2. grid the grouping (neighbors, resolution) and the decision (threshold,
    split_margin) through the same functions the stages run (intent_labels,
    analyze_evidence), writing job-result JSON that evalkit scores;
-3. choose on a plateau: the point whose one-step neighbourhood has the best worst
-   case of the objective (mean over the two sets of gap F1, plus half the mean ARI,
-   minus a quarter of the clusters per topic above 1);
-4. leave one page out: weights and settings chosen without a page, that page scored
-   with them; pooled over the held-out pages of each set.
+3. choose on a plateau: the point whose one-step neighbourhood has the best mean
+   objective, the objective being the worse of the two sets' gap F1 + ARI / 2 -
+   (clusters per topic - 1) / 4, so a setting must hold on both;
+4. leave one page out: the weights, the threshold and the split margin chosen without a
+   page (the grouping settings kept at the choice), that page scored with them; pooled
+   over the held-out pages of each set.
 
 The hashing provider keeps its own method (DBSCAN and word coverage); for it the
 script scores the current defaults on both sets.
@@ -29,7 +30,7 @@ import argparse
 import importlib.util
 import itertools
 import json
-import math
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -52,9 +53,9 @@ from pageperfect.analysis.segment import extract_page, segment_text_for_embeddin
 EVAL_DIR = ROOT.parent / "shared" / "eval"
 SETS = {"dev": Path("."), "real": Path("real")}
 NEIGHBORS_GRID = [4, 5, 6]
-RESOLUTION_GRID = [1.0, 1.25, 1.5, 2.0]
-THRESHOLD_GRID = [0.3, 0.4, 0.5, 0.6, 0.7]
-MARGIN_GRID = [0.5, 1.0, 1.5, 2.0, 99.0]  # 99: never split
+RESOLUTION_GRID = [1.25, 1.5, 2.0]
+THRESHOLD_GRID = [0.4, 0.5, 0.6, 0.7]
+MARGIN_GRID = [1.0, 1.5, 2.0, 99.0]  # 99: never split
 
 
 @dataclass
@@ -182,11 +183,8 @@ def score(pages: list[Page], evalkit: ModuleType, report_of) -> dict[str, dict]:
 
 
 def objective(figures: dict[str, dict]) -> float:
-    values = list(figures.values())
-    f1 = sum(v["f1"] for v in values) / len(values)
-    ari = sum(v["ari"] for v in values) / len(values)
-    split = sum(v["clusters_per_topic"] for v in values) / len(values)
-    return f1 + 0.5 * ari - 0.25 * max(0.0, split - 1.0)
+    """The worse of the two sets' F1 + ARI / 2 - (clusters per topic - 1) / 4: a setting must hold on both."""
+    return min(v["f1"] + 0.5 * v["ari"] - 0.25 * max(0.0, v["clusters_per_topic"] - 1.0) for v in figures.values())
 
 
 GRIDS = {"neighbors": NEIGHBORS_GRID, "resolution": RESOLUTION_GRID, "threshold": THRESHOLD_GRID,
@@ -203,15 +201,17 @@ def run_grid(pages, evalkit, model, grids=GRIDS) -> dict[tuple, dict]:
 
 
 def choose(results: dict[tuple, dict], grids=GRIDS) -> tuple:
-    """The grid point with the best worst objective one step around it; ties to its own objective."""
+    """The grid point with the best mean objective one step around it (a plateau, not a peak); ties to its own."""
     axes = list(grids.values())
 
     def around(key):
+        # One step each way on every axis; past the grid's edge the edge itself counts again, so an edge
+        # point is not favoured for having fewer (worse) neighbours.
         idx = [axis.index(v) for axis, v in zip(axes, key)]
-        ranges = [range(max(0, i - 1), min(len(a), i + 2)) for a, i in zip(axes, idx)]
-        return [objective(results[tuple(a[i] for a, i in zip(axes, point))]) for point in itertools.product(*ranges)]
+        steps = [[min(len(a) - 1, max(0, i + d)) for d in (-1, 0, 1)] for a, i in zip(axes, idx)]
+        return [objective(results[tuple(a[i] for a, i in zip(axes, point))]) for point in itertools.product(*steps)]
 
-    return max(results, key=lambda k: (round(min(around(k)), 4), round(objective(results[k]), 4)))
+    return max(results, key=lambda k: (round(float(np.mean(around(k))), 4), round(objective(results[k]), 4)))
 
 
 def leave_one_page_out(pages, evalkit, base, grids) -> dict[str, dict]:
@@ -225,17 +225,15 @@ def leave_one_page_out(pages, evalkit, base, grids) -> dict[str, dict]:
         neighbors, resolution, threshold, margin = key
         m = replace(model, threshold=threshold, split_margin=margin)
         figures = score([held], evalkit, lambda p: evidence_report(p, m, neighbors, resolution))[held.set]
-        said = {line.split()[1]: line.startswith("ok ") for line in figures["lines"]}
-        for topic_name, topic in held.spec["topics"].items():
-            right = said.get(f"{held.name}/{topic_name}:", True)
-            reported_gap = topic["gap"] == right
+        for line in figures["lines"]:  # "ok  page/topic: truth=gap reported_gap_share=0.83"
+            match = re.match(r"^(?:ok |BAD) .+?: truth=(gap|covered) reported_gap_share=([0-9.]+)$", line)
+            if not match:
+                continue
+            truth_gap, reported_gap = match.group(1) == "gap", float(match.group(2)) > 0.5
             c = counts[held.set]
-            if reported_gap and topic["gap"]:
-                c["tp"] += 1
-            elif reported_gap:
-                c["fp"] += 1
-            elif topic["gap"]:
-                c["fn"] += 1
+            c["tp"] += truth_gap and reported_gap
+            c["fp"] += reported_gap and not truth_gap
+            c["fn"] += truth_gap and not reported_gap
         per_page.append({"held_out": f"{held.set}/{held.name}", "chosen": key, "f1": figures["f1"]})
     pooled = {}
     for s, c in counts.items():
@@ -252,9 +250,12 @@ def print_figures(label: str, figures: dict[str, dict]) -> None:
 
 
 def make_embedder(provider: str):
-    from activities.runtime import build_embedder
+    from pageperfect.analysis.embeddings import make_embedder as make
+    from pageperfect.settings import Settings
 
-    return build_embedder(provider)
+    settings = Settings()
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    return make(provider, api_key=key, base_url=settings.openai_base_url, model=settings.embedding_model)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,7 +315,10 @@ def calibrate(provider: str, embedder, eval_dir: Path, json_out: Path | None, qu
         for line in results[key]["real"]["lines"] + results[key]["dev"]["lines"]:
             print("  " + line)
         if not quick:
-            held = leave_one_page_out(pages, evalkit, base, grids)
+            # The grouping settings stay at the choice (they read no labels but through the objective);
+            # the weights, the threshold and the margin are chosen again without each page.
+            held_grids = {**grids, "neighbors": [key[0]], "resolution": [key[1]]}
+            held = leave_one_page_out(pages, evalkit, base, held_grids)
             for s, v in held["pooled"].items():
                 print(f"leave one page out {s}: precision {v['precision']:.2f} recall {v['recall']:.2f} "
                       f"F1 {v['f1']:.2f}")

@@ -396,10 +396,10 @@ EMBEDDING_PROVIDERS = ("minilm", "hashing", "openai")
 
 def make_embedder(name: str | None, *, api_key: str | None, base_url: str | None = None,
                   model: str = "text-embedding-3-small", timeout: float = 60) -> EmbeddingProvider:
-    """The embedder the settings name; None means openai with an API key, else hashing."""
+    """The embedder the settings name; None means openai with an API key, else minilm (offline)."""
     api_key = api_key.strip() if api_key and api_key.strip() else None
     if name is None:
-        name = "openai" if api_key else "hashing"
+        name = "openai" if api_key else "minilm"
     if name == "openai":
         if not api_key:
             raise ValueError("PAGEPERFECT_EMBEDDING_PROVIDER=openai needs OPENAI_API_KEY")

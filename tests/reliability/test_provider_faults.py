@@ -8,12 +8,20 @@ spent the job is dead-lettered with the provider's error as its reason.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.integration.test_pipeline import demo_keywords
 from tests.openai_server import OpenAIStub
 
 ROUGH_ENDPOINT = [{"status": 429, "retry_after": 1}, 500, {"hang": 6}]
+# The chat faults are aimed at the drafts: the coverage judge asks the same endpoint earlier in the job.
+DRAFTS = "You improve one passage"
+
+
+def _at_drafts(faults: list) -> list[dict]:
+    return [{**(f if isinstance(f, dict) else {"status": f}), "when": DRAFTS} for f in faults]
 
 
 @pytest.fixture
@@ -25,6 +33,10 @@ def ai():
 async def _pipeline(pipeline_factory, ai):
     return await pipeline_factory(openai_api_key="sk-fault-test", openai_base_url=ai.base_url,
                                   provider_timeout_seconds=2.0)
+
+
+def _stage_counts(result: dict, name: str) -> dict:
+    return (result["stages"].get(name) or {}).get("counts", {})
 
 
 def _stage(job: dict, name: str) -> dict:
@@ -46,7 +58,7 @@ async def test_embeddings_429_then_500_then_hang_are_retried_and_the_job_complet
 
 async def test_llm_429_then_500_then_hang_are_retried_and_the_job_completes(pipeline_factory, site, ai):
     pipeline = await _pipeline(pipeline_factory, ai)
-    ai.script_faults("chat/completions", ROUGH_ENDPOINT)
+    ai.script_faults("chat/completions", _at_drafts(ROUGH_ENDPOINT))
     url = site.add("/provider-llm.html", site.handler.routes["/index.html"][2])
     created = await pipeline.submit(url=url, keywords=demo_keywords())
     job = await pipeline.wait(created["job_id"])
@@ -54,12 +66,13 @@ async def test_llm_429_then_500_then_hang_are_retried_and_the_job_completes(pipe
     assert _stage(job, "rewrite_draft")["attempt_count"] == 1
     result = (await pipeline.http.get(f"/v1/jobs/{created['job_id']}/result")).json()
     assert result["drafts"] and all(d["kind"] == "draft" for d in result["drafts"])
-    assert ai.requests["chat/completions"] == len(result["drafts"]) + len(ROUGH_ENDPOINT)
+    judged = _stage_counts(result, "gap_analysis").get("judge_asked", 0)
+    assert ai.requests["chat/completions"] == len(result["drafts"]) + len(ROUGH_ENDPOINT) + judged
 
 
 async def test_llm_failing_past_its_retries_dead_letters_with_the_reason(pipeline_factory, site, ai, pool):
     pipeline = await _pipeline(pipeline_factory, ai)
-    ai.script_faults("chat/completions", [500] * 50)
+    ai.script_faults("chat/completions", _at_drafts([500] * 50))
     url = site.add("/provider-llm-down.html", site.handler.routes["/index.html"][2])
     created = await pipeline.submit(url=url, keywords=demo_keywords(), max_attempts=2, retry_delay_seconds=0.2)
     job = await pipeline.wait(created["job_id"])
@@ -70,7 +83,8 @@ async def test_llm_failing_past_its_retries_dead_letters_with_the_reason(pipelin
     assert letter["stage"] == "rewrite_draft" and letter["attempt_count"] == 2
     assert "500" in letter["failure_reason"], letter["failure_reason"]
     # Each attempt made the client's four tries (one and three retries) before giving up.
-    assert ai.requests["chat/completions"] == 8
+    drafts = [b for b in ai.bodies["chat/completions"] if DRAFTS in json.dumps(b)]
+    assert len(drafts) == 8
 
 
 async def test_embeddings_rate_limited_past_their_retries_dead_letter_with_the_reason(

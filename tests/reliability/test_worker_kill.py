@@ -115,7 +115,8 @@ async def test_worker_killed_during_stage(stage, rig, pool, client, temporal_ser
     elif stage == "gap_analysis":
         lock = await _lock_table(pool, "gap_reports")  # the stage's write waits on it
     elif stage == "rewrite_draft":
-        rig.ai.script_faults("chat/completions", [{"hang": HANG}])
+        # Aimed at the drafts' prompt: the coverage judge asks the same endpoint in gap_analysis.
+        rig.ai.script_faults("chat/completions", [{"hang": HANG, "when": "You improve one passage"}])
 
     settings = make_settings(temporal_address=temporal_server.address, stage_timeout_scale=TIMEOUT_SCALE)
     submitted = await submit_job(

@@ -254,7 +254,7 @@ def test_the_setting_chooses_the_embedder(monkeypatch):
         return build_providers(Settings(_env_file=None, **{"openai_api_key": None, **values}))[1]
 
     monkeypatch.delenv("PAGEPERFECT_EMBEDDING_PROVIDER", raising=False)
-    assert isinstance(embedder(), HashingEmbedder)  # unset: as before, hashing without a key
+    assert isinstance(embedder(), MiniLMEmbedder)  # unset: the local semantic model without a key
     assert isinstance(embedder(openai_api_key="k", openai_base_url="http://127.0.0.1:9/v1"), OpenAIEmbedder)
     assert isinstance(embedder(embedding_provider="minilm"), MiniLMEmbedder)
     assert isinstance(embedder(embedding_provider="minilm", openai_api_key="k"), MiniLMEmbedder)
