@@ -45,6 +45,8 @@ SUBJECT_MIN_QUERIES = 8
 NEIGHBORS = 5
 RESOLUTION = 1.5
 MIN_LINK = 0.2  # cosine below which two queries are not linked in any view
+LARGEST_INTENT = 20  # a community with more queries is looked at again on its own (refine)
+MAX_SPLIT_CONDUCTANCE = 0.3  # ... and split when at most this share of its parts' links cross the cut
 BLOCK_ROWS = 2048  # rows of the similarity matrix computed at once
 
 _WORD_RE = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
@@ -172,14 +174,58 @@ def intent_labels(
     neighbors: int = NEIGHBORS,
     resolution: float = RESOLUTION,
     min_link: float = MIN_LINK,
+    largest: int = 0,
 ) -> np.ndarray:
-    """One label per query; queries with the same label ask for the same thing. CPU-bound."""
+    """One label per query; queries with the same label ask for the same thing. CPU-bound.
+
+    largest: communities bigger than this are split again (refine); 0 means LARGEST_INTENT."""
     if len(queries) != len(vectors) or len(queries) != len(stripped_vectors):
         raise ValueError(f"{len(queries)} queries but {len(vectors)} and {len(stripped_vectors)} vectors")
     if not queries:
         return np.zeros(0, dtype=np.intp)
     graph = link_graph(queries, vectors, stripped_vectors, subject, neighbors=neighbors, min_link=min_link)
-    return communities(graph, resolution=resolution)
+    return refine(graph, communities(graph, resolution=resolution), resolution=resolution,
+                  largest=largest or LARGEST_INTENT)
+
+
+def _conductance(graph: sparse.csr_matrix, labels: np.ndarray) -> float:
+    """The volume-weighted share of the parts' link weight that leaves their part: low for a clean cut."""
+    degree = np.asarray(graph.sum(axis=1)).ravel()
+    coo = graph.tocoo()
+    leaving = np.bincount(labels[coo.row], weights=coo.data * (labels[coo.row] != labels[coo.col]),
+                          minlength=int(labels.max()) + 1)
+    volume = np.bincount(labels, weights=degree, minlength=int(labels.max()) + 1)
+    return float(leaving.sum() / volume.sum()) if volume.sum() > 0 else 1.0
+
+
+def refine(graph: sparse.csr_matrix, labels: np.ndarray, *, resolution: float = RESOLUTION,
+           largest: int = LARGEST_INTENT) -> np.ndarray:
+    """Communities of more than `largest` queries are looked at again on their own links.
+
+    Modularity has a resolution limit: in a big graph (a 1,000-query export) it merges groups that
+    a small graph keeps apart, so a community is split again, as a graph of its own, while it is too
+    big and its own links still divide it. Labels are renumbered by lowest member.
+    """
+    labels = np.asarray(labels).copy()
+    pending = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    next_label = int(labels.max(initial=-1)) + 1
+    while pending:
+        members = pending.pop()
+        if len(members) <= largest:
+            continue
+        inner = graph[members][:, members].tocsr()
+        sub = communities(inner, resolution=resolution)
+        if sub.max(initial=0) == 0 or _conductance(inner, sub) > MAX_SPLIT_CONDUCTANCE:
+            continue  # its links do not divide it
+        for part in range(1, int(sub.max()) + 1):
+            labels[members[sub == part]] = next_label
+            next_label += 1
+        pending.extend(members[sub == part] for part in range(int(sub.max()) + 1))
+    _, first = np.unique(labels, return_index=True)
+    order = np.argsort(first)
+    renumber = np.empty(labels.max() + 1, dtype=np.intp)
+    renumber[np.unique(labels)[order]] = np.arange(len(order))
+    return renumber[labels]
 
 
 def group_queries(

@@ -109,3 +109,22 @@ def test_group_queries_keeps_dbscan_available():
 def test_no_queries():
     assert len(intent_labels([], np.zeros((0, 4)), np.zeros((0, 4)), frozenset())) == 0
     assert grouped_share([]) == 1.0
+
+
+def test_refine_splits_a_big_community_only_along_a_clean_cut():
+    from scipy import sparse
+
+    from pageperfect.analysis.intents import refine
+
+    def blob(n):
+        return np.ones((n, n)) - np.eye(n)
+
+    two = sparse.lil_matrix(np.block([[blob(15), np.zeros((15, 15))], [np.zeros((15, 15)), blob(15)]]))
+    two[0, 15] = two[15, 0] = 0.5  # a thin bridge between two tight groups
+    two = two.tocsr()
+    merged = np.zeros(30, dtype=np.intp)  # as if the first pass had taken them for one
+    split = refine(two, merged, largest=20)
+    assert len(set(split[:15])) == 1 and len(set(split[15:])) == 1 and split[0] != split[15]
+    one = sparse.csr_matrix(blob(30))
+    assert set(refine(one, np.zeros(30, dtype=np.intp), largest=20)) == {0}
+    assert list(refine(two, merged, largest=40)) == [0] * 30  # small enough: left alone
