@@ -11,7 +11,7 @@ import sys
 import httpx
 
 from pageperfect.services import apikeys
-from tests.conftest import TEST_API_KEY
+from tests.helpers.settings import TEST_API_KEY
 
 
 def _bearer(key: str) -> dict[str, str]:

@@ -8,75 +8,15 @@ import sys
 import uuid
 
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.worker import Replayer
 
-from pageperfect.sources.crawl import CrawlTicket
-from pageperfect.runtime.temporal import data_converter
-from tests.conftest import TEST_API_KEY
-from tests.integration.test_pipeline import demo_keywords
+from tests.helpers.batches import HangOn, batch_when, replays, wait_batch
+from tests.helpers.data import demo_keywords, pages
+from tests.helpers.settings import TEST_API_KEY
 
 CHILD_ENDED = ("child_workflow_execution_completed_event_attributes",
                "child_workflow_execution_failed_event_attributes",
                "child_workflow_execution_canceled_event_attributes",
                "child_workflow_execution_terminated_event_attributes")
-
-
-class HangOn:
-    """Crawls for real, except pages whose path holds `marker`: their crawl never finishes (until cancelled)."""
-
-    def __init__(self, inner, marker: str = "/hang-"):
-        self.inner, self.marker, self.name = inner, marker, inner.name
-
-    async def submit(self, url: str) -> CrawlTicket:
-        if self.marker in url:
-            return CrawlTicket(provider=self.name, ticket_id="never", result=None)
-        return await self.inner.submit(url)
-
-    async def poll(self, ticket_id: str):
-        if ticket_id == "never":
-            await asyncio.sleep(0)
-            return None
-        return await self.inner.poll(ticket_id)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-async def replays(client, workflow_id: str, settings) -> None:
-    """The run's history replays against the current code of every workflow the worker runs."""
-    from pageperfect.runtime.worker import worker_interceptors
-    from workflows.registry import WORKFLOWS
-
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    await Replayer(workflows=list(WORKFLOWS), data_converter=data_converter(settings),
-                   interceptors=worker_interceptors(None)).replay_workflow(history)
-
-
-def pages(site, prefix: str, count: int) -> list[str]:
-    body = site.handler.routes["/index.html"][2]
-    return [site.add(f"/{prefix}-{i}.html", body) for i in range(count)]
-
-
-async def wait_batch(pipeline, batch_id: str, *, timeout: float = 180) -> dict:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        batch = (await pipeline.http.get(f"/v1/batches/{batch_id}")).json()
-        if batch["status"] != "running":
-            await pipeline.group.writer.flush()
-            return (await pipeline.http.get(f"/v1/batches/{batch_id}")).json()
-        assert asyncio.get_running_loop().time() < deadline, f"batch still running: {batch['counts']}"
-        await asyncio.sleep(0.3)
-
-
-async def batch_when(pipeline, batch_id: str, predicate, *, timeout: float = 60) -> dict:
-    """The batch as the API shows it, once predicate(batch) holds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        batch = (await pipeline.http.get(f"/v1/batches/{batch_id}")).json()
-        if predicate(batch):
-            return batch
-        assert asyncio.get_running_loop().time() < deadline, f"batch never got there: {batch['counts']}"
-        await asyncio.sleep(0.2)
 
 
 async def most_children_at_once(client, workflow_id: str) -> int:

@@ -6,8 +6,9 @@ import asyncio
 import subprocess
 
 from pageperfect.runtime.temporal import temporal_binary
-from tests.integration.faults import FlakyCrawler, NeverDoneCrawler
-from tests.integration.test_pipeline import demo_keywords
+from tests.helpers.data import demo_keywords
+from tests.helpers.faults import FlakyCrawler, NeverDoneCrawler
+from tests.helpers.pipeline import until_stage
 from tests.openai_server import OpenAIStub
 
 
@@ -95,7 +96,7 @@ async def test_cancel_through_api(pipeline_factory, site, pool):
     url = site.add("/cancel-api.html", "<p>x</p>")
     created = await pipeline.submit(url=url)
     await pipeline.wait(created["job_id"], statuses=("processing",))
-    await _until_stage(pipeline, created["job_id"], "wait_crawl")
+    await until_stage(pipeline, created["job_id"], "wait_crawl")
     response = await pipeline.http.post(f"/v1/jobs/{created['job_id']}/cancel")
     assert response.status_code == 202, response.text
     job = await pipeline.wait(created["job_id"])
@@ -109,7 +110,7 @@ async def test_cancel_through_temporal_cli(pipeline_factory, site, pool, tempora
     pipeline = await pipeline_factory(wrap_crawler=NeverDoneCrawler)
     url = site.add("/cancel-cli.html", "<p>x</p>")
     created = await pipeline.submit(url=url)
-    await _until_stage(pipeline, created["job_id"], "wait_crawl")
+    await until_stage(pipeline, created["job_id"], "wait_crawl")
     done = await asyncio.to_thread(subprocess.run, [
         temporal_binary(), "workflow", "cancel", "--address", temporal_server.address,
         "--workflow-id", created["workflow_id"], "--run-id", created["run_id"]], capture_output=True, text=True)
@@ -130,13 +131,3 @@ async def test_second_submission_returns_running_job(pipeline_factory, site, poo
     assert await pool.fetchval("SELECT count(*) FROM pageperfect_jobs WHERE url = $1", url) == 1
     await pipeline.http.post(f"/v1/jobs/{first['job_id']}/cancel")
     assert (await pipeline.wait(first["job_id"]))["status"] == "cancelled"
-
-
-async def _until_stage(pipeline, job_id: str, stage: str, timeout: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        job = (await pipeline.http.get(f"/v1/jobs/{job_id}")).json()
-        if job["stage"] == stage:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"job {job_id} never reached {stage}")

@@ -12,13 +12,12 @@ import uuid
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from pageperfect.services.intake import JobRequest, submit_job
 from pageperfect.runtime.metrics import sdk_runtime
 from pageperfect.runtime.stack import free_port
 from pageperfect.runtime.temporal import connect
-from tests.conftest import make_settings
-from tests.integration.test_batches import pages
-from tests.integration.test_pipeline import demo_keywords
+from pageperfect.services.intake import JobRequest, submit_job
+from tests.helpers.data import demo_keywords, pages
+from tests.helpers.settings import make_settings
 
 # The series docs/METRICS.md points operators at.
 WORKER_SERIES = (
@@ -92,9 +91,9 @@ def test_pageperfect_up_serves_both(tmp_path):
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     api = f"http://127.0.0.1:{ports['api']}"
     try:
-        from tests.integration.test_up import _wait_healthy
+        from tests.helpers.cli import wait_healthy
 
-        _wait_healthy(api, process)
+        wait_healthy(api, process)
         key = (tmp_path / "api-key").read_text().strip()
         api_text = httpx.get(f"{api}/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=10).text
         assert "pageperfect_api_requests_total" in api_text

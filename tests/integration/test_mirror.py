@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from db import queries
 from pageperfect.services.reconcile import reconcile
-from tests.integration.test_pipeline import demo_keywords
+from tests.helpers.data import demo_keywords
 
 
 async def test_reconcile_rebuilds_lost_rows(pipeline, site, pool, client):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.integration.test_pipeline import demo_keywords
+from tests.helpers.data import demo_keywords
 from tests.openai_server import OpenAIStub
 
 

@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 from pageperfect.runtime.stack import free_port
-from tests.conftest import DEMO, REPO, until
-from tests.integration.faults import GatedCrawler, NeverDoneCrawler
-from tests.integration.test_pipeline import demo_keywords
-from tests.integration.test_report import cli_env, run_cli
+from tests.helpers.cli import cli_env, run_cli
+from tests.helpers.data import demo_keywords
+from tests.helpers.faults import GatedCrawler, NeverDoneCrawler
+from tests.helpers.polling import until
+from tests.helpers.settings import DEMO, REPO
 
 KEPT_HISTORY = REPO / "tests" / "histories" / "demo-completed.json"
 JOB_LINE = re.compile(r"job ([0-9a-f-]{36}) for ")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from pageperfect.services.intake import JobRequest, submit_job
-from tests.conftest import make_settings
-from tests.integration.test_pipeline import demo_keywords
 from pageperfect.runtime.worker import build_workers
+from pageperfect.services.intake import JobRequest, submit_job
+from tests.helpers.data import demo_keywords
+from tests.helpers.settings import make_settings
 
 
 async def test_jobs_wait_while_a_queue_has_no_worker(pool, client, temporal_server, site):

@@ -17,10 +17,10 @@ from temporalio.worker import Replayer
 from api.app import create_app
 from pageperfect.runtime.codec import ENCODING, EncryptionCodec, PayloadKeyError
 from pageperfect.runtime.temporal import data_converter
-from tests.conftest import TEST_API_KEY, make_settings
-from tests.integration.faults import FlakyCrawler
-from tests.integration.test_pipeline import demo_keywords
 from pageperfect.runtime.worker import worker_interceptors
+from tests.helpers.data import demo_keywords
+from tests.helpers.faults import FlakyCrawler
+from tests.helpers.settings import TEST_API_KEY, make_settings
 from workflows.pageperfect import STAGES_WHEN_READY, PagePerfectWorkflow
 
 UI_ORIGIN = "http://127.0.0.1:8233"

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import json
 
-from pageperfect.sources.gsc import parse_queries_csv
-from tests.conftest import DEMO
-
-
-def demo_keywords() -> list[dict]:
-    rows = parse_queries_csv((DEMO / "queries.csv").read_bytes())
-    return [r.model_dump() for r in rows]
+from tests.helpers.data import demo_keywords
+from tests.helpers.settings import DEMO
 
 
 async def test_demo_job_completes_and_mirrors(pipeline, site, pool, client):
@@ -56,7 +51,7 @@ async def test_demo_job_completes_and_mirrors(pipeline, site, pool, client):
 async def test_dashboard_queries_in_the_docs_run(pipeline, site, pool):
     import re
 
-    from tests.conftest import REPO
+    from tests.helpers.settings import REPO
 
     created = await pipeline.submit(url=site.add("/dashboards.html", site.handler.routes["/index.html"][2]),
                                     keywords=demo_keywords())

@@ -1,22 +1,17 @@
-"""Reuse inside the window, skip_steps, and replay of histories against the current workflow code."""
+"""Reuse inside the window, skip_steps, and replay of a fresh run (kept histories: tests/workflows/test_replay.py)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
-from pathlib import Path
 
-import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from pageperfect.runtime.temporal import data_converter, temporal_binary
-from tests.conftest import make_settings
-from tests.integration.test_pipeline import demo_keywords
-from workflows.pageperfect import PagePerfectWorkflow
 from pageperfect.runtime.worker import worker_interceptors
-
-HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+from tests.helpers.data import demo_keywords
+from tests.helpers.settings import make_settings
+from workflows.pageperfect import PagePerfectWorkflow
 
 
 def _page(site, name: str) -> str:
@@ -93,11 +88,4 @@ async def test_fresh_history_replays(pipeline, site, client, temporal_server, tm
                             "--workflow-id", created["workflow_id"], "--run-id", created["run_id"],
                             "--output", "json"], capture_output=True, text=True, check=True)
     history = WorkflowHistory.from_json(created["workflow_id"], shown.stdout)
-    await _replayer().replay_workflow(history)
-
-
-@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.name)
-async def test_kept_histories_replay(path):
-    data = json.loads(path.read_text())
-    history = WorkflowHistory.from_json(path.stem, data)
     await _replayer().replay_workflow(history)

@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from temporalio.api.enums.v1 import EventType
 
-from tests.conftest import TEST_API_KEY
-from tests.integration.test_pipeline import demo_keywords
+from tests.helpers.data import demo_keywords
+from tests.helpers.settings import TEST_API_KEY
 from tests.openai_server import OpenAIStub
 
 OPENAI_SECRET = "sk-openai-" + uuid.uuid4().hex

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import until
-from tests.integration.faults import GatedCrawler, NeverDoneCrawler
-from tests.integration.test_pipeline import demo_keywords
+from tests.helpers.data import demo_keywords
+from tests.helpers.faults import GatedCrawler, NeverDoneCrawler
+from tests.helpers.polling import until
 from tests.openai_server import OpenAIStub
 from workflows.stages import STAGES
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.integration.test_batches import pages
-from tests.integration.test_pipeline import demo_keywords
+from tests.helpers.data import demo_keywords, pages
 from workflows.stages import STAGES
 
 

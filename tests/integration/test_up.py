@@ -13,7 +13,8 @@ import httpx
 import psutil
 
 from pageperfect.runtime.stack import free_port
-from tests.integration.test_pipeline import demo_keywords
+from tests.helpers.cli import wait_healthy
+from tests.helpers.data import demo_keywords
 
 
 def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
@@ -23,19 +24,6 @@ def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
     args = [sys.executable, "-m", "pageperfect.cli", "up", "--data-dir", str(data_dir),
             "--api-port", str(ports["api"]), "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"])]
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _wait_healthy(api: str, process: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read()
-        try:
-            if httpx.get(f"{api}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("pageperfect up never became healthy")
 
 
 def _stop(process: subprocess.Popen) -> tuple[int, str]:
@@ -65,7 +53,7 @@ def test_up_serves_stops_cleanly_and_keeps_jobs(tmp_path, site):
 
     process = _start(tmp_path, ports)
     try:
-        _wait_healthy(api, process)
+        wait_healthy(api, process)
         ui = httpx.get(f"http://127.0.0.1:{ports['ui']}/", timeout=10)
         assert ui.status_code == 200  # the Temporal Web UI
         assert httpx.get(f"{api}/docs", timeout=10).status_code == 200
@@ -80,7 +68,7 @@ def test_up_serves_stops_cleanly_and_keeps_jobs(tmp_path, site):
 
     process = _start(tmp_path, ports)  # same data: jobs and their rows survive
     try:
-        _wait_healthy(api, process)
+        wait_healthy(api, process)
         assert (tmp_path / "api-key").read_text().strip() == key  # the same local key after a restart
         job = httpx.get(f"{api}/v1/jobs/{created['job_id']}", headers=auth, timeout=10).json()
         assert job["status"] == "completed"
@@ -111,7 +99,7 @@ def test_commands_find_the_stack_up_runs_with_no_variables_set(tmp_path, site):
 
     process = _start(data_dir, ports)
     try:
-        _wait_healthy(api, process)
+        wait_healthy(api, process)
         auth = {"Authorization": f"Bearer {(data_dir / 'api-key').read_text().strip()}"}
         created = _run_job(api, auth, url)
 

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from pageperfect.services.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
-from tests.integration.test_batches import HangOn, pages, replays, wait_batch
-from tests.integration.test_pipeline import demo_keywords
+from tests.helpers.batches import HangOn, replays, wait_batch
+from tests.helpers.data import demo_keywords, pages
 
 SECRET = "whsec-the-test-suite"
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest_asyncio
 
-from tests.conftest import REPO, Pipeline, Pipelines, make_settings
+from tests.helpers.pipeline import Pipeline, Pipelines
+from tests.helpers.settings import REPO, make_settings
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.integration.faults import NeverDoneCrawler
-from tests.integration.test_failures import _until_stage
+from tests.helpers.faults import NeverDoneCrawler
+from tests.helpers.pipeline import until_stage
 
 
 async def test_submission_while_the_last_job_closes_starts_a_new_job(pipeline_factory, site, pool, client):
     pipeline = await pipeline_factory(wrap_crawler=NeverDoneCrawler)
     url = site.add("/resubmit.html", "<p>x</p>")
     first = await pipeline.submit(url=url)
-    await _until_stage(pipeline, first["job_id"], "wait_crawl")
+    await until_stage(pipeline, first["job_id"], "wait_crawl")
     await pool.execute("UPDATE pageperfect_jobs SET status = 'completed' WHERE id = $1", first["job_id"])
 
     async def close_soon():
@@ -53,7 +53,7 @@ async def test_reconcile_leaves_a_final_row_of_a_closing_run_alone(pipeline_fact
     pipeline = await pipeline_factory(wrap_crawler=NeverDoneCrawler)
     url = site.add("/reconcile-closing.html", "<p>x</p>")
     job = await pipeline.submit(url=url)
-    await _until_stage(pipeline, job["job_id"], "wait_crawl")
+    await until_stage(pipeline, job["job_id"], "wait_crawl")
     await pipeline.group.writer.flush()
     await pool.execute("UPDATE pageperfect_jobs SET status = 'completed' WHERE id = $1", job["job_id"])
     # Not a difference, and nothing to write: the row is ahead of history by one workflow task.

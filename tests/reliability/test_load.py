@@ -13,7 +13,7 @@ import asyncio
 import os
 from collections import Counter
 
-from tests.integration.test_pipeline import demo_keywords
+from tests.helpers.data import demo_keywords
 
 LOAD_JOBS = int(os.environ.get("PAGEPERFECT_LOAD_JOBS", "100"))
 IN_FLIGHT = 32  # submissions open at once: more than the API's pool, so requests queue in it

@@ -12,10 +12,15 @@ import pytest_asyncio
 
 from db.migrate import migrate_dsn
 from db.pool import create_pool
-from pageperfect.services.reconcile import reconcile
-from pageperfect.runtime.stack import EmbeddedPostgres, TemporalDevServer, free_port, quiet_platformdirs_warning
+from pageperfect.runtime.stack import (
+    EmbeddedPostgres,
+    TemporalDevServer,
+    free_port,
+    quiet_platformdirs_warning,
+)
 from pageperfect.runtime.temporal import connect
-from tests.integration.test_pipeline import demo_keywords
+from pageperfect.services.reconcile import reconcile
+from tests.helpers.data import demo_keywords
 
 JOBS = 6
 OUTAGE_SECONDS = 6

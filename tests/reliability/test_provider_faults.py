@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.integration.test_pipeline import demo_keywords
+from tests.helpers.data import demo_keywords
 from tests.openai_server import OpenAIStub
 
 ROUGH_ENDPOINT = [{"status": 429, "retry_after": 1}, 500, {"hang": 6}]

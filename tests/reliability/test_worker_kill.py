@@ -24,17 +24,17 @@ so that this takes seconds instead of minutes.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
 import pytest_asyncio
 
-from pageperfect.services.intake import JobRequest, submit_job
 from pageperfect.models import KeywordRow
+from pageperfect.services.intake import JobRequest, submit_job
 from pageperfect.services.reconcile import reconcile
-from tests.conftest import DEMO, make_settings, until
-from tests.integration.test_pipeline import demo_keywords
+from tests.helpers.data import demo_keywords
+from tests.helpers.polling import until
+from tests.helpers.settings import DEMO, make_settings
 from tests.openai_server import OpenAIStub
 from tests.reliability.conftest import WorkerProcess
 from tests.reliability.crawl_provider import CrawlProviderStub

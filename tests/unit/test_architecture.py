@@ -15,6 +15,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = ("pageperfect", "api", "workflows", "activities", "db")
 CONSUMERS = ("tests", "bench", "scripts")  # they may import anything but the worker script
@@ -227,6 +229,7 @@ def _import_alone(package: str) -> tuple[str, subprocess.CompletedProcess]:
                                    text=True, timeout=300)
 
 
+@pytest.mark.slow  # one fresh interpreter per package: about 15 s of CPU
 def test_each_package_imports_on_its_own():
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = dict(pool.map(_import_alone, PACKAGES))
