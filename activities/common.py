@@ -7,7 +7,8 @@ import hashlib
 import json
 import time
 from datetime import timedelta
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -75,14 +76,14 @@ def heartbeat_interval(longest: float = 10.0) -> float:
     return longest
 
 
-async def heartbeating(work: Awaitable[T], *, every: float | None = None) -> T:
+async def heartbeating(work: Awaitable[T]) -> T:
     """Await `work`, heartbeating meanwhile so a cancel or a lost worker is seen.
 
     The heartbeat says the worker is alive, not that the work is quick: a provider call that
     is slow or hangs is bounded by its own timeout and retries (PAGEPERFECT_PROVIDER_TIMEOUT),
     so Temporal never starts a second attempt beside a live first one.
     """
-    every = every if every is not None else heartbeat_interval()
+    every = heartbeat_interval()
     task = asyncio.ensure_future(work)
     try:
         while True:
@@ -96,6 +97,6 @@ async def heartbeating(work: Awaitable[T], *, every: float | None = None) -> T:
             task.cancel()
 
 
-async def run_cpu(func: Callable[..., T], *args: Any, heartbeat_every: float | None = None, **kwargs: Any) -> T:
+async def run_cpu(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """CPU work off the event loop, heartbeating meanwhile so a cancel or a lost worker is seen."""
-    return await heartbeating(asyncio.to_thread(func, *args, **kwargs), every=heartbeat_every)
+    return await heartbeating(asyncio.to_thread(func, *args, **kwargs))

@@ -38,7 +38,7 @@ def _error(status: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
-def error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[str]:
+def error_statuses(path: str, operation: dict[str, Any]) -> list[str]:
     statuses = ["503"]
     if path not in OPEN_PATHS:
         statuses += ["401", "403"]
@@ -61,9 +61,9 @@ def document_errors(app: FastAPI) -> None:
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         schemas["Error"] = ERROR
         for path, operations in schema.get("paths", {}).items():
-            for method, operation in operations.items():
+            for operation in operations.values():
                 responses = operation.setdefault("responses", {})
-                for status in error_statuses(path, method, operation):
+                for status in error_statuses(path, operation):
                     responses.setdefault(status, _error(status))
                 for status, response in responses.items():  # errors a route names itself get the shape too
                     if status[0] in "45" and status != "422" and "content" not in response:

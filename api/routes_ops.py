@@ -30,7 +30,7 @@ class TuneBody(BaseModel):
     retry_delay_seconds: float | None = Field(default=None, ge=0.1, le=3600)
 
     @model_validator(mode="after")
-    def _asks_for_something(self) -> "TuneBody":
+    def _asks_for_something(self) -> TuneBody:
         if self.max_attempts is None and self.retry_delay_seconds is None:
             raise ValueError("give max_attempts, retry_delay_seconds or both")
         return self

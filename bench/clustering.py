@@ -190,12 +190,12 @@ async def run(quick: bool, stack: object = None) -> None:
             ratio(f"clustering.approx_speedup_vs_matmul_{n}", speedup, f">= {APPROX_SPEEDUP_TARGET}",
                   speedup >= APPROX_SPEEDUP_TARGET)
         if not quick:
-            await _separated_topics(workdir, sizes[-1], threads, results["matmul"]["seconds"])
+            await _separated_topics(workdir, sizes[-1], threads)
     if quick:
         warn("--quick runs 2,000 queries only; the 20,000 figures come from a full run")
 
 
-async def _separated_topics(workdir: Path, n: int, threads: int, matmul_seconds: float) -> None:
+async def _separated_topics(workdir: Path, n: int, threads: int) -> None:
     """The approximate mode again on topics well inside eps (within-topic distances 0.05-0.18)."""
     from sklearn.metrics import adjusted_rand_score
 

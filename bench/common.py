@@ -34,8 +34,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def mb(n_bytes: float) -> str:
-    return f"{n_bytes / 2**20:,.1f} MB"
 
 
 def warn(text: str) -> None:

@@ -156,7 +156,7 @@ async def load(target: str, *, url_base: str, tag: str, seconds: float, concurre
                 async with client.post(target, json=_body(url_base, tag, i, keywords)) as response:
                     await response.read()
                     status = response.status
-            except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            except (TimeoutError, aiohttp.ClientError) as err:
                 statuses[type(err).__name__] = statuses.get(type(err).__name__, 0) + 1
             if status == 202:
                 latencies.append(time.perf_counter() - scheduled)

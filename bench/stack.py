@@ -13,7 +13,7 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from bench.fixtures import Site
 from db.migrate import migrate_dsn
@@ -44,7 +44,7 @@ class Stack:
     site: Site
 
     @classmethod
-    async def start(cls) -> "Stack":
+    async def start(cls) -> Stack:
         root = Path(tempfile.mkdtemp(prefix="pageperfect-bench-"))
         temporal = TemporalDevServer(port=free_port(), ui_port=free_port(), db_file=root / "temporal.db",
                                      log_file=root / "temporal.log")

@@ -10,10 +10,11 @@ from typing import Any, AsyncIterator, Iterable, Sequence
 
 import asyncpg
 import numpy as np
+from asyncpg.pool import PoolConnectionProxy
 
 from pageperfect.models import STAGE_NAMES, JobInput, JobOutcome, KeywordRow
 
-Conn = asyncpg.Connection | asyncpg.Pool
+Conn = asyncpg.Connection | asyncpg.Pool | PoolConnectionProxy  # a connection, a pool, or one taken from it
 
 FINAL_JOB_STATUSES = ("completed", "failed", "cancelled")
 
@@ -23,7 +24,7 @@ _STATUS_RANK_SQL = """CASE {col} WHEN 'pending' THEN 0 WHEN 'processing' THEN 1 
 
 
 @asynccontextmanager
-async def transaction(conn: Conn) -> AsyncIterator[asyncpg.Connection]:
+async def transaction(conn: Conn) -> AsyncIterator[asyncpg.Connection | PoolConnectionProxy]:
     """A transaction on the given connection, or on one taken from the given pool."""
     if isinstance(conn, asyncpg.Pool):
         async with conn.acquire() as held:
@@ -157,21 +158,9 @@ async def get_job(conn: Conn, job_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM pageperfect_jobs WHERE id = $1", job_id)
 
 
-async def get_job_by_run(conn: Conn, workflow_id: str, run_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT * FROM pageperfect_jobs WHERE workflow_id = $1 AND run_id = $2", workflow_id, run_id
-    )
-
-
 async def get_job_stages(conn: Conn, job_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT * FROM pageperfect_job_stages WHERE job_id = $1 ORDER BY position", job_id
-    )
-
-
-async def get_job_events(conn: Conn, job_id: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT * FROM pageperfect_job_events WHERE job_id = $1 ORDER BY created_at, id", job_id
     )
 
 
@@ -632,7 +621,7 @@ async def get_drafts(conn: Conn, draft_set_id: int) -> list[asyncpg.Record]:
 
 # ---------------------------------------------------------------- API keys
 
-async def insert_api_key(conn: Conn, *, name: str, key_hash: str, key_prefix: str) -> asyncpg.Record:
+async def insert_api_key(conn: Conn, *, name: str, key_hash: str, key_prefix: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         """INSERT INTO pageperfect_api_keys (name, key_hash, key_prefix) VALUES ($1, $2, $3)
            RETURNING id, name, key_prefix, created_at, revoked_at""",
@@ -792,13 +781,14 @@ async def batch_counts(conn: Conn, batch_id: str) -> dict[str, int]:
     return counts
 
 
-async def batch_items(conn: Conn, batch_id: str, *, limit: int = 1000, offset: int = 0) -> list[asyncpg.Record]:
+async def batch_items(conn: Conn, batch_id: str) -> list[asyncpg.Record]:
+    """Every page of the batch (at most MAX_BATCH_PAGES), in order."""
     return await conn.fetch(
         """SELECT i.position, i.url, i.job_id, i.existing, i.error, j.status, j.stage, j.error AS job_error
            FROM pageperfect_batch_items i
            LEFT JOIN pageperfect_jobs j ON j.id = i.job_id
-           WHERE i.batch_id = $1 ORDER BY i.position LIMIT $2 OFFSET $3""",
-        batch_id, limit, offset,
+           WHERE i.batch_id = $1 ORDER BY i.position""",
+        batch_id,
     )
 
 

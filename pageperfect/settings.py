@@ -103,9 +103,6 @@ class Settings(BaseSettings):
         raw = self.api_keys.get_secret_value() if self.api_keys else ""
         return [key.strip() for key in raw.split(",") if key.strip()]
 
-    def queue(self, kind: str) -> str:
-        return f"{self.queue_prefix}-{kind}"
-
 
 @lru_cache
 def get_settings() -> Settings:

@@ -45,10 +45,10 @@ FINAL = ("completed", "failed", "cancelled")
 START_TRIES = 10  # a page whose workflow id stays taken by something that is not a job is given up
 
 # The batch's bookkeeping retries until Postgres takes it, like finalize_job.
-_BOOKKEEPING = dict(start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
-                                             maximum_interval=timedelta(minutes=1), maximum_attempts=0,
-                                             non_retryable_error_types=["NotFound"]))
+BOOKKEEPING_TIMEOUT = timedelta(seconds=60)
+BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
+                                maximum_interval=timedelta(minutes=1), maximum_attempts=0,
+                                non_retryable_error_types=["NotFound"])
 
 
 @workflow.defn(name=BATCH_WORKFLOW)
@@ -67,7 +67,7 @@ class PagePerfectBatchWorkflow:
         self._total = await workflow.execute_activity(
             "open_batch", OpenBatch(batch=batch, batch_id=self._batch_id, workflow_id=info.workflow_id,
                                     run_id=info.run_id),
-            task_queue=control, result_type=int, **_BOOKKEEPING)
+            task_queue=control, result_type=int, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
         slots = asyncio.Semaphore(max(1, min(batch.concurrency, MAX_CONCURRENCY)))
         stop = min(self._total, batch.start + max(1, batch.pages_per_run))
         status = "completed"
@@ -87,7 +87,7 @@ class PagePerfectBatchWorkflow:
                     "batch_id": self._batch_id, "urls": [], "start": stop, "ended": self._outcomes}))
         summary = await workflow.execute_activity(
             "close_batch", CloseBatch(batch_id=self._batch_id, status=status), task_queue=control,
-            result_type=dict, cancellation_type=workflow.ActivityCancellationType.ABANDON, **_BOOKKEEPING)
+            result_type=dict, cancellation_type=workflow.ActivityCancellationType.ABANDON, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
         if batch.webhook_url:
             await announce(WebhookCall(url=batch.webhook_url, kind="batch", id=self._batch_id, status=status,
                                        occurred_at=workflow.now(), queue_prefix=batch.queue_prefix))
@@ -105,7 +105,7 @@ class PagePerfectBatchWorkflow:
             "prepare_batch_job",
             PrepareBatchJob(batch_id=self._batch_id, position=position, job_id=str(workflow.uuid4()),
                             jobs=batch.jobs, queue_prefix=batch.queue_prefix),
-            task_queue=control, result_type=PreparedJob, **_BOOKKEEPING)
+            task_queue=control, result_type=PreparedJob, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
         if prepared.rejected is not None:
             return "rejected"
         if prepared.linked_job_id is not None:
@@ -133,7 +133,7 @@ class PagePerfectBatchWorkflow:
                 linked = await workflow.execute_activity(
                     "link_running_job", LinkRunningJob(batch_id=self._batch_id, position=position,
                                                        own_job_id=job.job_id, workflow_id=workflow_id),
-                    task_queue=control, result_type=str, **_BOOKKEEPING)
+                    task_queue=control, result_type=str, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
                 if linked:
                     return await self._follow(linked, batch)
                 await workflow.sleep(timedelta(seconds=batch.poll_seconds))  # it ended meanwhile: start ours
@@ -147,7 +147,7 @@ class PagePerfectBatchWorkflow:
         await workflow.execute_activity(
             "reject_batch_page", RejectBatchPage(batch_id=self._batch_id, position=position, own_job_id=job.job_id,
                                                  reason=f"{workflow_id} is held by a run that is not a job"),
-            task_queue=control, **_BOOKKEEPING)
+            task_queue=control, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
         return "rejected"
 
     async def _follow(self, job_id: str, batch: BatchInput) -> str:
@@ -155,7 +155,7 @@ class PagePerfectBatchWorkflow:
         while True:
             status = await workflow.execute_activity(
                 "batch_job_status", job_id, task_queue=queue_name(batch.queue_prefix, CONTROL_QUEUE),
-                result_type=str, **_BOOKKEEPING)
+                result_type=str, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
             if status in FINAL or status == "gone":
                 return status
             await workflow.sleep(timedelta(seconds=batch.poll_seconds))

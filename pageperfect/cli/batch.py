@@ -42,7 +42,7 @@ def _counts_text(counts: dict) -> str:
     return ", ".join(shown) or "starting"
 
 
-def watch_batch(batch_id: str, *, interval: float = 1.0) -> dict:
+def watch_batch(batch_id: str) -> dict:
     """One bar for the whole batch, until it has ended; returns the batch."""
     with Progress(TextColumn("batch"), BarColumn(bar_width=30), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[counts]}"), console=console, transient=False) as progress:
@@ -54,7 +54,7 @@ def watch_batch(batch_id: str, *, interval: float = 1.0) -> dict:
             progress.update(task, completed=batch["ended"], counts=_counts_text(batch["counts"]))
             if batch["status"] != "running":
                 return batch
-            time.sleep(interval)
+            time.sleep(1.0)
 
 
 @batch_app.command("batch")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import typer
@@ -81,7 +82,7 @@ def async_api() -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=sync.base_url, headers=sync.headers, auth=sync.auth, timeout=sync.timeout)
 
 
-def api_call(method: str, path: str, **kwargs) -> dict | list:
+def api_call(method: str, path: str, **kwargs) -> Any:
     try:
         with api() as http:
             response = http.request(method, path, **kwargs)

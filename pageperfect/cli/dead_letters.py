@@ -32,7 +32,7 @@ def dead_letters_redrive(dead_letter_id: int) -> None:
     from pageperfect.services.redrive import redrive
 
     async def work(pool, client, settings):
-        return await redrive(dead_letter_id, pool=pool, client=client, settings=settings)
+        return await redrive(dead_letter_id, pool=pool, client=client)
 
     try:
         submitted = asyncio.run(with_backends(work))

@@ -60,7 +60,10 @@ def attempt_news(before: tuple[int, str] | None, stage: dict) -> str | None:
     return None
 
 
-async def watch_job(http: httpx.AsyncClient, job_id: str, console: Console, *, interval: float = 0.3) -> dict:
+POLL_SECONDS = 0.3
+
+
+async def watch_job(http: httpx.AsyncClient, job_id: str, console: Console) -> dict:
     """A bar per stage, updated until the job ends, and a line for each retry as it happens; returns the final job."""
     seen: dict[str, tuple[int, str]] = {}
     # markup=False: error texts come from pages and providers and may hold [brackets].
@@ -82,7 +85,7 @@ async def watch_job(http: httpx.AsyncClient, job_id: str, console: Console, *, i
                     progress.update(task, completed=1 if stage["status"] in _DONE else 0, state=_stage_line(stage))
             if job["status"] in FINAL:
                 return job
-            await asyncio.sleep(interval)
+            await asyncio.sleep(POLL_SECONDS)
 
 
 def stage_table(job: dict) -> Table:

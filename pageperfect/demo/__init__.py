@@ -30,7 +30,7 @@ class DemoSite:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> "DemoSite":
+    def __enter__(self) -> DemoSite:
         self._thread.start()
         return self
 

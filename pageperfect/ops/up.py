@@ -14,7 +14,7 @@ import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import uvicorn
 
@@ -57,7 +57,7 @@ class RunningStack:
 
 
 @asynccontextmanager
-async def running_stack(settings: Settings, *, api_host: str = "127.0.0.1") -> AsyncIterator[RunningStack]:
+async def running_stack(settings: Settings) -> AsyncIterator[RunningStack]:
     from api.app import create_app
     from pageperfect.runtime.worker import build_workers
 
@@ -107,7 +107,7 @@ async def running_stack(settings: Settings, *, api_host: str = "127.0.0.1") -> A
 
         api_key, api_key_source = await stack_key(pool, run_settings)
         app = create_app(run_settings, pool=pool, client=client)
-        server_api = uvicorn.Server(uvicorn.Config(app, host=api_host, port=settings.api_port, log_level="warning"))
+        server_api = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.api_port, log_level="warning"))
         api_task = asyncio.create_task(server_api.serve())
 
         async def stop_api() -> None:

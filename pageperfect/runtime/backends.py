@@ -19,7 +19,7 @@ import os
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from temporalio.client import Client
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -70,10 +70,6 @@ class EncryptionCodec(PayloadCodec):
         self._encrypt_id, first = keys[0]
         self._encrypt_with = AESGCM(first)
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys}
-
-    @property
-    def key_ids(self) -> list[str]:
-        return list(self._ciphers)
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [self._encrypt(p) for p in payloads]

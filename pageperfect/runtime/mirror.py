@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from datetime import datetime, UTC
+from typing import Any
+from collections.abc import Awaitable, Callable
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
@@ -26,7 +28,7 @@ from workflows.stages import STAGES_BY_NAME
 log = logging.getLogger("pageperfect.mirror")
 
 # A mirror write runs its statements on the connection it is given, inside the writer's transaction.
-Write = Callable[[asyncpg.Connection], Awaitable[None]]
+Write = Callable[[asyncpg.Connection | PoolConnectionProxy], Awaitable[None]]
 
 _POSTGRES_AWAY = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                   asyncpg.InternalClientError,  # a connection left confused by a server restart
@@ -41,10 +43,11 @@ class MirrorWriter:
     refuses (a bad row) makes the batch go again one write at a time, so only it is lost.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, give_up_after: float = 600.0, max_pending: int = 50_000,
-                 batch_size: int = 100):
+    MAX_PENDING = 50_000  # writes waiting at most; past that a write is dropped (and logged for reconcile)
+
+    def __init__(self, pool: asyncpg.Pool, *, give_up_after: float = 600.0, batch_size: int = 100):
         self._pool = pool
-        self._queue: asyncio.Queue[tuple[str, Write] | None] = asyncio.Queue(maxsize=max_pending)
+        self._queue: asyncio.Queue[tuple[str, Write] | None] = asyncio.Queue(maxsize=self.MAX_PENDING)
         self._give_up_after = give_up_after
         self._batch_size = batch_size
         self._task: asyncio.Task | None = None
@@ -137,7 +140,7 @@ def retry_outlook(err: BaseException, info: activity.Info) -> tuple[bool, dateti
         delay = policy.initial_interval * (policy.backoff_coefficient ** (info.attempt - 1))
         if policy.maximum_interval:
             delay = min(delay, policy.maximum_interval)
-    return True, datetime.now(timezone.utc) + delay
+    return True, datetime.now(UTC) + delay
 
 
 def _error_text(err: BaseException) -> str:
@@ -158,13 +161,13 @@ class _MirrorInbound(ActivityInboundInterceptor):
         if stage is None or job is None:
             return await self.next.execute_activity(input)
         max_attempts = info.retry_policy.maximum_attempts if info.retry_policy else None
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         self._record(info, job.job_id, status="processing", started_at=started, max_attempts=max_attempts or None,
                      message=f"attempt {info.attempt} started")
         try:
             result = await self.next.execute_activity(input)
         except BaseException as err:
-            finished = datetime.now(timezone.utc)
+            finished = datetime.now(UTC)
             if _is_cancel(err):
                 status, next_retry = "cancelled", None
             else:
@@ -174,7 +177,7 @@ class _MirrorInbound(ActivityInboundInterceptor):
                          max_attempts=max_attempts or None, last_error=_error_text(err), next_retry_at=next_retry,
                          message=_error_text(err))
             raise
-        finished = datetime.now(timezone.utc)
+        finished = datetime.now(UTC)
         reused = getattr(result, "status", None) == "reused"
         self._record(info, job.job_id, status="completed", started_at=started, completed_at=finished,
                      max_attempts=max_attempts or None, reused=reused,

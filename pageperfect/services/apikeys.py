@@ -66,6 +66,7 @@ async def check_key(pool: asyncpg.Pool, presented: str, env_keys: list[str]) -> 
 async def create_key(pool: asyncpg.Pool, name: str = "") -> NewKey:
     key = generate_key()
     row = await queries.insert_api_key(pool, name=name, key_hash=key_hash(key), key_prefix=_display_prefix(key))
+    assert row is not None  # INSERT … RETURNING gives its row
     return NewKey(id=row["id"], name=row["name"], key=key)
 
 

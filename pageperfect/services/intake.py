@@ -56,7 +56,7 @@ class JobRequest(BaseModel):
                                     description="Gets a signed POST when the job completes, fails or is cancelled")
 
     @model_validator(mode="after")
-    def _one_page(self) -> "JobRequest":
+    def _one_page(self) -> JobRequest:
         if self.url is None and self.page_id is None:
             raise ValueError("give either url or page_id")
         if self.url is not None and self.page_id is not None:

@@ -10,13 +10,12 @@ from temporalio.client import Client
 from pageperfect.services.intake import Submitted, start_job
 from db import queries
 from pageperfect.models import JobInput
-from pageperfect.settings import Settings
 
 # Long enough that every stage the failed job completed is reused, however old.
 REDRIVE_REUSE_WINDOW = 365 * 24 * 3600.0
 
 
-async def redrive(dead_letter_id: int, *, pool: asyncpg.Pool, client: Client, settings: Settings) -> Submitted:
+async def redrive(dead_letter_id: int, *, pool: asyncpg.Pool, client: Client) -> Submitted:
     letter = await queries.get_dead_letter(pool, dead_letter_id)
     if letter is None:
         raise LookupError(f"no dead letter {dead_letter_id}")

@@ -40,24 +40,13 @@ RETRYABLE_STATUSES = frozenset({408, 429})
 ACCEPT_ENCODING = "gzip, deflate"
 _ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
 
-CRAWL_ERROR_KINDS = frozenset(
-    {
-        "NotFound",
-        "NotHtml",
-        "TooLarge",
-        "BlockedAddress",
-        "InvalidUrl",
-        "TooManyRedirects",
-        "HttpError",
-        "Timeout",
-        "ConnectError",
-        "ProviderError",
-    }
-)
-
 
 class CrawlError(Exception):
-    """A crawl that did not produce a page. `kind` is one of CRAWL_ERROR_KINDS."""
+    """A crawl that did not produce a page.
+
+    `kind` is one of NotFound, NotHtml, TooLarge, BlockedAddress, InvalidUrl, TooManyRedirects (no retry
+    helps: workflows.stages.PERMANENT_ERRORS) or HttpError, Timeout, ConnectError, ProviderError.
+    """
 
     def __init__(
         self,

@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 import pytest_asyncio
@@ -45,7 +45,7 @@ class PollingCrawler:
             return None
         return CrawlResult(url="https://example.test/p", final_url="https://example.test/p", status_code=200,
                            content_type="text/html", encoding="utf-8", html="<h1>Fig care</h1>",
-                           fetched_at=datetime.now(timezone.utc), provider=self.name, bytes=18)
+                           fetched_at=datetime.now(UTC), provider=self.name, bytes=18)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -175,7 +175,7 @@ async def test_finalize_writes_the_ending_and_a_dead_letter_for_a_failure_only(i
 
 async def test_send_webhook_waits_for_its_secret_and_refuses_an_unknown_job(installed, pool):
     call = WebhookCall(url="https://hooks.example.test/", kind="job", id=str(uuid.uuid4()), status="completed",
-                       occurred_at=datetime.now(timezone.utc))
+                       occurred_at=datetime.now(UTC))
     env, _ = environment()
     with pytest.raises(ApplicationError) as no_secret:
         await env.run(send_webhook, call)

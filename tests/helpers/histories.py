@@ -22,9 +22,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
@@ -174,7 +174,7 @@ async def webhook_delivered(client, mocks, prefix):
 
     mocks.on("send_webhook", down_once)
     call = WebhookCall(url="https://hooks.example.test/pp", kind="job", id=f"job-{page_id()}", status="completed",
-                       occurred_at=datetime.now(timezone.utc), queue_prefix=prefix)
+                       occurred_at=datetime.now(UTC), queue_prefix=prefix)
     return await _ended(await client.start_workflow(
         WEBHOOK_WORKFLOW, call, id=webhook_workflow_id(call), task_queue=queue_name(prefix, WORKFLOW_QUEUE)))
 

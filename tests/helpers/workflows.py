@@ -24,7 +24,8 @@ import typing
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
@@ -64,7 +65,7 @@ class Call:
     ended: float | None = None
     outcome: str = "running"  # then "returned", "raised" or "cancelled"
     result: Any = None
-    mocks: "MockActivities | None" = None  # for behaviours that fall back to the default
+    mocks: MockActivities | None = None  # for behaviours that fall back to the default
 
 
 Behaviour = Callable[[Call], Awaitable[Any]]
@@ -100,8 +101,8 @@ class MockActivities:
         async with self.changed:
             try:
                 return await asyncio.wait_for(self.changed.wait_for(check), timeout)
-            except TimeoutError:
-                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; calls: {self.names()}")
+            except TimeoutError as err:
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; calls: {self.names()}") from err
 
     async def _notify(self) -> None:
         async with self.changed:

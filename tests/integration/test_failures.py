@@ -75,7 +75,7 @@ async def test_redrive_reuses_completed_stages(pipeline_factory, site, pool, cli
         stub._faults["chat/completions"].clear()
         embeddings_before = stub.requests["embeddings"]
 
-        submitted = await redrive(letter["id"], pool=pool, client=client, settings=pipeline.settings)
+        submitted = await redrive(letter["id"], pool=pool, client=client)
         job = await pipeline.wait(submitted.job_id)
         assert job["status"] == "completed"
         reused = {s["stage"]: s["reused"] for s in job["stages"]}

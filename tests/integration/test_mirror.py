@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 from db import queries
 from pageperfect.services.reconcile import reconcile
@@ -43,7 +43,7 @@ async def test_mirror_writes_are_idempotent_and_move_forward_only(pipeline, site
     assert await pool.fetchval("SELECT count(*) FROM pageperfect_job_events WHERE job_id = $1", job_id) == before
     # A late write of an older attempt, or of an earlier status, never regresses a row.
     await queries.mirror_stage(pool, job_id=job_id, stage="gap_analysis", status="processing", attempt=1,
-                               max_attempts=4, started_at=datetime.now(timezone.utc))
+                               max_attempts=4, started_at=datetime.now(UTC))
     await queries.mirror_stage(pool, job_id=job_id, stage="gap_analysis", status="retrying", attempt=0,
                                max_attempts=4)
     row = await pool.fetchrow("SELECT * FROM pageperfect_job_stages WHERE job_id = $1 AND stage = 'gap_analysis'", job_id)

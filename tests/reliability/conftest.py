@@ -41,7 +41,7 @@ class WorkerProcess:
         self.log_file = log_file
         self.process: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> "WorkerProcess":
+    async def start(self) -> WorkerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PAGEPERFECT_", "OPENAI_"))}
         env.update(self.env)
         log = open(self.log_file, "ab")

@@ -32,7 +32,7 @@ class CrawlProviderStub:
         self._server: ThreadingHTTPServer | None = None
         self.base_url = ""
 
-    def start(self) -> "CrawlProviderStub":
+    def start(self) -> CrawlProviderStub:
         stub = self
 
         class Handler(_Handler):

@@ -507,7 +507,7 @@ def test_classify_status(status: int, kind: str | None, retryable: bool | None) 
 
 def test_decode_html_prefers_bom_then_header_then_meta() -> None:
     assert decode_html("\ufeffé".encode("utf-8"), "iso-8859-1") == ("é", "utf-8")
-    assert decode_html("é".encode("utf-8"), "iso-8859-1") == ("Ã©", "cp1252")
+    assert decode_html("é".encode(), "iso-8859-1") == ("Ã©", "cp1252")
     assert decode_html(b"<meta charset='utf-16'>\xc3\xa9", None) == ("<meta charset='utf-16'>é", "utf-8")
     assert decode_html(b"caf\xe9", "no-such-charset")[0].startswith("caf")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def _data(**overrides) -> ReportData:
                     "prompt_version": "v"}],
     }
     values = dict(job={"id": "job-1", "url": result["page"]["url"], "status": "completed",
-                       "created_at": datetime.now(timezone.utc), "completed_at": datetime.now(timezone.utc)},
+                       "created_at": datetime.now(UTC), "completed_at": datetime.now(UTC)},
                   result=result, segments=segments, segment_vectors=vectors, centroids=centroids)
     values.update(overrides)
     return ReportData(**values)

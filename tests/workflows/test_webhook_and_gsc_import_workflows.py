@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 from temporalio.client import WorkflowFailureError
@@ -17,7 +17,7 @@ from workflows.webhook import WEBHOOK_WORKFLOW, webhook_workflow_id
 
 async def deliver(client, prefix: str) -> tuple[WebhookCall, object]:
     call = WebhookCall(url="https://hooks.example.test/pp", kind="job", id=f"job-{page_id()}", status="failed",
-                       occurred_at=datetime.now(timezone.utc), queue_prefix=prefix)
+                       occurred_at=datetime.now(UTC), queue_prefix=prefix)
     handle = await client.start_workflow(WEBHOOK_WORKFLOW, call, id=webhook_workflow_id(call),
                                          task_queue=queue_name(prefix, WORKFLOW_QUEUE), result_type=dict)
     return call, handle
