@@ -50,7 +50,7 @@ async def bare_runs(stack, count: int, limit: int, repeats: int) -> tuple[list[f
             await handle.result()
 
         await one(-1)  # warm-up: workers polling, sandbox loaded
-        singles = [await many(1, lambda _: one(-2 - i)) for i in range(repeats)]  # noqa: B023 - awaited at once
+        singles = [await many(1, lambda _: one(-2 - i)) for i in range(repeats)]
         return singles, await many(count, one)
     finally:
         await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)

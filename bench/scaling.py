@@ -95,7 +95,7 @@ async def throughput(stack, prefix, settings, url, keywords, counts: list[int], 
         rounds = 1 if quick else (3 if c <= 20 else 2)
         walls = []
         for r in range(rounds):
-            walls.append(await many(c, lambda i: pipeline_job(stack, prefix, settings, url(f"c{c}-r{r}-{i}"),  # noqa: B023
+            walls.append(await many(c, lambda i: pipeline_job(stack, prefix, settings, url(f"c{c}-r{r}-{i}"),
                                                               keywords)))
         wall = statistics.median(walls)
         results[c] = {"rounds": rounds, "wall": wall, "jobs_per_s": c / wall}

@@ -481,9 +481,14 @@ class PostgresEmbeddingCache:
         self._pool = pool
 
     async def get_many(self, provider: str, model: str, text_hashes: list[str]) -> dict[str, np.ndarray]:
+        # A hit moves used_at on (at most once a day), which `pageperfect prune` reads.
         rows = await self._pool.fetch(
-            """SELECT text_hash, embedding FROM embedding_cache
-               WHERE provider = $1 AND model = $2 AND text_hash = ANY($3::text[])""",
+            """WITH hit AS (SELECT text_hash, embedding, used_at FROM embedding_cache
+                            WHERE provider = $1 AND model = $2 AND text_hash = ANY($3::text[])),
+                    touched AS (UPDATE embedding_cache e SET used_at = now() FROM hit
+                                WHERE e.provider = $1 AND e.model = $2 AND e.text_hash = hit.text_hash
+                                  AND hit.used_at < now() - interval '1 day')
+               SELECT text_hash, embedding FROM hit""",
             provider, model, text_hashes,
         )
         return {r["text_hash"]: unpack_vector(r["embedding"]) for r in rows}
@@ -810,3 +815,101 @@ async def close_batch(conn: Conn, batch_id: str, status: str) -> None:
                      AND j.status = 'queued' AND j.run_id IS NULL""",
                 batch_id,
             )
+
+
+# ---------------------------------------------------------------- retention (pageperfect prune)
+
+# The table each stage stores its artifact in (StageSummary.artifact_id is a row id there).
+STAGE_ARTIFACTS = {
+    "submit_crawl": "crawls",
+    "wait_crawl": "crawls",
+    "segment_embed": "segment_sets",
+    "keyword_clustering": "cluster_sets",
+    "gap_analysis": "gap_reports",
+    "rewrite_draft": "draft_sets",
+}
+# Artifact table -> its rows' child table (deleted with them), and the artifact tables whose rows
+# point at it (a row still pointed at stays). In the order they are pruned: readers first.
+_ARTIFACT_ROWS = {"crawls": None, "segment_sets": "segments", "cluster_sets": "clusters", "gap_reports": "gaps",
+                  "draft_sets": "drafts"}
+_POINTED_AT_BY = {"draft_sets": [], "gap_reports": [("draft_sets", "gap_report_id")],
+                  "cluster_sets": [("gap_reports", "cluster_set_id")],
+                  "segment_sets": [("gap_reports", "segment_set_id")], "crawls": [("segment_sets", "crawl_id")]}
+_CHILD_KEY = {"segments": "segment_set_id", "clusters": "cluster_set_id", "gaps": "gap_report_id",
+              "drafts": "draft_set_id"}
+# Pages with a job that has not ended: nothing of theirs goes, whatever its age (the job may reuse it).
+_BUSY_PAGES = "SELECT page_id FROM pageperfect_jobs WHERE status IN ('queued', 'processing')"
+
+
+async def prune_artifacts(conn: asyncpg.Connection | PoolConnectionProxy, cutoff: datetime) -> dict[str, int]:
+    """Delete what is older than `cutoff` and nothing needs; returns the rows deleted per table.
+
+    Kept whatever its age: everything of a page whose job is queued or running; each page's latest
+    artifact of each stage, and the latest stage output per page and stage (what a job that skips
+    the stage reads); what a kept stage output or a kept artifact points at (a gap report's segment
+    and cluster sets, a segment set's crawl); a keyword set that a cluster set or a running batch
+    uses, and each page's latest. Embedding cache rows go when no job has read them since `cutoff`.
+    Run it inside a transaction: rolled back, it is a dry run that counts exactly what would go.
+    """
+    removed: dict[str, int] = {}
+    removed["stage_outputs"] = await conn.fetchval(
+        f"""WITH latest AS (SELECT DISTINCT ON (page_id, stage) id FROM stage_outputs
+                            ORDER BY page_id, stage, created_at DESC, id DESC),
+                 gone AS (DELETE FROM stage_outputs s WHERE s.created_at < $1
+                            AND s.id NOT IN (SELECT id FROM latest) AND s.page_id NOT IN ({_BUSY_PAGES})
+                          RETURNING 1)
+            SELECT count(*) FROM gone""", cutoff)
+    for table in ("draft_sets", "gap_reports", "cluster_sets", "segment_sets", "crawls"):
+        stages = [stage for stage, stored in STAGE_ARTIFACTS.items() if stored == table]
+        pointed = "".join(f" AND t.id NOT IN (SELECT {column} FROM {reader})"
+                          for reader, column in _POINTED_AT_BY[table])
+        child = _ARTIFACT_ROWS[table]
+        counted = (f", (SELECT count(*) FROM {child} WHERE {_CHILD_KEY[child]} IN (SELECT id FROM gone))"
+                   if child else ", 0")
+        row = await conn.fetchrow(
+            f"""WITH gone AS (
+                    DELETE FROM {table} t WHERE t.created_at < $1
+                      AND t.page_id NOT IN ({_BUSY_PAGES})
+                      AND t.id <> (SELECT max(x.id) FROM {table} x WHERE x.page_id = t.page_id)
+                      AND t.id NOT IN (SELECT (summary->>'artifact_id')::bigint FROM stage_outputs
+                                       WHERE stage = ANY($2::text[]) AND summary->>'artifact_id' IS NOT NULL)
+                      {pointed}
+                    RETURNING t.id)
+                SELECT (SELECT count(*) FROM gone){counted}""", cutoff, stages)
+        removed[table] = row[0]
+        if child:
+            removed[child] = row[1]
+    # Keyword sets: a closed batch's pages have their jobs, and no longer need the set they started with.
+    keyword_sets = f"""SELECT k.id FROM keyword_sets k WHERE k.created_at < $1
+                         AND k.page_id NOT IN ({_BUSY_PAGES})
+                         AND k.id <> (SELECT max(x.id) FROM keyword_sets x WHERE x.page_id = k.page_id)
+                         AND k.id NOT IN (SELECT keyword_set_id FROM cluster_sets WHERE keyword_set_id IS NOT NULL)
+                         AND k.id NOT IN (SELECT i.keyword_set_id FROM pageperfect_batch_items i
+                                          JOIN pageperfect_batches b ON b.id = i.batch_id
+                                          WHERE b.status = 'running' AND i.keyword_set_id IS NOT NULL)"""
+    await conn.execute(f"UPDATE pageperfect_batch_items SET keyword_set_id = NULL WHERE keyword_set_id IN ({keyword_sets})",
+                       cutoff)
+    row = await conn.fetchrow(
+        f"""WITH gone AS (DELETE FROM keyword_sets WHERE id IN ({keyword_sets}) RETURNING id)
+            SELECT (SELECT count(*) FROM gone),
+                   (SELECT count(*) FROM keywords WHERE keyword_set_id IN (SELECT id FROM gone))""", cutoff)
+    removed["keyword_sets"], removed["keywords"] = row[0], row[1]
+    removed["embedding_cache"] = await conn.fetchval(
+        """WITH gone AS (DELETE FROM embedding_cache WHERE used_at < $1 RETURNING 1) SELECT count(*) FROM gone""",
+        cutoff)
+    return removed
+
+
+# The tables a job's data lives in, for `pageperfect prune --dry-run`'s sizes and docs/OPERATIONS.md.
+STORAGE_TABLES = ("crawls", "segment_sets", "segments", "cluster_sets", "clusters", "gap_reports", "gaps",
+                  "draft_sets", "drafts", "keyword_sets", "keywords", "stage_outputs", "embedding_cache",
+                  "pageperfect_jobs", "pageperfect_job_stages", "pageperfect_job_events")
+
+
+async def table_sizes(conn: Conn) -> dict[str, tuple[int, int]]:
+    """Rows and bytes on disk (pg_total_relation_size: heap, TOAST and indexes) of each storage table."""
+    sizes = {}
+    for table in STORAGE_TABLES:  # names from the tuple above, never from input
+        row = await conn.fetchrow(f"SELECT count(*), pg_total_relation_size('{table}'::regclass) FROM {table}")
+        sizes[table] = (row[0], row[1])
+    return sizes

@@ -15,7 +15,6 @@ import math
 import random
 import re
 import unicodedata
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np

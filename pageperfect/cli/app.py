@@ -15,7 +15,7 @@ from typing import Optional
 import httpx
 import typer
 
-from pageperfect.cli import analyze, batch, common, dead_letters, gsc, jobs, keys, mirror, replay, schedules
+from pageperfect.cli import analyze, batch, common, dead_letters, gsc, jobs, keys, mirror, prune, replay, schedules
 from pageperfect.cli.common import console, err_console, fail, finish
 from pageperfect.settings import Settings
 
@@ -27,10 +27,11 @@ app.add_typer(mirror.mirror_app, name="mirror")
 app.add_typer(gsc.gsc_app, name="gsc")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(schedules.schedules_app, name="schedules")
-# Commands at the top level: analyze, report, replay, batch.
+# Commands at the top level: analyze, report, replay, batch, prune.
 app.add_typer(analyze.analyze_app)
 app.add_typer(replay.replay_app)
 app.add_typer(batch.batch_app)
+app.add_typer(prune.prune_app)
 
 
 @app.callback()

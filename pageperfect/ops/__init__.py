@@ -1,1 +1,1 @@
-"""Operator tools: the whole stack in one process (`up`) and workflow replay."""
+"""Operator tools: the whole stack in one process (`up`), workflow replay, retention (`prune`)."""
