@@ -59,6 +59,8 @@ async def prepare_batch_job(req: PrepareBatchJob) -> PreparedJob:
     if item["job_id"] is not None:
         if str(item["job_id"]) == req.job_id:  # this call ran before and its answer was lost: same job
             row = await queries.get_job(pool, req.job_id)
+            if row is None:
+                raise permanent("NotFound", f"job {req.job_id} of batch {req.batch_id} is gone")
             return PreparedJob(job=JobInput.model_validate(row["payload"]["job"]), search_url=search_url)
         return PreparedJob(linked_job_id=str(item["job_id"]))
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.common import artifact_from, fingerprint, heartbeating, reuse_or_run
+from activities.common import artifact_from, fingerprint, heartbeating, permanent, reuse_or_run
 from activities.runtime import resources
 from db import queries
 from pageperfect.models import StageInput, StageSummary
@@ -19,6 +19,8 @@ async def rewrite_draft(inp: StageInput) -> StageSummary:
 
     async def run() -> StageSummary:
         report = await queries.get_gap_report(res.pool, report_id)
+        if report is None:  # pruned, or never stored: no retry brings it back
+            raise permanent("MissingInput", f"gap report {report_id} is not stored")
         gaps = [g for g in await queries.get_gaps(res.pool, report_id) if g["has_gap"]][: job.options.top_gaps]
         segments = await queries.get_segments(res.pool, report["segment_set_id"], with_embeddings=False)
         page = await queries.get_page(res.pool, job.page_id)
@@ -27,8 +29,8 @@ async def rewrite_draft(inp: StageInput) -> StageSummary:
         for gap in gaps:
             best = gap["best_match"] or {}
             index = position.get(best.get("segment_id"))
-            neighbours = ([s["text"] for s in segments[max(0, index - 1): index + 2] if s["segment_id"] != best["segment_id"]]
-                          if index is not None else [])
+            around = segments[max(0, index - 1): index + 2] if index is not None else []
+            neighbours = [s["text"] for s in around if s["segment_id"] != best["segment_id"]]
             context = GapContext(
                 cluster_id=gap["cluster_id"], representative=gap["representative"], keywords=list(gap["keywords"]),
                 total_impressions=gap["total_impressions"], avg_position=gap["avg_position"],

@@ -48,10 +48,11 @@ async def send_webhook(call: WebhookCall) -> dict:
     secret = res.settings.webhook_secret
     if secret is None or not secret.get_secret_value():
         # Retryable on purpose: once the operator sets the secret and restarts the worker, it goes out.
-        log.error("webhook for %s %s not sent: PAGEPERFECT_WEBHOOK_SECRET is not set on this worker", call.kind, call.id)
+        log.error("webhook for %s %s not sent: PAGEPERFECT_WEBHOOK_SECRET is not set on this worker", call.kind,
+                  call.id)
         raise ApplicationError("PAGEPERFECT_WEBHOOK_SECRET is not set on the worker; webhooks are never sent unsigned",
                                type="WebhookSecretMissing")
-    delivery_id = activity.info().workflow_id
+    delivery_id = activity.info().workflow_id or ""  # the delivery's own workflow: always set
     payload = await webhook_payload(call, delivery_id)
     try:
         delivered = await deliver(call.url, payload, secret=secret.get_secret_value(),

@@ -48,7 +48,8 @@ def codec_router(codec: EncryptionCodec | None) -> APIRouter:
         return JSONResponse(body)
 
     @router.post("/codec/{operation}", summary="Temporal codec server: encode or decode payloads",
-                 openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": PAYLOADS}}}},
+                 openapi_extra={"requestBody": {"required": True,
+                                                "content": {"application/json": {"schema": PAYLOADS}}}},
                  responses={200: {"description": "The payloads, encoded or decoded",
                                   "content": {"application/json": {"schema": PAYLOADS}}}})
     async def with_header_key(operation: str, request: Request) -> Response:

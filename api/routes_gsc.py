@@ -13,11 +13,13 @@ router = APIRouter()
 
 
 @router.post("/v1/gsc/import", summary="Import a Search Console export")
-async def import_gsc(request: Request, file: UploadFile = File(..., description="Export ZIP, Queries.csv or page-and-query CSV"),
+async def import_gsc(request: Request,
+                     file: UploadFile = File(..., description="Export ZIP, Queries.csv or page-and-query CSV"),
                      page: str | None = Form(default=None, max_length=2048,
                                              description="The page the rows are for, where the file does not say"),
                      filters: str | None = Form(default=None, max_length=20_000,
-                                                description='Keyword filters as JSON, e.g. {"min_impressions": 10, "brand_terms": ["acme"]}')) -> dict:
+                                                description='Keyword filters as JSON, e.g. {"min_impressions": 10, '
+                                                            '"brand_terms": ["acme"]}')) -> dict:
     try:
         keyword_filters = KeywordFilters.model_validate_json(filters) if filters else None
     except ValidationError as err:

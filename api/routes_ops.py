@@ -24,7 +24,8 @@ FINAL = ("completed", "failed", "cancelled")
 class TuneBody(BaseModel):
     """POST /v1/jobs/{id}/tune. The same bounds as a new job's settings."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"max_attempts": 8, "retry_delay_seconds": 30}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"max_attempts": 8,
+                                                                               "retry_delay_seconds": 30}]})
 
     max_attempts: int | None = Field(default=None, ge=1, le=50)
     retry_delay_seconds: float | None = Field(default=None, ge=0.1, le=3600)

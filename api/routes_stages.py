@@ -18,7 +18,7 @@ from workflows.stages import ALL_QUEUES, STAGES, WORKFLOW_QUEUE, queue_name
 router = APIRouter()
 
 
-async def describe_queue(client: Client, name: str, task_type: int) -> dict:
+async def describe_queue(client: Client, name: str, task_type: TaskQueueType.ValueType) -> dict:
     """Temporal's own view of one task queue: the approximate backlog and its age, rates, pollers."""
     try:
         answer = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(

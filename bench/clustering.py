@@ -166,8 +166,9 @@ async def run(quick: bool, stack: object = None) -> None:
             print(f"  -- n = {n:,}: {len(set(exact)) - (1 if -1 in exact else 0)} clusters, "
                   f"{np.mean(exact == -1):.1%} noise (exact DBSCAN)")
             for case, r in results.items():
-                figure(f"{case:<17} n={n:<6}", f"{r['seconds'] * 1000:9.1f} ms, peak RSS {r['peak_rss'] / 2**20:7.0f} MB "
-                                               f"({(r['peak_rss'] - r['rss_before']) / 2**20:6.0f} MB above loaded data)")
+                figure(f"{case:<17} n={n:<6}",
+                       f"{r['seconds'] * 1000:9.1f} ms, peak RSS {r['peak_rss'] / 2**20:7.0f} MB "
+                       f"({(r['peak_rss'] - r['rss_before']) / 2**20:6.0f} MB above loaded data)")
             radius, approx, matmul = results["radius"], results["approx"], results["matmul"]
             same = float(np.mean(radius["labels"] == exact))
             keywords_same = float(adjusted_rand_score(exact, results["cluster_keywords"]["labels"]))
@@ -179,7 +180,8 @@ async def run(quick: bool, stack: object = None) -> None:
                   time_ratio <= TIME_TARGET)
             if "radius_all" in results:
                 all_ratio = results["radius_all"]["seconds"] / results["matmul_all"]["seconds"]
-                ratio(f"clustering.time_vs_matmul_all_cores_{n}", all_ratio, f"<= {TIME_TARGET} (both {all_cores} threads)",
+                ratio(f"clustering.time_vs_matmul_all_cores_{n}", all_ratio,
+                      f"<= {TIME_TARGET} (both {all_cores} threads)",
                       all_ratio <= TIME_TARGET)
             peak_mb = max(radius["peak_rss"], results["cluster_keywords"]["peak_rss"]) / 2**20
             ratio(f"clustering.peak_rss_mb_{n}", peak_mb, f"< {MEMORY_TARGET_MB} MB, whole process",

@@ -98,7 +98,8 @@ async def run(quick: bool, stack) -> None:
     for name, make in apps.items():
         url_base = stack.site.url("intake", f"{prefix}-{name}")
         common = ["--url-base", url_base, "--seconds", str(seconds)]
-        closed = await _serve(stack, make(), [*common, "--concurrency", str(CONCURRENCY), "--requests", str(closed_requests),
+        closed = await _serve(stack, make(), [*common, "--concurrency", str(CONCURRENCY), "--requests",
+                                              str(closed_requests),
                                        "--tag", "closed"], timeout=seconds + 60)
         opened = await _serve(stack, make(), [*common, "--rate", str(RATE), "--tag", "open"], timeout=seconds + 60)
         if closed["done"] == 0:  # nothing accepted: the benchmark is broken, not slow
@@ -122,7 +123,8 @@ async def run(quick: bool, stack) -> None:
     opened = results["intake"]["open"]
     p99 = opened["p99_ms"]
     clean = opened["errors"] == 0
-    ratio(f"intake.p99_ms_at_{RATE:.0f}_per_s", p99, f"< {P99_TARGET_MS:.0f} ms, no errors", p99 < P99_TARGET_MS and clean)
+    ratio(f"intake.p99_ms_at_{RATE:.0f}_per_s", p99, f"< {P99_TARGET_MS:.0f} ms, no errors",
+          p99 < P99_TARGET_MS and clean)
 
 
 # ----------------------------------------------------------------------------- the load generator (child process)

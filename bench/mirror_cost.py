@@ -18,7 +18,8 @@ QUERIES = 300
 TARGET = 0.9
 
 
-async def _batch(stack, mirror: bool, count: int, tag: str, keywords: list[dict]) -> tuple[float, float, list[str], float]:
+async def _batch(stack, mirror: bool, count: int, tag: str, keywords: list[dict]) -> tuple[float, float, list[str],
+                                                                                           float]:
     """(seconds to complete, seconds with the mirror flushed, job ids, CPU seconds) for `count` jobs at once."""
     import time
 

@@ -113,8 +113,10 @@ async def run(quick: bool, stack) -> None:
            f"{slow_pipe_ms:8.0f} ms / {slow_mono_ms:.0f} ms median of {repeats}")
     figure(f"pipeline, {count} at once", f"{pipeline_seconds:8.1f} s = {count / pipeline_seconds:6.2f} jobs/s")
     figure(f"pipeline, {count} at once, cores busy", pipeline_cores)
-    figure(f"bare 6-activity workflow, {count} at once", f"{bare_seconds:8.1f} s = {count / bare_seconds:6.2f} workflows/s")
-    figure(f"monolith, {count} jobs, {limit} at a time", f"{monolith_seconds:8.1f} s = {count / monolith_seconds:6.2f} jobs/s")
+    figure(f"bare 6-activity workflow, {count} at once",
+           f"{bare_seconds:8.1f} s = {count / bare_seconds:6.2f} workflows/s")
+    figure(f"monolith, {count} jobs, {limit} at a time",
+           f"{monolith_seconds:8.1f} s = {count / monolith_seconds:6.2f} jobs/s")
     single = pipe_ms / mono_ms
     ratio("orchestration.single_job_vs_monolith", single, f"<= {SINGLE_TARGET}", single <= SINGLE_TARGET)
     slow = slow_pipe_ms / slow_mono_ms

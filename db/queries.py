@@ -876,6 +876,7 @@ async def prune_artifacts(conn: asyncpg.Connection | PoolConnectionProxy, cutoff
                       {pointed}
                     RETURNING t.id)
                 SELECT (SELECT count(*) FROM gone){counted}""", cutoff, stages)
+        assert row is not None
         removed[table] = row[0]
         if child:
             removed[child] = row[1]
@@ -893,6 +894,7 @@ async def prune_artifacts(conn: asyncpg.Connection | PoolConnectionProxy, cutoff
         f"""WITH gone AS (DELETE FROM keyword_sets WHERE id IN ({keyword_sets}) RETURNING id)
             SELECT (SELECT count(*) FROM gone),
                    (SELECT count(*) FROM keywords WHERE keyword_set_id IN (SELECT id FROM gone))""", cutoff)
+    assert row is not None
     removed["keyword_sets"], removed["keywords"] = row[0], row[1]
     removed["embedding_cache"] = await conn.fetchval(
         """WITH gone AS (DELETE FROM embedding_cache WHERE used_at < $1 RETURNING 1) SELECT count(*) FROM gone""",
@@ -911,5 +913,6 @@ async def table_sizes(conn: Conn) -> dict[str, tuple[int, int]]:
     sizes = {}
     for table in STORAGE_TABLES:  # names from the tuple above, never from input
         row = await conn.fetchrow(f"SELECT count(*), pg_total_relation_size('{table}'::regclass) FROM {table}")
+        assert row is not None
         sizes[table] = (row[0], row[1])
     return sizes

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     intake_max_waiting: int = Field(default=500, ge=0, le=100_000, alias="PAGEPERFECT_INTAKE_MAX_WAITING")
     # How long one embedding or chat request may take before it is retried.
     provider_timeout_seconds: float = Field(default=60.0, gt=0, le=600, alias="PAGEPERFECT_PROVIDER_TIMEOUT")
+    # How long Temporal keeps a closed run's history (replay --all, mirror reconcile read it). `pageperfect up`
+    # sets it on its embedded dev server (30 days when unset), and on an existing cluster only when it is set.
+    temporal_retention_days: float | None = Field(default=None, ge=1, le=3650,
+                                                  alias="PAGEPERFECT_TEMPORAL_RETENTION_DAYS")
 
     @property
     def database_dsn(self) -> str | None:

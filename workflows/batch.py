@@ -67,7 +67,8 @@ class PagePerfectBatchWorkflow:
         self._total = await workflow.execute_activity(
             "open_batch", OpenBatch(batch=batch, batch_id=self._batch_id, workflow_id=info.workflow_id,
                                     run_id=info.run_id),
-            task_queue=control, result_type=int, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
+            task_queue=control, result_type=int, start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=BOOKKEEPING_RETRY)
         slots = asyncio.Semaphore(max(1, min(batch.concurrency, MAX_CONCURRENCY)))
         stop = min(self._total, batch.start + max(1, batch.pages_per_run))
         status = "completed"
@@ -87,7 +88,8 @@ class PagePerfectBatchWorkflow:
                     "batch_id": self._batch_id, "urls": [], "start": stop, "ended": self._outcomes}))
         summary = await workflow.execute_activity(
             "close_batch", CloseBatch(batch_id=self._batch_id, status=status), task_queue=control,
-            result_type=dict, cancellation_type=workflow.ActivityCancellationType.ABANDON, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
+            result_type=dict, cancellation_type=workflow.ActivityCancellationType.ABANDON,
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
         if batch.webhook_url:
             await announce(WebhookCall(url=batch.webhook_url, kind="batch", id=self._batch_id, status=status,
                                        occurred_at=workflow.now(), queue_prefix=batch.queue_prefix))
@@ -105,7 +107,8 @@ class PagePerfectBatchWorkflow:
             "prepare_batch_job",
             PrepareBatchJob(batch_id=self._batch_id, position=position, job_id=str(workflow.uuid4()),
                             jobs=batch.jobs, queue_prefix=batch.queue_prefix),
-            task_queue=control, result_type=PreparedJob, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
+            task_queue=control, result_type=PreparedJob, start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=BOOKKEEPING_RETRY)
         if prepared.rejected is not None:
             return "rejected"
         if prepared.linked_job_id is not None:
@@ -133,7 +136,8 @@ class PagePerfectBatchWorkflow:
                 linked = await workflow.execute_activity(
                     "link_running_job", LinkRunningJob(batch_id=self._batch_id, position=position,
                                                        own_job_id=job.job_id, workflow_id=workflow_id),
-                    task_queue=control, result_type=str, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
+                    task_queue=control, result_type=str, start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+                    retry_policy=BOOKKEEPING_RETRY)
                 if linked:
                     return await self._follow(linked, batch)
                 await workflow.sleep(timedelta(seconds=batch.poll_seconds))  # it ended meanwhile: start ours

@@ -65,6 +65,9 @@ def _print_stack(stack) -> None:
     console.print("Postgres:  " + ("embedded, in " + str(Path(stack.settings.data_dir).resolve() / "postgres")
                                    if stack.embedded_postgres else "DATABASE_URL"))
     console.print(f"API:       {stack.api_url}   docs: {stack.docs_url}")
+    if stack.retention is not None:
+        console.print(f"Retention: closed runs stay in Temporal for {stack.retention.total_seconds() / 86400:g} days "
+                      "(PAGEPERFECT_TEMPORAL_RETENTION_DAYS)")
     if getattr(stack, "metrics_url", None):
         console.print(f"Metrics:   {stack.metrics_url} (workers)   {stack.api_url}/metrics (API)")
     _print_key(stack)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import typer
@@ -43,14 +43,14 @@ def settings(**updates) -> Settings:
     return get_settings().model_copy(update=merged) if merged else get_settings()
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     from rich.markup import escape  # messages quote URLs, files and server text: never markup
 
     err_console.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(1)
 
 
-def finish(code: int = 0) -> None:
+def finish(code: int = 0) -> NoReturn:
     """Leave without the Temporal core's interpreter-exit crash: everything is shut down already."""
     sys.stdout.flush()
     sys.stderr.flush()

@@ -36,7 +36,9 @@ def gsc_import(file: Path = typer.Argument(..., exists=True, dir_okay=False, hel
 
     try:
         filters = KeywordFilters(min_position=min_position, max_position=max_position, min_impressions=min_impressions,
-                                 min_clicks=min_clicks, max_keywords=max_keywords, sort_by=sort_by, brand_terms=brand)
+                                 min_clicks=min_clicks, max_keywords=max_keywords,
+                                 sort_by=sort_by,  # type: ignore[arg-type]  # pydantic checks the value
+                                 brand_terms=brand)
     except ValidationError as err:
         fail(f"bad filter: {err.errors()[0]['loc'][0]}: {err.errors()[0]['msg']}")
 

@@ -79,6 +79,7 @@ def create(schedule_id: str = typer.Argument(..., help="A name for the schedule,
         console.print(f"schedule {made}: re-analyzes {len(set(urls))} pages every {every_days} day(s); "
                       f"`pageperfect schedules trigger {made}` runs it now")
     else:
+        assert gsc_site is not None  # one of the two, checked above
         hour, minute = _time_of_day(at)
         made = _run(lambda client: schedules.create_gsc_import_schedule(
             client, schedule_id, gsc_site, settings=run_settings, hour=hour, minute=minute, days=days, page=page))

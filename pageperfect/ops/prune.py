@@ -10,7 +10,7 @@ sets it, docs/OPERATIONS.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import asyncpg
 
@@ -36,7 +36,7 @@ async def prune(pool: asyncpg.Pool, *, older_than_days: float, dry_run: bool = F
                 now: datetime | None = None) -> PruneReport:
     if older_than_days < 0:
         raise ValueError("--older-than must be 0 days or more")
-    cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=older_than_days)
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=older_than_days)
     removed: dict[str, int] = {}
     async with pool.acquire() as conn:
         try:

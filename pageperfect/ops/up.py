@@ -13,6 +13,7 @@ import logging
 import os
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from collections.abc import AsyncIterator
 
@@ -30,7 +31,13 @@ from pageperfect.runtime.stack import (
     quiet_platformdirs_warning,
     wait_for_port,
 )
-from pageperfect.runtime.temporal import connect, ensure_search_attributes, plain_grpc
+from pageperfect.runtime.temporal import (
+    DEFAULT_RETENTION_DAYS,
+    connect,
+    ensure_search_attributes,
+    plain_grpc,
+    set_retention,
+)
 
 log = logging.getLogger("pageperfect.up")
 
@@ -50,6 +57,7 @@ class RunningStack:
     api_key: str = ""
     api_key_source: str = ""
     metrics_url: str | None = None  # the workers' Temporal SDK metrics, when a port is set
+    retention: timedelta | None = None  # how long Temporal keeps closed runs, where `up` set it
 
     @property
     def docs_url(self) -> str:
@@ -97,6 +105,12 @@ async def running_stack(settings: Settings) -> AsyncIterator[RunningStack]:
         client = await connect(address, settings.temporal_namespace, settings=connect_settings, runtime=runtime)
         with contextlib.suppress(Exception):  # a managed cluster may refuse; the dev server has them already
             await ensure_search_attributes(client)
+        # How long closed runs stay: set on the embedded server, on a cluster only when asked to.
+        retention = None
+        wanted_days = settings.temporal_retention_days or (
+            None if settings.temporal_address else DEFAULT_RETENTION_DAYS)
+        if wanted_days:
+            retention = await set_retention(client, wanted_days)
 
         pool = await create_pool(dsn)
         stack.push_async_callback(pool.close)
@@ -134,4 +148,5 @@ async def running_stack(settings: Settings) -> AsyncIterator[RunningStack]:
                            embedded_temporal=not settings.temporal_address, client=client, pool=pool,
                            workers=group, api_key=api_key, api_key_source=api_key_source,
                            metrics_url=(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"
-                                        if settings.worker_metrics_port else None))
+                                        if settings.worker_metrics_port else None),
+                           retention=retention)

@@ -182,7 +182,8 @@ class _MirrorInbound(ActivityInboundInterceptor):
         self._record(info, job.job_id, status="completed", started_at=started, completed_at=finished,
                      max_attempts=max_attempts or None, reused=reused,
                      message="reused stored output" if reused else "completed",
-                     metadata={"counts": getattr(result, "counts", {}), "artifact_id": getattr(result, "artifact_id", None)})
+                     metadata={"counts": getattr(result, "counts", {}), "artifact_id": getattr(result, "artifact_id",
+                                                                                               None)})
         return result
 
     def _record(self, info: activity.Info, job_id: str, *, status: str, started_at: datetime,
@@ -196,7 +197,7 @@ class _MirrorInbound(ActivityInboundInterceptor):
             event_meta["next_retry_at"] = next_retry_at.isoformat()
         when = completed_at or started_at
 
-        async def write(conn: asyncpg.Connection) -> None:
+        async def write(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
             await queries.mirror_stage(
                 conn, job_id=job_id, stage=stage, status=status, attempt=attempt, max_attempts=max_attempts,
                 started_at=started_at, completed_at=completed_at, duration_ms=duration,

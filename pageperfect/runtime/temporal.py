@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -85,3 +86,20 @@ async def ensure_search_attributes(client: Client) -> None:
         await service.add_search_attributes(
             AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
         )
+
+
+# Closed runs the embedded dev server keeps (its own default is one day).
+DEFAULT_RETENTION_DAYS = 30
+
+
+async def set_retention(client: Client, days: float) -> timedelta:
+    """Keep the namespace's closed runs (their histories) this long; returns what the server now says."""
+    from google.protobuf.duration_pb2 import Duration
+    from temporalio.api.namespace.v1 import NamespaceConfig
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, UpdateNamespaceRequest
+
+    ttl = Duration(seconds=round(days * 86400))
+    await client.workflow_service.update_namespace(UpdateNamespaceRequest(
+        namespace=client.namespace, config=NamespaceConfig(workflow_execution_retention_ttl=ttl)))
+    described = await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=client.namespace))
+    return described.config.workflow_execution_retention_ttl.ToTimedelta()

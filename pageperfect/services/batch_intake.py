@@ -31,7 +31,7 @@ class BatchJobFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    skip_steps: list[StageName] = Field(default_factory=list, max_length=len(STAGE_NAMES))  # type: ignore[valid-type]
+    skip_steps: list[StageName] = Field(default_factory=list, max_length=len(STAGE_NAMES))
     force_update: bool = False
     priority: int = Field(default=0, ge=0, le=10)
     max_attempts: int | None = Field(default=None, ge=1, le=50)

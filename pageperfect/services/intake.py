@@ -14,11 +14,23 @@ from typing import Literal
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.service import RPCError
 
 from db import queries
-from pageperfect.sources.guard import AllowList, BlockedAddress, GuardError, parse_allowed_hosts, resolve_checked, validate_url
+from pageperfect.sources.guard import (
+    AllowList,
+    BlockedAddress,
+    GuardError,
+    parse_allowed_hosts,
+    resolve_checked,
+    validate_url,
+)
 from pageperfect.models import STAGE_NAMES, AnalysisOptions, JobInput, KeywordRow
 from pageperfect.settings import Settings
 from workflows.pageperfect import (
@@ -159,11 +171,13 @@ async def prepare_job(
                                                                   date_range=date_range)
 
     job = JobInput(
-        job_id=job_id or str(uuid.uuid4()), page_id=page_id, url=url, queue_prefix=queue_prefix or settings.queue_prefix,
+        job_id=job_id or str(uuid.uuid4()), page_id=page_id, url=url,
+        queue_prefix=queue_prefix or settings.queue_prefix,
         keyword_set_id=keyword_set_id, skip_steps=list(request.skip_steps), force_update=request.force_update,
         priority=request.priority, max_attempts=request.max_attempts,
         retry_delay_seconds=request.retry_delay_seconds,
-        reuse_window_seconds=reuse_window_seconds if reuse_window_seconds is not None else settings.reuse_window_seconds,
+        reuse_window_seconds=(reuse_window_seconds if reuse_window_seconds is not None
+                              else settings.reuse_window_seconds),
         timeout_scale=settings.stage_timeout_scale,
         options=request.options,
         webhook_url=webhook_url,
@@ -179,6 +193,7 @@ async def start_job(job: JobInput, payload: dict, *, pool: asyncpg.Pool, client:
     workflow_id = workflow_id_for_page(job.page_id)
     async with pool.acquire() as conn:
         await queries.insert_job(conn, job, payload, workflow_id)
+    running_job_id: str | None = None
     try:
         for _ in range(2):
             handle = await client.start_workflow(
@@ -190,7 +205,8 @@ async def start_job(job: JobInput, payload: dict, *, pool: asyncpg.Pool, client:
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 search_attributes=TypedSearchAttributes([
                     # Search attributes are never encrypted, so with payload encryption on the URL stays out.
-                    *([SearchAttributePair(URL_ATTRIBUTE, job.url[:2000])] if client.data_converter.payload_codec is None else []),
+                    *([SearchAttributePair(URL_ATTRIBUTE,
+                                           job.url[:2000])] if client.data_converter.payload_codec is None else []),
                     SearchAttributePair(JOB_ATTRIBUTE, job.job_id),
                     SearchAttributePair(STAGE_ATTRIBUTE, "queued"),
                 ]),
@@ -208,7 +224,8 @@ async def start_job(job: JobInput, payload: dict, *, pool: asyncpg.Pool, client:
                 break
     except RPCError as err:
         await queries.delete_job(pool, job.job_id)
-        raise IntakeError(503, f"Temporal did not take the job ({err.message}); nothing was created, try again") from err
+        raise IntakeError(503,
+                          f"Temporal did not take the job ({err.message}); nothing was created, try again") from err
     if running_job_id and running_job_id != job.job_id:
         # The page already has a running job: answer with that one, keep nothing of this request.
         await queries.delete_job(pool, job.job_id)

@@ -55,9 +55,9 @@ async def stages_from_history(client: Client, workflow_id: str, run_id: str) -> 
             }.get(kind)
             if outcome:
                 attrs = getattr(event, outcome[1])
-                name = scheduled.get(attrs.scheduled_event_id)
-                if name:
-                    truth[name].status = outcome[0]
+                ended = scheduled.get(attrs.scheduled_event_id)
+                if ended:
+                    truth[ended].status = outcome[0]
     description = await handle.describe()
     for pending in description.raw_description.pending_activities:
         name = pending.activity_type.name
@@ -65,7 +65,7 @@ async def stages_from_history(client: Client, workflow_id: str, run_id: str) -> 
             truth[name].attempt = max(truth[name].attempt, pending.attempt)
             if pending.attempt > 1 and pending.HasField("last_failure"):
                 truth[name].status = "retrying"
-    job_status = _FINAL_WORKFLOW.get(description.status, "processing")
+    job_status = _FINAL_WORKFLOW.get(description.status, "processing") if description.status else "processing"
     return job_status, truth
 
 

@@ -197,7 +197,8 @@ def _placed_labels(labels: list[tuple[float, float, float, float, str]], width: 
             inside = box[0] >= 4 and box[1] >= 4 and box[2] <= width - 4 and box[3] <= height - 4
             if inside and not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
                 placed.append(box)
-                out.append(f'<text x="{tx:.1f}" y="{ty:.1f}" text-anchor="{anchor}" class="point-label">{_e(text)}</text>')
+                out.append(f'<text x="{tx:.1f}" y="{ty:.1f}" text-anchor="{anchor}" class="point-label">'
+                           f'{_e(text)}</text>')
                 break
     return out
 
@@ -239,15 +240,17 @@ def cluster_map(data: ReportData) -> str:
              f'aria-label="query clusters and page segments">',
              f'<rect x="0" y="0" width="{width}" height="{height}" rx="10" fill="#fafbfd"/>']
     for k in range(1, 4):  # a light grid
-        parts.append(f'<line x1="{width * k / 4:.0f}" y1="12" x2="{width * k / 4:.0f}" y2="{height - 12}" class="grid"/>')
-        parts.append(f'<line x1="12" y1="{height * k / 4:.0f}" x2="{width - 12}" y2="{height * k / 4:.0f}" class="grid"/>')
+        across, down = width * k / 4, height * k / 4
+        parts.append(f'<line x1="{across:.0f}" y1="12" x2="{across:.0f}" y2="{height - 12}" class="grid"/>')
+        parts.append(f'<line x1="12" y1="{down:.0f}" x2="{width - 12}" y2="{down:.0f}" class="grid"/>')
     segment_titles = [" › ".join(s["heading_path"][-2:]) or "(before the first heading)" for s in data.segments]
     for i in range(segments.shape[0]):
         x, y = xs[len(cluster_ids) + i], ys[len(cluster_ids) + i]
         seg = data.segments[i]
         tip = f'segment {seg["position"]}: {segment_titles[i]} — {_clip(seg["text"], 140)}'
         parts.append(f'<g class="segment"><title>{_e(tip)}</title>'
-                     f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" transform="rotate(45 {x:.1f} {y:.1f})" '
+                     f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" '
+                     f'transform="rotate(45 {x:.1f} {y:.1f})" '
                      f'fill="{SEGMENT_COLOUR}" opacity="0.55"/></g>')
     # Big circles first, so small ones stay visible on top.
     order = sorted(range(len(cluster_ids)), key=lambda i: -gaps_by_cluster[cluster_ids[i]]["total_impressions"])
@@ -304,7 +307,8 @@ def outline(data: ReportData) -> str:
         if seg["kind"] == "heading":
             body = f'<span class="h">{_e(_clip(seg["text"], 120))}</span>'
         else:
-            body = f'<span class="kind">{_e(seg["kind"].replace("_", " "))}</span> {_e(_clip(seg["text"], MAX_OUTLINE_CHARS))}'
+            body = (f'<span class="kind">{_e(seg["kind"].replace("_", " "))}</span> '
+                    f'{_e(_clip(seg["text"], MAX_OUTLINE_CHARS))}')
         rows.append(f'<li class="seg {"heading" if seg["kind"] == "heading" else "text"}" style="--indent:{indent}">'
                     f'<div class="seg-text">{body}</div>{chip}</li>')
     return '<ol class="outline">' + "".join(rows) + "</ol>"
@@ -375,10 +379,12 @@ def drafts(data: ReportData) -> str:
     for draft in data.result["drafts"]:
         gap = gaps_by_cluster.get(draft["cluster_id"], {})
         label = "Draft" if draft["kind"] == "draft" else "Brief"
-        action = "rewrites the closest passage" if draft["action"] == "rewrite" else "adds a section after the closest passage"
+        action = ("rewrites the closest passage" if draft["action"] == "rewrite"
+                  else "adds a section after the closest passage")
         queries_list = ", ".join(gap.get("keywords", [])[:12])
         blocks.append(
-            f'<article class="draft"><h3>{label}: {_e(draft.get("suggested_heading") or gap.get("representative", ""))}</h3>'
+            f'<article class="draft"><h3>{label}: '
+            f'{_e(draft.get("suggested_heading") or gap.get("representative", ""))}</h3>'
             f'<p class="muted">For “{_e(gap.get("representative", ""))}” ({_e(queries_list)}); {action}'
             + (f'; model {_e(draft["model"])}' if draft.get("model") else "") + "</p>"
             + side_by_side(draft.get("original") or "", draft.get("draft") or "")
@@ -447,7 +453,8 @@ def render_report(data: ReportData) -> str:
 placed by meaning: passages near a cluster talk about it.</p>
 {cluster_map(data)}</section>
 <section><h2>The page's outline</h2>
-<p class="muted">Every segment under its headings, with the query cluster it is closest to and the cosine similarity.</p>
+<p class="muted">Every segment under its headings, with the query cluster it is closest to and the cosine
+similarity.</p>
 {outline(data)}</section>
 <section><h2>Drafts</h2>{drafts(data)}</section>
 <footer>Job {_e(data.job["id"])} · {_e(data.job["status"])}{" · " + _e(completed_text) if completed_text else ""}
@@ -494,7 +501,8 @@ section { background:#fff; border:1px solid var(--line); border-radius:14px; pad
 .point-label { font-size:13px; fill:var(--ink); paint-order:stroke; stroke:#fafbfd; stroke-width:4px; }
 .cluster:hover circle { fill-opacity:.9; }
 .legend { display:flex; flex-wrap:wrap; gap:18px; font-size:13px; margin-top:10px; align-items:center; }
-.dot { display:inline-block; width:12px; height:12px; border-radius:50%%; margin-right:6px; vertical-align:-1px; opacity:.8; }
+.dot { display:inline-block; width:12px; height:12px; border-radius:50%%; margin-right:6px; vertical-align:-1px;
+       opacity:.8; }
 .diamond { display:inline-block; width:9px; height:9px; transform:rotate(45deg); margin-right:8px; opacity:.6; }
 .outline { list-style:none; margin:0; padding:0; }
 .seg { display:flex; gap:12px; justify-content:space-between; align-items:baseline;
@@ -511,7 +519,8 @@ section { background:#fff; border:1px solid var(--line); border-radius:14px; pad
 .diff { width:100%%; border-collapse:collapse; table-layout:fixed; font-size:13.5px; }
 .diff th { text-align:left; font-size:12px; text-transform:uppercase; letter-spacing:.05em; color:var(--muted);
   padding:6px 10px; border-bottom:1px solid var(--line); }
-.diff td { vertical-align:top; padding:8px 12px; white-space:pre-wrap; word-wrap:break-word; border-bottom:2px solid #fff; }
+.diff td { vertical-align:top; padding:8px 12px; white-space:pre-wrap; word-wrap:break-word;
+           border-bottom:2px solid #fff; }
 .diff td.del { background:#fdeeee; } .diff td.ins { background:#e9f7ee; }
 .diff td.none { background:#fafbfd; }
 del { background:#f7c9c9; text-decoration:line-through; } ins { background:#bfe8cc; text-decoration:none; }

@@ -161,7 +161,7 @@ async def list_schedules(client: Client) -> list[ScheduleSummary]:
     found = []
     async for entry in await client.list_schedules():
         workflow_type = getattr(getattr(entry.schedule, "action", None), "workflow", None)
-        if workflow_type not in KINDS:
+        if workflow_type not in KINDS or entry.schedule is None:
             continue
         info = entry.info
         found.append(ScheduleSummary(

@@ -102,7 +102,8 @@ class MockActivities:
             try:
                 return await asyncio.wait_for(self.changed.wait_for(check), timeout)
             except TimeoutError as err:
-                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; calls: {self.names()}") from err
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; "
+                                     f"calls: {self.names()}") from err
 
     async def _notify(self) -> None:
         async with self.changed:

@@ -101,7 +101,8 @@ async def test_cancel_through_api(pipeline_factory, site, pool):
     assert response.status_code == 202, response.text
     job = await pipeline.wait(created["job_id"])
     assert job["status"] == "cancelled"
-    assert await pool.fetchval("SELECT count(*) FROM pageperfect_dead_letters WHERE job_id = $1", created["job_id"]) == 0
+    assert await pool.fetchval("SELECT count(*) FROM pageperfect_dead_letters WHERE job_id = $1",
+                               created["job_id"]) == 0
     again = await pipeline.http.post(f"/v1/jobs/{created['job_id']}/cancel")
     assert again.status_code == 409
 
@@ -119,7 +120,8 @@ async def test_cancel_through_temporal_cli(pipeline_factory, site, pool, tempora
     assert job["status"] == "cancelled"
     wait_stage = next(s for s in job["stages"] if s["stage"] == "wait_crawl")
     assert wait_stage["status"] == "cancelled"
-    assert await pool.fetchval("SELECT count(*) FROM pageperfect_dead_letters WHERE job_id = $1", created["job_id"]) == 0
+    assert await pool.fetchval("SELECT count(*) FROM pageperfect_dead_letters WHERE job_id = $1",
+                               created["job_id"]) == 0
 
 
 async def test_second_submission_returns_running_job(pipeline_factory, site, pool):

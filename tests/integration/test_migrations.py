@@ -41,17 +41,19 @@ async def test_vectors_stored_as_real_arrays_read_back_the_same_after_004(fresh_
     centroid = rng.normal(size=1536).astype(np.float32)
     page_id = await conn.fetchval("INSERT INTO pages (url) VALUES ('https://example.com/a') RETURNING id")
     crawl_id = await conn.fetchval(
-        "INSERT INTO crawls (page_id, provider, status, requested_url) VALUES ($1, 'direct', 'fetched', 'x') RETURNING id",
+        "INSERT INTO crawls (page_id, provider, status, requested_url)"
+        " VALUES ($1, 'direct', 'fetched', 'x') RETURNING id",
         page_id)
     segment_set = await conn.fetchval(
         """INSERT INTO segment_sets (page_id, crawl_id, extractor, embedding_provider, embedding_model)
            VALUES ($1, $2, 'trafilatura', 'hashing', 'm') RETURNING id""", page_id, crawl_id)
     await conn.execute(
-        """INSERT INTO segments (segment_set_id, segment_id, position, kind, heading_level, heading_path, text, embedding)
+        """INSERT INTO segments (segment_set_id, segment_id, position, kind, heading_level, heading_path, text,
+                                 embedding)
            VALUES ($1, 's1', 0, 'section', 2, '{}', 'text', $2)""", segment_set, segment.tolist())
     await conn.execute(
-        "INSERT INTO segments (segment_set_id, segment_id, position, kind, heading_level, heading_path, text, embedding)"
-        " VALUES ($1, 's2', 1, 'section', 2, '{}', 'empty', '{}')", segment_set)
+        "INSERT INTO segments (segment_set_id, segment_id, position, kind, heading_level, heading_path, text,"
+        " embedding) VALUES ($1, 's2', 1, 'section', 2, '{}', 'empty', '{}')", segment_set)
     await conn.execute("INSERT INTO embedding_cache (provider, model, text_hash, embedding) VALUES ('p', 'm', 'h', $1)",
                        cached.tolist())
     cluster_set = await conn.fetchval(

@@ -17,8 +17,10 @@ async def test_reconcile_rebuilds_lost_rows(pipeline, site, pool, client):
     assert await reconcile(pool, client, job_id=job_id, write=False) == []
 
     # What a long Postgres outage could leave: rows that never caught up.
-    await pool.execute("DELETE FROM pageperfect_job_stages WHERE job_id = $1 AND stage IN ('gap_analysis', 'rewrite_draft')", job_id)
-    await pool.execute("UPDATE pageperfect_job_stages SET status = 'processing' WHERE job_id = $1 AND stage = 'segment_embed'", job_id)
+    await pool.execute("DELETE FROM pageperfect_job_stages WHERE job_id = $1"
+                       " AND stage IN ('gap_analysis', 'rewrite_draft')", job_id)
+    await pool.execute("UPDATE pageperfect_job_stages SET status = 'processing'"
+                       " WHERE job_id = $1 AND stage = 'segment_embed'", job_id)
     await pool.execute("UPDATE pageperfect_jobs SET status = 'processing', completed_at = NULL WHERE id = $1", job_id)
     differences = await reconcile(pool, client, job_id=job_id, write=False)
     assert len(differences) == 4, differences
@@ -46,5 +48,6 @@ async def test_mirror_writes_are_idempotent_and_move_forward_only(pipeline, site
                                max_attempts=4, started_at=datetime.now(UTC))
     await queries.mirror_stage(pool, job_id=job_id, stage="gap_analysis", status="retrying", attempt=0,
                                max_attempts=4)
-    row = await pool.fetchrow("SELECT * FROM pageperfect_job_stages WHERE job_id = $1 AND stage = 'gap_analysis'", job_id)
+    row = await pool.fetchrow("SELECT * FROM pageperfect_job_stages WHERE job_id = $1 AND stage = 'gap_analysis'",
+                              job_id)
     assert row["status"] == "completed" and row["attempt_count"] == 1

@@ -69,9 +69,11 @@ async def test_analyze_failures_are_one_line_reasons(pipeline, tmp_path):
     bad_csv = tmp_path / "bad.csv"
     bad_csv.write_text("Top queries,Clicks,Impressions,CTR,Position\nfig care,1,10,250%,3\n")
     cases = {
-        ("analyze", "https://example.com/p", "--keywords", str(bad_csv)): "error: bad.csv line 2, column CTR: '250%' is above 100%",
+        ("analyze", "https://example.com/p", "--keywords",
+         str(bad_csv)): "error: bad.csv line 2, column CTR: '250%' is above 100%",
         ("analyze", "ftp://example.com/p"): "error: 422: ",
-        ("analyze", "https://example.com/p", "--gsc", str(bad_csv), "--keywords", str(bad_csv)): "error: give --gsc or --keywords, not both",
+        ("analyze", "https://example.com/p", "--gsc", str(bad_csv), "--keywords",
+         str(bad_csv)): "error: give --gsc or --keywords, not both",
     }
     for args, reason in cases.items():
         done = await run_cli(*args, env=env, cwd=tmp_path)
@@ -83,7 +85,8 @@ async def test_analyze_failures_are_one_line_reasons(pipeline, tmp_path):
     assert down.returncode == 1 and down.stderr.count("\n") == 1 and "did not answer" in down.stderr
 
 
-async def _analyze_in_background(pipeline, url: str, tmp_path: Path, *, stdin) -> tuple[asyncio.subprocess.Process, str]:
+async def _analyze_in_background(pipeline, url: str, tmp_path: Path, *, stdin) -> tuple[asyncio.subprocess.Process,
+                                                                                        str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pageperfect.cli", "analyze", url, env=cli_env(pipeline, tmp_path), cwd=tmp_path,
         stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -164,7 +167,8 @@ async def test_tune_changes_the_policy_of_stages_not_started(pipeline_factory, s
                       "gap_analysis": 7, "rewrite_draft": 7}
     # The truth behind the mirror: the policies Temporal scheduled each activity with.
     scheduled = {}
-    async for event in client.get_workflow_handle(created["workflow_id"], run_id=created["run_id"]).fetch_history_events():
+    async for event in client.get_workflow_handle(created["workflow_id"],
+                                                  run_id=created["run_id"]).fetch_history_events():
         if event.HasField("activity_task_scheduled_event_attributes"):
             attrs = event.activity_task_scheduled_event_attributes
             scheduled[attrs.activity_type.name] = (attrs.retry_policy.maximum_attempts,

@@ -35,7 +35,8 @@ async def test_demo_job_completes_and_mirrors(pipeline, site, pool, client):
     assert status_rows[0]["status"] == "completed" and status_rows[0]["stages_completed"] == 6
     events = await pool.fetch(
         "SELECT * FROM pageperfect_job_events WHERE created_at > now() - interval '1 hour' AND job_id = $1", job_id)
-    assert {(e["stage"], e["status"]) for e in events} >= {("gap_analysis", "processing"), ("gap_analysis", "completed")}
+    assert {(e["stage"], e["status"]) for e in events} >= {("gap_analysis", "processing"), ("gap_analysis",
+                                                                                            "completed")}
     stage_rows = await pool.fetch("SELECT * FROM pageperfect_job_stages WHERE job_id = $1", job_id)
     assert len(stage_rows) == 6
     await pool.fetch("SELECT * FROM get_pageperfect_stage_backlog()")

@@ -34,7 +34,8 @@ def _hostile_page(site) -> str:
 
 async def test_report_served_saved_and_escaped(pipeline, site, tmp_path):
     url = _hostile_page(site)
-    keywords = demo_keywords() + [{"query": HOSTILE_QUERY, "clicks": 5, "impressions": 900, "ctr": 0.005, "position": 9}]
+    keywords = demo_keywords() + [{"query": HOSTILE_QUERY, "clicks": 5, "impressions": 900, "ctr": 0.005,
+                                   "position": 9}]
     created = await pipeline.submit(url=url, keywords=keywords)
     assert (await pipeline.wait(created["job_id"]))["status"] == "completed"
     job_id = created["job_id"]

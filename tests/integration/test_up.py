@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import httpx
 import psutil
 
 from pageperfect.runtime.stack import free_port
+from pageperfect.runtime.temporal import temporal_binary
 from tests.helpers.cli import wait_healthy
 from tests.helpers.data import demo_keywords
 
@@ -61,9 +63,15 @@ def test_up_serves_stops_cleanly_and_keeps_jobs(tmp_path, site):
         auth = {"Authorization": f"Bearer {key}"}
         assert httpx.get(f"{api}/v1/jobs", timeout=10).status_code == 401
         created = _run_job(api, auth, url)
+        described = subprocess.run([temporal_binary(), "operator", "namespace", "describe", "--address",
+                                    f"127.0.0.1:{ports['temporal']}", "--namespace", "default", "--output", "json"],
+                                   capture_output=True, text=True, timeout=30, check=True)
+        # The embedded server keeps closed runs for DEFAULT_RETENTION_DAYS (its own default is one day).
+        assert json.loads(described.stdout)["config"]["workflowExecutionRetentionTtl"] == f"{30 * 86400}s"
     finally:
         code, output = _stop(process)
     assert code == 0, output
+    assert "closed runs stay in Temporal for 30 days" in output
     assert f"{api}/docs" in output and f"http://127.0.0.1:{ports['ui']}" in output and key in output
 
     process = _start(tmp_path, ports)  # same data: jobs and their rows survive

@@ -76,7 +76,8 @@ async def test_completed_failed_and_cancelled_jobs_are_announced(pipeline_factor
     (url,) = pages(site, "webhook-ok", 1)
     done = await pipeline.submit(url=url, keywords=demo_keywords()[:10], webhook_url=receiver.url("/done"))
     failed = await pipeline.submit(url=site.base_url + "/webhook-missing.html", webhook_url=receiver.url("/failed"))
-    hanging = await pipeline.submit(url=site.add("/hang-webhook.html", "<p>x</p>"), webhook_url=receiver.url("/cancelled"))
+    hanging = await pipeline.submit(url=site.add("/hang-webhook.html", "<p>x</p>"),
+                                    webhook_url=receiver.url("/cancelled"))
     await pipeline.wait(hanging["job_id"], statuses=("processing",))
     assert (await pipeline.http.post(f"/v1/jobs/{hanging['job_id']}/cancel")).status_code == 202
 

@@ -170,7 +170,8 @@ def _install_site_routes(site: _Site) -> None:
             "/busy": lambda h: h.reply(429, b"slow down", headers={"Retry-After": "7"}),
             "/forbidden": lambda h: h.reply(403, b"no"),
             "/json": lambda h: h.reply(200, b'{"a": 1}', content_type="application/json"),
-            "/untyped-html": lambda h: h.reply(200, b"\n  <!doctype html><html><body>hi</body></html>", content_type=None),
+            "/untyped-html": lambda h: h.reply(200, b"\n  <!doctype html><html><body>hi</body></html>",
+                                               content_type=None),
             "/untyped-binary": lambda h: h.reply(200, b"\x89PNG\r\n\x1a\n\x00\x00", content_type=None),
             "/gzip": lambda h: h.reply(200, gzip.compress(PAGE.encode()), headers={"Content-Encoding": "gzip"}),
             "/deflate-raw": lambda h: h.reply(

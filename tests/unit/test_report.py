@@ -19,7 +19,8 @@ def _data(**overrides) -> ReportData:
     segments = [
         {"segment_id": "s0", "position": 0, "kind": "heading", "heading_level": 1, "heading_path": ["Care " + HOSTILE],
          "text": "Care " + HOSTILE},
-        {"segment_id": "s1", "position": 1, "kind": "paragraph", "heading_level": 1, "heading_path": ["Care " + HOSTILE],
+        {"segment_id": "s1", "position": 1, "kind": "paragraph", "heading_level": 1,
+         "heading_path": ["Care " + HOSTILE],
          "text": "Water when the top inch is dry. " + HOSTILE},
     ]
     vectors = np.vstack([centroids[0] + 0.01, centroids[2] + 0.01]).astype(np.float32)
@@ -62,7 +63,8 @@ def test_loads_nothing_from_outside():
     assert f'content="{CSP}"' in page and "default-src 'none'" in CSP
     # No tag that fetches anything, no resource attribute: only the link to the analyzed page itself.
     tags = _tags(page)
-    assert not {t for t, _ in tags} & {"script", "img", "link", "iframe", "object", "embed", "image", "use", "foreignobject"}
+    assert not {t for t, _ in tags} & {"script", "img", "link", "iframe", "object", "embed", "image", "use",
+                                       "foreignobject"}
     urls = [(t, a, v) for t, attrs in tags for a, v in attrs if a in ("src", "srcset", "href", "xlink:href", "action")]
     assert urls == [("a", "href", 'https://example.com/a?b=<x>&c="d"')]
 

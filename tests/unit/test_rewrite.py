@@ -175,7 +175,8 @@ async def test_brief_without_a_model_lists_queries_heading_and_insertion_point()
 
 async def test_brief_for_a_page_with_no_close_passage():
     many = [f"query {i}" for i in range(40)]
-    draft = await draft_for_gap(gap(best_segment_id=None, best_heading_path=[], best_text=None, keywords=many), None, None)
+    draft = await draft_for_gap(gap(best_segment_id=None, best_heading_path=[], best_text=None, keywords=many), None,
+                                None)
     assert draft.original == "" and draft.target_segment_id is None
     assert "at the end of the page" in draft.draft
     assert "- query 14" in draft.draft and "- query 15" not in draft.draft and "- and 25 more" in draft.draft
@@ -254,7 +255,8 @@ async def test_model_may_choose_to_insert_and_slips_are_tolerated(chat):
     await llm.aclose()
     assert draft.action == "insert_after"
     assert draft.suggested_heading == "Levelling a slope"
-    assert draft.draft.endswith("Levelling a slope\n\nSheds on a slope need a level base. Ours cost £499 and last 25 years.")
+    assert draft.draft.endswith("Levelling a slope\n\n"
+                                "Sheds on a slope need a level base. Ours cost £499 and last 25 years.")
     assert "```" not in draft.draft and "#" not in draft.draft
     assert draft.unsupported_numbers == ["25", "499"]  # invented figures are flagged for review
     assert_valid_diff(draft.original, draft.draft, draft.diff)

@@ -8,7 +8,8 @@ def _stage(status: str, attempt: int, **extra) -> dict:
 
 
 def test_a_retry_is_announced_once_with_its_reason_and_time():
-    retrying = _stage("retrying", 1, last_error="HttpError: 503 [upstream]", next_retry_at="2026-11-29T05:21:30.1+00:00")
+    retrying = _stage("retrying", 1, last_error="HttpError: 503 [upstream]",
+                      next_retry_at="2026-11-29T05:21:30.1+00:00")
     line = attempt_news((1, "processing"), retrying)
     assert line == "submit_crawl: attempt 1/5 failed: HttpError: 503 [upstream]; next attempt at 05:21:30"
     assert attempt_news((1, "retrying"), retrying) is None  # nothing new on the next look
