@@ -88,6 +88,8 @@ async def test_prune_keeps_each_pages_latest_and_busy_pages_and_a_dry_run_delete
     # What stays is whole: the second job's result reads back, and a job that skips the crawl reads the kept one.
     result = (await pipeline.http.get(f"/v1/jobs/{run['second']['job_id']}/result")).json()
     assert result["stats"]["segments"] > 0
+    pruned = await pipeline.http.get(f"/v1/jobs/{run['first']['job_id']}/result")
+    assert pruned.status_code == 200 and pruned.json()["gaps"] == []  # what is left of it, not an error
     skipping = await pipeline.submit(url=urls["twice"], keywords=demo_keywords(), force_update=True,
                                      skip_steps=["submit_crawl", "wait_crawl"])
     assert (await pipeline.wait(skipping["job_id"]))["status"] == "completed"
