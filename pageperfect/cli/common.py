@@ -122,6 +122,21 @@ async def with_backends(work):
         fail(str(err))
 
 
+async def with_database(work):
+    """work(pool) against Postgres only (DATABASE_URL, else the embedded one of the data dir); fails in one line."""
+    from db.pool import create_pool
+
+    try:
+        async with backends.database(settings()) as dsn:
+            pool = await create_pool(dsn, min_size=1, max_size=2)
+            try:
+                return await work(pool)
+            finally:
+                await pool.close()
+    except backends.BackendError as err:
+        fail(str(err))
+
+
 def expected_failure(err: BaseException) -> str | None:
     """A one-line reason for what an operator meets (a server down, a refused login), None for a bug."""
     import asyncpg

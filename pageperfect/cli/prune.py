@@ -7,7 +7,7 @@ import asyncio
 import typer
 from rich.table import Table
 
-from pageperfect.cli.common import console, examples, fail, finish, settings
+from pageperfect.cli.common import console, examples, finish, with_database
 
 prune_app = typer.Typer()
 
@@ -21,22 +21,10 @@ def prune(older_than: float = typer.Option(..., "--older-than", min=0, metavar="
 
     Kept whatever their age: each page's latest artifact of each stage, everything of a page whose job has not ended, and the job, stage and event rows and dead letters. Uses DATABASE_URL, else the embedded Postgres of the data dir.
     """
-    from db.pool import create_pool
     from pageperfect.ops.prune import prune as run_prune
-    from pageperfect.runtime.backends import BackendError, database
 
-    async def run():
-        async with database(settings()) as dsn:
-            pool = await create_pool(dsn, min_size=1, max_size=2)
-            try:
-                return await run_prune(pool, older_than_days=older_than, dry_run=dry_run)
-            finally:
-                await pool.close()
-
-    try:
-        report = asyncio.run(run())
-    except BackendError as err:
-        fail(str(err))
+    report = asyncio.run(with_database(
+        lambda pool: run_prune(pool, older_than_days=older_than, dry_run=dry_run)))
     table = Table("table", "rows " + ("that would go" if report.dry_run else "deleted"))
     for name, count in report.removed.items():
         table.add_row(name, f"{count:,}")

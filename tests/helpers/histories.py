@@ -35,9 +35,11 @@ from tests.helpers.workflows import (
     BatchBook,
     MockActivities,
     block_until_cancelled,
+    held_until,
     job_input,
     mocked_workers,
     page_id,
+    refused_once,
     start_job,
 )
 from workflows.batch import BATCH_WORKFLOW, batch_workflow_id
@@ -69,12 +71,6 @@ async def _ended(handle: WorkflowHandle) -> WorkflowHandle:
     return handle
 
 
-async def _retry_once(call):
-    if call.attempt == 1:
-        raise ApplicationError("provider busy", type="ProviderError")
-    return await call.mocks.default(call)
-
-
 @scenario("job-failed")
 async def job_failed(client, mocks, prefix):
     """A stage fails for good: the job's ending (finalize_job, which writes the dead letter) and no more stages."""
@@ -100,13 +96,8 @@ async def job_cancelled(client, mocks, prefix):
 async def job_tuned_retried_webhook(client, mocks, prefix):
     """Retuned while the crawl runs, a stage retried, and the ending announced to a webhook (a child workflow)."""
     release = asyncio.Event()
-
-    async def held(call):
-        await release.wait()
-        return await mocks.default(call)
-
-    mocks.on("submit_crawl", held)
-    mocks.on("segment_embed", _retry_once)
+    mocks.on("submit_crawl", held_until(release))
+    mocks.on("segment_embed", refused_once("ProviderError", "provider busy"))
     handle = await start_job(client, job_input(prefix, max_attempts=1, webhook_url="https://hooks.example.test/pp"))
     await mocks.wait_for(lambda: mocks.of("submit_crawl"), what="the crawl")
     await handle.execute_update(PagePerfectWorkflow.tune, TuneRequest(max_attempts=3, retry_delay_seconds=1))
@@ -167,12 +158,7 @@ async def batch_cancelled(client, mocks, prefix):
 @scenario("webhook-delivered")
 async def webhook_delivered(client, mocks, prefix):
     """A delivery the receiver refuses once and takes on the retry."""
-    async def down_once(call):
-        if call.attempt == 1:
-            raise ApplicationError("the receiver answered 503", type="WebhookRefused")
-        return await mocks.default(call)
-
-    mocks.on("send_webhook", down_once)
+    mocks.on("send_webhook", refused_once("WebhookRefused", "the receiver answered 503"))
     call = WebhookCall(url="https://hooks.example.test/pp", kind="job", id=f"job-{page_id()}", status="completed",
                        occurred_at=datetime.now(UTC), queue_prefix=prefix)
     return await _ended(await client.start_workflow(

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.registry import ACTIVITIES, activities_by_queue
@@ -162,6 +163,27 @@ class MockActivities:
             return {"site_url": req.site_url, "date_range": f"{req.start_date}/{req.end_date}", "pages": 0,
                     "rows": 0, "skipped_rows": 0}
         return None  # finalize_job; the batch's activities need a BatchBook
+
+
+def held_until(release: asyncio.Event) -> Behaviour:
+    """An activity that waits for `release`, then does its default."""
+    async def held(call: Call) -> Any:
+        await release.wait()
+        assert call.mocks is not None
+        return await call.mocks.default(call)
+
+    return held
+
+
+def refused_once(kind: str, message: str) -> Behaviour:
+    """An activity whose first attempt fails with a retryable error of this type, then does its default."""
+    async def refused(call: Call) -> Any:
+        if call.attempt == 1:
+            raise ApplicationError(message, type=kind)
+        assert call.mocks is not None
+        return await call.mocks.default(call)
+
+    return refused
 
 
 async def block_until_cancelled(call: Call) -> None:

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from pageperfect.messages import TuneRequest
 from pageperfect.models import JobOutcome
-from tests.helpers.workflows import block_until_cancelled, job_input, start_job
+from tests.helpers.workflows import block_until_cancelled, held_until, job_input, start_job
 from workflows.pageperfect import PagePerfectWorkflow
 from workflows.stages import STAGES, STAGES_BY_NAME
 from workflows.webhook import webhook_workflow_id
@@ -203,12 +203,7 @@ async def test_a_failure_cancels_the_stage_running_beside_it(client, mocks, pref
 @pytest.mark.parametrize("tuned", [False, True], ids=["as-submitted", "tuned"])
 async def test_tune_sets_the_retries_of_the_stages_not_yet_finished(client, mocks, prefix, tuned):
     release = asyncio.Event()
-
-    async def held(call):
-        await release.wait()
-        return await mocks.default(call)
-
-    mocks.on("submit_crawl", held)
+    mocks.on("submit_crawl", held_until(release))
     mocks.on("gap_analysis", busy_once)
     handle = await start_job(client, job_input(prefix, max_attempts=1, retry_delay_seconds=600))
     await mocks.wait_for(lambda: mocks.of("submit_crawl"), what="the crawl")

@@ -9,7 +9,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from pageperfect.messages import GscImportInput, WebhookCall
-from tests.helpers.workflows import page_id
+from tests.helpers.workflows import page_id, refused_once
 from workflows.gsc_import import GSC_IMPORT_WORKFLOW
 from workflows.stages import WORKFLOW_QUEUE, queue_name
 from workflows.webhook import WEBHOOK_WORKFLOW, webhook_workflow_id
@@ -24,12 +24,7 @@ async def deliver(client, prefix: str) -> tuple[WebhookCall, object]:
 
 
 async def test_a_webhook_is_retried_until_the_receiver_takes_it(client, mocks, prefix):
-    async def down_once(call):
-        if call.attempt == 1:
-            raise ApplicationError("the receiver answered 503", type="WebhookRefused")
-        return await mocks.default(call)
-
-    mocks.on("send_webhook", down_once)
+    mocks.on("send_webhook", refused_once("WebhookRefused", "the receiver answered 503"))
     call, handle = await deliver(client, prefix)
     assert await handle.result() == {"delivery_id": webhook_workflow_id(call), "status": 200, "type": "job.failed"}
     assert [c.attempt for c in mocks.of("send_webhook")] == [1, 2]
