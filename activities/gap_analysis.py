@@ -60,7 +60,7 @@ async def gap_analysis(inp: StageInput) -> StageSummary:
         cluster_rows = await queries.get_clusters(res.pool, cluster_set_id)
         segment_rows = await queries.get_segments(res.pool, segment_set_id)
         segments = [SimpleNamespace(segment_id=r["segment_id"], heading_path=list(r["heading_path"]), text=r["text"],
-                                    kind=r["kind"]) for r in segment_rows]
+                                    kind=r["kind"], heading_level=r["heading_level"]) for r in segment_rows]
         matrix = queries.unpack_vectors(r["embedding"] for r in segment_rows)
         info: dict = {"threshold": threshold, "score": job.options.score, "similarity": defaults.similarity}
         counts: dict = {}

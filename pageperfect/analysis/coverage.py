@@ -40,6 +40,7 @@ from scipy import sparse
 
 from pageperfect.analysis.embeddings import content_stems
 from pageperfect.analysis.intents import distinctive_stems
+from pageperfect.analysis.segment import headings_below_root
 
 BLOCK_CELLS = 2**22  # query x passage cells computed at once
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(])")
@@ -72,21 +73,24 @@ class CoverageModel:
 @dataclass
 class Passage:
     segment_id: str
-    heading_path: list[str]
+    heading_path: list[str]  # every heading above it, the page's root first: its place on the page
     text: str  # the passage's own text (a whole segment, or one sentence of it)
     kind: str  # "segment" | "sentence"
+    # The headings below the page's root (pageperfect.analysis.segment.headings_below_root): the root is
+    # shared by every passage, so it takes no part in matching.
+    headings: list[str] = field(default_factory=list)
 
     @property
     def embed_text(self) -> str:
-        """What is embedded: the innermost heading, then the text (a heading embeds alone)."""
-        if self.heading_path and self.heading_path[-1] != self.text:
-            return f"{self.heading_path[-1]}: {self.text}"
+        """What is embedded: the innermost heading below the root, then the text (a heading embeds alone)."""
+        if self.headings and self.headings[-1] != self.text:
+            return f"{self.headings[-1]}: {self.text}"
         return self.text
 
     @property
     def words_text(self) -> str:
-        """What its words are looked up in: every heading above it, then the text."""
-        return " ".join([*self.heading_path, self.text])
+        """What its words are looked up in: every heading above it below the root, then the text."""
+        return " ".join([*self.headings, self.text])
 
 
 def split_sentences(text: str) -> list[str]:
@@ -94,16 +98,20 @@ def split_sentences(text: str) -> list[str]:
 
 
 def passages_of(segments: Sequence, kinds: Sequence[str] = ("segment", "sentence")) -> list[Passage]:
-    """The page's passages: each segment, and each sentence of the segments that have more than one."""
+    """The page's passages: each segment, and each sentence of the segments that have more than one.
+
+    A segment is a pageperfect.analysis.segment.Segment or anything with its segment_id, kind,
+    heading_level, heading_path and text."""
     out: list[Passage] = []
     for s in segments:
         path = list(s.heading_path)
+        below = list(headings_below_root(path, s.heading_level))
         if "segment" in kinds:
-            out.append(Passage(s.segment_id, path, s.text, "segment"))
-        if "sentence" in kinds and getattr(s, "kind", "paragraph") != "heading":
+            out.append(Passage(s.segment_id, path, s.text, "segment", below))
+        if "sentence" in kinds and s.kind != "heading":
             sentences = split_sentences(s.text)
             if len(sentences) > 1:
-                out.extend(Passage(s.segment_id, path, sentence, "sentence") for sentence in sentences)
+                out.extend(Passage(s.segment_id, path, sentence, "sentence", below) for sentence in sentences)
     return out
 
 
@@ -244,7 +252,10 @@ class Evidence:
                         stems.setdefault(s, word)
         if passage is None:
             return {"found": [], "missing": list(stems.values())}
-        have = set(content_stems(" ".join([*passage["heading_path"], passage["text"]])))
+        match = next((p for p in self.passages
+                      if p.segment_id == passage["segment_id"] and p.text == passage["text"]), None)
+        words_text = match.words_text if match else " ".join([*passage["heading_path"], passage["text"]])
+        have = set(content_stems(words_text))
         return {"found": [w for s, w in stems.items() if s in have],
                 "missing": [w for s, w in stems.items() if s not in have]}
 

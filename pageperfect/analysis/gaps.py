@@ -26,6 +26,7 @@ import numpy as np
 
 from pageperfect.analysis.clustering import Cluster
 from pageperfect.analysis.embeddings import content_stems
+from pageperfect.analysis.segment import headings_below_root
 
 if TYPE_CHECKING:
     from pageperfect.analysis.coverage import Decision, Evidence
@@ -87,6 +88,7 @@ SIMILARITIES = ("cosine", "lexical")  # analyze_gaps; analyze_evidence weighs se
 
 class SegmentLike(Protocol):
     segment_id: str
+    heading_level: int
     heading_path: list[str]
     text: str
 
@@ -156,8 +158,9 @@ def _cosine_scorer(clusters: Sequence[Cluster], segment_embeddings: np.ndarray) 
 
 
 def segment_words(segment: SegmentLike) -> str:
-    """A segment's text for word matching: its headings, then its text."""
-    return " ".join([*segment.heading_path, segment.text])
+    """A segment's text for word matching: its headings below the page's root (which every segment shares),
+    then its text."""
+    return " ".join([*headings_below_root(segment.heading_path, segment.heading_level), segment.text])
 
 
 def _lexical_scorer(clusters: Sequence[Cluster], segments: Sequence[SegmentLike]) -> BlockScorer:

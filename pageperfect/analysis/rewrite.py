@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Literal
 
 import openai
@@ -145,7 +146,7 @@ def build_prompt(gap: GapContext, page_title: str | None, *, action: Action | No
     queries = gap.keywords[:MAX_PROMPT_QUERIES] or [gap.representative]
     parts = [f"Page title: {page_title.strip()}" if page_title and page_title.strip() else "Page title: (none)"]
     if gap.best_heading_path:
-        parts.append(f"Section of the passage: {' > '.join(gap.best_heading_path)}")
+        parts.append(f"Section of the passage: {place_name(gap.best_heading_path)}")
     parts.append(
         "Searches to answer (most impressions first; "
         f"{gap.total_impressions:,.0f} impressions in all, average position {gap.avg_position:.1f}):\n"
@@ -276,10 +277,15 @@ def suggested_heading(query: str) -> str:
     return heading + "?" if is_question else heading
 
 
+def place_name(heading_path: Sequence[str]) -> str:
+    """Where a passage sits, as a reader finds it: the page's root (its h1 or title), then the headings below."""
+    return " › ".join(heading_path)
+
+
 def _where(gap: GapContext) -> str:
     if not gap.best_segment_id and not gap.best_heading_path:
         return "add the section at the end of the page's main content (no passage is close to these searches)"
-    place = f'"{" > ".join(gap.best_heading_path)}"' if gap.best_heading_path else "the closest passage"
+    place = f'the passage under "{place_name(gap.best_heading_path)}"' if gap.best_heading_path else "the closest passage"
     segment = f" (segment {gap.best_segment_id})" if gap.best_segment_id else ""
     return f"add the section right after {place}{segment}, or extend that passage if it is already on this subject"
 

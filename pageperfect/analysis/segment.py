@@ -18,7 +18,7 @@ import hashlib
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
 
@@ -52,10 +52,14 @@ class Segment:
     """One block of main content.
 
     ``heading_path`` holds the texts of the enclosing headings, outermost first;
-    a heading segment's own text is the last entry of its path. ``heading_level``
-    is the level of the innermost enclosing heading (0 when there is none), or a
-    heading segment's own level. Table segments are whole rows, cells joined by
-    " | ", so that a value stays next to its label.
+    a heading segment's own text is the last entry of its path. The first entry
+    is the page's root: its h1, or its title when it has none (``_page_root``),
+    for every segment, those before the first subheading included, so that
+    every passage has a place name. ``heading_level`` is the level of the
+    innermost enclosing heading (1 under the root alone, 0 on a page with
+    neither h1 nor title and before its first heading), or a heading segment's
+    own level. Table segments are whole rows, cells joined by " | ", so that a
+    value stays next to its label.
     """
 
     segment_id: str
@@ -93,8 +97,9 @@ def extract_page(html: str, url: str | None = None) -> ExtractedPage:
         raise NoContent("the page has no parsable HTML")
 
     title, description, language = _metadata(root)
+    page_root = _page_root(root, title)  # before the content walk, which may strip furniture from root
     blocks, extractor = _main_content_blocks(root, url)
-    segments, truncated = _segments_from_blocks(blocks)
+    segments, truncated = _segments_from_blocks(_rooted(blocks, page_root))
     if not segments:
         raise NoContent("no main text found in the page (empty body, scripts or boilerplate only)")
     return ExtractedPage(
@@ -107,20 +112,38 @@ def extract_page(html: str, url: str | None = None) -> ExtractedPage:
     )
 
 
+def headings_below_root(heading_path: Sequence[str], heading_level: int) -> tuple[str, ...]:
+    """The headings of a path below the page's root (its h1 or title), outermost first.
+
+    The root is the first entry of every path of a page that has an h1 or a title;
+    a one-entry path is the root alone when its level is 1 (a page's only other
+    one-entry paths are its own top headings, level 2 and below, on a page with
+    neither h1 nor title).
+    """
+    path = tuple(heading_path)
+    if len(path) > 1:
+        return path[1:]
+    if path and heading_level <= 1:
+        return ()
+    return path
+
+
 def segment_text_for_embedding(segment: Segment) -> str:
-    """The text to embed for a segment: its innermost heading, then its text.
+    """The text to embed for a segment: its innermost heading below the page's root, then its text.
 
     Queries often echo a section heading ("how often to water ..."), so a
     segment is embedded with the heading it sits under. Only the innermost
-    heading is used: outer ones (above all the page title) are shared by many
-    segments and pull every segment toward every query about the page's
-    subject. On the demo page, innermost-heading + text separated covered from
-    uncovered queries better than the text alone or the whole heading path.
-    A heading segment embeds its own text.
+    heading is used, and never the root: outer ones (above all the page's h1 or
+    title, which every segment shares) pull every segment toward every query
+    about the page's subject. On the demo page, innermost-heading + text
+    separated covered from uncovered queries better than the text alone or the
+    whole heading path. A heading segment, and a segment under the root alone,
+    embed their own text.
     """
-    if segment.kind == "heading" or not segment.heading_path:
+    below = headings_below_root(segment.heading_path, segment.heading_level)
+    if segment.kind == "heading" or not below:
         return segment.text
-    return f"{segment.heading_path[-1]}: {segment.text}"
+    return f"{below[-1]}: {segment.text}"
 
 
 # --- input cleaning and parsing -------------------------------------------------
@@ -176,6 +199,72 @@ def _metadata(root: lxml.html.HtmlElement) -> tuple[str | None, str | None, str 
         language = meta["og:locale"]
     language = language.split(",")[0].strip().replace("_", "-")
     return title, description, language or None
+
+
+# --- the page's root heading -------------------------------------------------------
+
+# An h1 inside these is the site's, not the page's (a logo, a comment form, a sidebar box).
+_ROOT_FURNITURE_TAGS = {"nav", "aside", "footer", "form", "dialog", "menu", "template", "noscript"}
+_ROOT_FURNITURE_NAME = re.compile(
+    r"(^|[-_ ])(nav|navbar|menu|comments?|sidebar|related|newsletter|optin|subscribe|footer|breadcrumbs?|"
+    r"next-post|prev-post)($|[-_ ])",
+    re.IGNORECASE,
+)
+# " | Site", " - Site", " · Site", " — Site" at the end of a title: the site's name, not the page's.
+_TITLE_SITE_SUFFIX = re.compile(r"^(?P<page>.+?)\s+[|·•–—-]\s+(?P<site>[^|·•–—-]+)$")
+
+
+def _page_root(root: lxml.html.HtmlElement, title: str | None) -> str | None:
+    """The page's own h1, or its title (without a site-name suffix) when it has none.
+
+    Of several h1s, the page's is the one outside navigation, sidebars, forms and
+    footers that shares the most words with the title; then one inside <main> or
+    <article>; then the first.
+    """
+    title_words = {w.casefold() for w in _WORDS.findall(title or "")}
+    best: tuple[int, int, int] | None = None
+    chosen: str | None = None
+    for order, element in enumerate(root.iter("h1")):
+        text = _PERMALINK_MARK.sub("", _normalize(_inline_text(element)))
+        if not _WORD.search(text) or _in_root_furniture(element):
+            continue
+        overlap = len({w.casefold() for w in _WORDS.findall(text)} & title_words)
+        in_content = any(a.tag in ("main", "article") for a in element.iterancestors())
+        key = (overlap, int(in_content), -order)
+        if best is None or key > best:
+            best, chosen = key, text[:MAX_SEGMENT_CHARS]
+    if chosen:
+        return chosen
+    if not title:
+        return None
+    match = _TITLE_SITE_SUFFIX.match(title)
+    if match and len(_WORDS.findall(match["site"])) <= min(3, len(_WORDS.findall(match["page"])) - 1):
+        return match["page"].strip()
+    return title[:MAX_SEGMENT_CHARS]
+
+
+def _in_root_furniture(element: etree._Element) -> bool:
+    for ancestor in element.iterancestors():
+        if ancestor.tag in _ROOT_FURNITURE_TAGS or (ancestor.get("role") or "").lower() in _DROPPED_ROLES - {"banner"}:
+            return True
+        if _ROOT_FURNITURE_NAME.search(f"{ancestor.get('id') or ''} {ancestor.get('class') or ''}"):
+            return True
+    return False
+
+
+def _rooted(blocks: Iterable[_Block], page_root: str | None) -> Iterator[_Block]:
+    """Blocks whose heading paths start at the page's root; those under no heading sit under it at level 1."""
+    if not page_root:
+        yield from blocks
+        return
+    key = page_root.casefold()
+    for block in blocks:
+        if block.path and block.path[0].casefold() == key:
+            yield block
+        elif not block.path:
+            yield replace(block, path=(page_root,), level=1)
+        else:
+            yield replace(block, path=(page_root, *block.path))
 
 
 # --- finding the main content ------------------------------------------------------

@@ -11,8 +11,8 @@ from pageperfect.models import KeywordRow
 MODEL = CoverageModel(semantic=2.0, semantic_full=1.0, lexical=3.0, bias=-3.0, threshold=0.5, split_margin=1.5)
 
 
-def seg(i, text, path=("Care guide",), kind="paragraph"):
-    return SimpleNamespace(segment_id=f"s{i}", heading_path=list(path), text=text, kind=kind)
+def seg(i, text, path=("Care guide",), kind="paragraph", level=2):
+    return SimpleNamespace(segment_id=f"s{i}", heading_path=list(path), text=text, kind=kind, heading_level=level)
 
 
 def test_passages_are_segments_and_the_sentences_of_long_ones():
@@ -24,6 +24,25 @@ def test_passages_are_segments_and_the_sentences_of_long_ones():
     assert found[-1].embed_text == "Care guide"  # a heading embeds alone
     assert [p.kind for p in passages_of(segments, ("segment",))] == ["segment"] * 3
     assert split_sentences("One two three. Four five six! Ok go.") == ["One two three.", "Four five six!"]
+
+
+def test_the_page_root_names_the_place_but_takes_no_part_in_matching():
+    root = "Monstera Care: Light, Watering and Toxicity"
+    segments = [seg(0, "Monstera is a climbing aroid.", path=(root,), level=1),
+                seg(1, "Water it weekly.", path=(root, "Watering")),
+                seg(2, "Prune in spring.", path=(root, "Watering", "Pruning"), level=3)]
+    intro, water, prune = passages_of(segments, ("segment",))
+    assert intro.heading_path == [root] and intro.embed_text == "Monstera is a climbing aroid."
+    assert intro.words_text == "Monstera is a climbing aroid."
+    assert water.embed_text == "Watering: Water it weekly." and water.words_text == "Watering Water it weekly."
+    assert prune.embed_text == "Pruning: Prune in spring." and prune.heading_path == [root, "Watering", "Pruning"]
+    # A word of the root ("toxicity") is not found in every passage: no passage answers the query.
+    queries = ["monstera toxicity", "monstera watering", "monstera pruning", "monstera light"]
+    vectors = np.eye(4, 3, dtype=np.float32) + 0.01
+    ev = Evidence(queries, vectors, vectors, frozenset({"monstera"}), [intro, water, prune],
+                  np.eye(3, 3, dtype=np.float32), MODEL)
+    lexical = ev.per_query().lexical
+    assert lexical[0] == 0.0 and lexical[1] == 1.0 and lexical[2] == 1.0
 
 
 def _evidence(queries, q_vectors, segments, p_vectors, subject=frozenset(), stripped=None, model=MODEL):

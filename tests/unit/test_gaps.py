@@ -46,6 +46,7 @@ class Seg:
     segment_id: str
     heading_path: list[str]
     text: str
+    heading_level: int = 2  # under a section heading; 1 under the page's root alone
 
 
 def unit(*values: float) -> np.ndarray:
@@ -146,7 +147,7 @@ def test_few_segments_give_fewer_top_matches():
 
 def test_lexical_similarity_is_the_share_of_query_words_a_segment_holds():
     segments = [
-        Seg("intro", ["Monstera Care"], "The monstera is an easy plant."),
+        Seg("intro", ["Monstera Care"], "The monstera is an easy plant.", heading_level=1),
         Seg("repot", ["Monstera Care", "Repotting"],
             "Repot a monstera every two years, when it is root bound and the roots circle the pot. " * 3),
     ]
@@ -215,3 +216,16 @@ def test_blocked_matching_gives_the_same_report(similarity: str, monkeypatch: py
     sims = lambda report: [m.similarity for g in report.gaps for m in g.top_matches]  # noqa: E731
     assert np.allclose(sims(blocked), sims(whole), atol=1e-6)
     assert 0 < sum(g.has_gap for g in whole.gaps) < len(whole.gaps)
+
+
+def test_lexical_similarity_leaves_out_the_page_root_every_segment_shares():
+    root = "Fig Care: Watering and Toxicity"
+    segments = [Seg("intro", [root], "Figs like bright rooms.", heading_level=1),
+                Seg("water", [root, "Watering"], "Water it weekly.")]
+    clusters = [cluster(0, unit(1, 0), 100, 5), cluster(1, unit(1, 0), 100, 5)]
+    clusters[0].keywords, clusters[1].keywords = ["toxicity"], ["watering"]
+    report = analyze_gaps(clusters, np.zeros((2, 2), dtype=np.float32), segments, threshold=0.6, similarity="lexical")
+    by_id = {g.cluster_id: g for g in report.gaps}
+    assert by_id[0].best_match.similarity == 0 and by_id[0].has_gap  # only the root has the word
+    assert by_id[1].best_match.segment_id == "water" and not by_id[1].has_gap
+    assert by_id[1].best_match.heading_path == [root, "Watering"]  # the place keeps its root

@@ -19,6 +19,7 @@ from pageperfect.analysis.rewrite import (
     suggested_heading,
     unified_diff,
 )
+from pageperfect.analysis.segment import extract_page
 from tests.openai_server import OpenAIStub
 
 API_KEY = "sk-test-very-secret-4242"
@@ -118,7 +119,7 @@ def test_prompt_carries_the_queries_the_passage_and_the_rules():
     for query in gap().keywords:
         assert f"- {query}" in user
     assert "Page title: Shed bases: a guide" in user
-    assert "Section of the passage: Shed bases > Choosing a base" in user
+    assert "Section of the passage: Shed bases › Choosing a base" in user
     assert "12,345 impressions" in user and "average position 8.3" in user
     assert f"<<<\n{PASSAGE}\n>>>" in user
     assert "Our sheds come flat-packed." in user
@@ -166,7 +167,7 @@ async def test_brief_without_a_model_lists_queries_heading_and_insertion_point()
     for query in gap().keywords:
         assert f"- {query}" in brief
     assert "Suggested heading: How to build a shed base on uneven ground" in brief
-    assert '"Shed bases > Choosing a base" (segment seg-12)' in brief
+    assert 'right after the passage under "Shed bases › Choosing a base" (segment seg-12)' in brief
     assert "[ADD:" in brief
     assert_valid_diff(draft.original, draft.draft, draft.diff)
     changed = [line for line in draft.diff.split("\n")[2:] if line[:1] in "+-" ]
@@ -305,3 +306,15 @@ def test_diff_goes_sentence_by_sentence():
     assert_valid_diff(original, draft, diff)
     assert unified_diff(original, original) == ""
     assert split_for_diff("") == []
+
+
+async def test_a_brief_for_a_passage_before_the_first_subheading_names_its_place():
+    page = extract_page(
+        "<html><head><title>Shed Bases: A Buyer's Guide | Sheds Direct</title></head><body><article>"
+        "<p>A shed lasts longer on a level, well-drained base than on bare soil or grass.</p>"
+        "<h2>Choosing a base</h2><p>Concrete suits heavy sheds, timber frames suit sloping gardens.</p>"
+        "</article></body></html>")
+    intro = next(s for s in page.segments if s.text.startswith("A shed lasts longer"))
+    draft = await draft_for_gap(gap(best_segment_id=intro.segment_id, best_heading_path=list(intro.heading_path),
+                                    best_text=intro.text), page.title, None, similarity=0.41)
+    assert f'right after the passage under "Shed Bases: A Buyer\'s Guide" (segment {intro.segment_id})' in draft.draft

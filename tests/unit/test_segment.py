@@ -487,3 +487,62 @@ def test_demo_queries_are_a_search_console_export_matching_expected_topics() -> 
     positions = {row[0]: float(row[4]) for row in body}
     assert all(8 <= positions[q] <= 25 for q in gap_queries)
     assert all(2 <= positions[q] <= 8 for q in covered_queries)
+
+
+# --- the page's root heading (its h1, or its title) ----------------------------------
+
+_INTRO = ("<p>Repotting a monstera every two years keeps its roots healthy and its leaves large.</p>"
+          "<p>Most plants tell you when they need it: roots circle the pot or poke out of the drainage holes.</p>")
+_SECTIONS = ("<h2>Choosing the pot</h2><p>Pick a pot five centimetres wider than the old one, with drainage holes.</p>"
+             "<h2>Fresh soil</h2><p>Mix potting soil with orchid bark and perlite so that water drains quickly.</p>"
+             "<h3>Watering after</h3><p>Water thoroughly once, then wait until the top soil is dry again.</p>")
+
+
+def _page(head: str, body: str) -> ExtractedPage:
+    return extract_page(f"<!DOCTYPE html><html><head>{head}</head><body>{body}</body></html>")
+
+
+def test_every_heading_path_starts_at_the_h1_those_before_the_first_subheading_included() -> None:
+    page = _page("<title>Repotting | Leafly</title>",
+                 f"<article><header><h1>How to Repot a Monstera</h1></header>{_INTRO}{_SECTIONS}</article>")
+    root = "How to Repot a Monstera"
+    assert all(segment.heading_path[0] == root for segment in page.segments)
+    intro = _by_text(page, "Repotting a monstera every two years")
+    assert (intro.heading_level, intro.heading_path) == (1, (root,))
+    assert _by_text(page, "Water thoroughly").heading_path == (root, "Fresh soil", "Watering after")
+    # The root is shared by every segment: it names the place, it is not embedded.
+    assert segment_text_for_embedding(intro) == intro.text
+    pot = _by_text(page, "Pick a pot")
+    assert segment_text_for_embedding(pot) == f"Choosing the pot: {pot.text}"
+
+
+def test_a_page_without_h1_is_rooted_at_its_title_without_the_site_name() -> None:
+    page = _page("<title>How to Repot a Monstera | Leafly</title>", f"<article>{_INTRO}{_SECTIONS}</article>")
+    root = "How to Repot a Monstera"
+    assert all(segment.heading_path[0] == root for segment in page.segments)
+    intro = _by_text(page, "Most plants tell you")
+    assert (intro.heading_level, intro.heading_path) == (1, (root,))
+    assert _by_text(page, "Pick a pot").heading_path == (root, "Choosing the pot")
+    assert segment_text_for_embedding(intro) == intro.text
+    # A title whose last part is not a short site name is kept whole.
+    whole = _page("<title>Repotting - Roots, Pots and Soil</title>", f"<article>{_INTRO}</article>")
+    assert {segment.heading_path for segment in whole.segments} == {("Repotting - Roots, Pots and Soil",)}
+
+
+def test_the_root_is_the_pages_h1_not_the_sites_logo_or_a_sidebar_box() -> None:
+    page = _page(
+        "<title>How to Repot a Monstera · Leafly</title>",
+        "<header><h1><a href='/'>Leafly</a></h1><nav><a href='/a'>Plants</a></nav></header>"
+        f"<main><article><h1>How to Repot a Monstera</h1>{_INTRO}{_SECTIONS}</article>"
+        "<aside><h1>Subscribe to our newsletter</h1><p>Weekly plant tips in your inbox.</p></aside></main>",
+    )
+    assert {segment.heading_path[0] for segment in page.segments} == {"How to Repot a Monstera"}
+
+
+def test_a_page_with_neither_h1_nor_title_keeps_its_own_headings() -> None:
+    page = _page("", f"<article>{_INTRO}{_SECTIONS}</article>")
+    intro = _by_text(page, "Repotting a monstera every two years")
+    assert (intro.heading_level, intro.heading_path) == (0, ())
+    pot = _by_text(page, "Pick a pot")
+    assert pot.heading_path == ("Choosing the pot",)
+    assert segment_text_for_embedding(pot) == f"Choosing the pot: {pot.text}"
