@@ -11,9 +11,13 @@ queries without the page's subject, and the passages; then
 2. grid the grouping (neighbors, resolution) and the decision (threshold,
    split_margin) through the same functions the stages run (intent_labels,
    analyze_evidence), writing job-result JSON that evalkit scores;
-3. choose on a plateau: the point whose one-step neighbourhood has the best mean
-   objective, the objective being the worse of the two sets' gap F1 + ARI / 2 -
-   (clusters per topic - 1) / 4, so a setting must hold on both;
+3. choose on plateaus (the best mean one step around a point, not a peak), each
+   setting by what it changes: the grouping (neighbors, resolution) by the worse of
+   the two sets' ARI / 2 - (clusters per topic - 1) / 4 with no split; then at that
+   grouping the decision (threshold, split_margin) by the worse of the two sets' gap
+   F1 + ARI / 2 - (clusters per topic - 1) / 4, so a setting must hold on both. The
+   first set's F1 must stay >= 0.95 (its target): only points that keep it are
+   chosen, and a neighbour below it costs twice its shortfall;
 4. leave one page out: the weights, the threshold and the split margin chosen without a
    page (the grouping settings kept at the choice), that page scored with them; pooled
    over the held-out pages of each set.
@@ -54,7 +58,7 @@ EVAL_DIR = ROOT.parent / "shared" / "eval"
 SETS = {"dev": Path("."), "real": Path("real")}
 NEIGHBORS_GRID = [4, 5, 6]
 RESOLUTION_GRID = [1.25, 1.5, 2.0]
-THRESHOLD_GRID = [0.4, 0.5, 0.6, 0.7]
+THRESHOLD_GRID = [0.4, 0.45, 0.5, 0.55, 0.6, 0.65]  # one step: a logit change of about 0.2
 MARGIN_GRID = [1.0, 1.5, 2.0, 99.0]  # 99: never split
 
 
@@ -182,9 +186,20 @@ def score(pages: list[Page], evalkit: ModuleType, report_of) -> dict[str, dict]:
     return out
 
 
+DEV_F1_FLOOR = 0.95  # the target on the first set (../shared/eval): a setting below it is not chosen
+
+
 def objective(figures: dict[str, dict]) -> float:
-    """The worse of the two sets' F1 + ARI / 2 - (clusters per topic - 1) / 4: a setting must hold on both."""
-    return min(v["f1"] + 0.5 * v["ari"] - 0.25 * max(0.0, v["clusters_per_topic"] - 1.0) for v in figures.values())
+    """The worse of the two sets' F1 + ARI / 2 - (clusters per topic - 1) / 4: a setting must hold on both.
+    A first-set F1 under DEV_F1_FLOOR costs twice the shortfall, so a plateau's mean counts it."""
+    value = min(v["f1"] + 0.5 * v["ari"] - 0.25 * max(0.0, v["clusters_per_topic"] - 1.0) for v in figures.values())
+    if "dev" in figures:
+        value -= 2.0 * max(0.0, DEV_F1_FLOOR - figures["dev"]["f1"])
+    return value
+
+
+def meets_floor(figures: dict[str, dict]) -> bool:
+    return "dev" not in figures or figures["dev"]["f1"] >= DEV_F1_FLOOR - 1e-9
 
 
 GRIDS = {"neighbors": NEIGHBORS_GRID, "resolution": RESOLUTION_GRID, "threshold": THRESHOLD_GRID,
@@ -200,18 +215,45 @@ def run_grid(pages, evalkit, model, grids=GRIDS) -> dict[tuple, dict]:
     return results
 
 
+def grouping_objective(figures: dict[str, dict]) -> float:
+    """The worse of the two sets' ARI / 2 - (clusters per topic - 1) / 4: how well queries are grouped."""
+    return min(0.5 * v["ari"] - 0.25 * max(0.0, v["clusters_per_topic"] - 1.0) for v in figures.values())
+
+
+def _plateau(value_of, axes: list[list], key: tuple, free: set[int]) -> float:
+    """The mean of value_of over the points one step around key along the axes in `free`. Past the grid's edge
+    the edge itself counts again, so an edge point is not favoured for having fewer (worse) neighbours."""
+    idx = [axis.index(v) for axis, v in zip(axes, key)]
+    steps = [[min(len(a) - 1, max(0, i + d)) for d in ((-1, 0, 1) if n in free else (0,))]
+             for n, (a, i) in enumerate(zip(axes, idx))]
+    return float(np.mean([value_of(tuple(a[i] for a, i in zip(axes, point))) for point in itertools.product(*steps)]))
+
+
 def choose(results: dict[tuple, dict], grids=GRIDS) -> tuple:
-    """The grid point with the best mean objective one step around it (a plateau, not a peak); ties to its own."""
+    """The grouping, then the decision, each on a plateau (the best mean one step around it, not a peak).
+
+    1. neighbors and resolution: the best grouping objective with no split (the largest split margin),
+       averaged over the thresholds, on a plateau of the grouping axes;
+    2. threshold and split margin at that grouping: among the points whose first-set F1 meets DEV_F1_FLOOR
+       (all of them when none does), the best objective on a plateau of the decision axes.
+    Ties go to the point's own value, then to the first in grid order."""
     axes = list(grids.values())
+    names = list(grids)
+    g_axes = {names.index("neighbors"), names.index("resolution")}
+    d_axes = {names.index("threshold"), names.index("split_margin")}
+    no_split = max(grids["split_margin"])
 
-    def around(key):
-        # One step each way on every axis; past the grid's edge the edge itself counts again, so an edge
-        # point is not favoured for having fewer (worse) neighbours.
-        idx = [axis.index(v) for axis, v in zip(axes, key)]
-        steps = [[min(len(a) - 1, max(0, i + d)) for d in (-1, 0, 1)] for a, i in zip(axes, idx)]
-        return [objective(results[tuple(a[i] for a, i in zip(axes, point))]) for point in itertools.product(*steps)]
+    def grouping(key: tuple) -> float:
+        n, r = key[0], key[1]
+        return float(np.mean([grouping_objective(results[(n, r, t, no_split)]) for t in grids["threshold"]]))
 
-    return max(results, key=lambda k: (round(float(np.mean(around(k))), 4), round(objective(results[k]), 4)))
+    groupings = sorted({k[:2] for k in results}, key=lambda k: (axes[0].index(k[0]), axes[1].index(k[1])))
+    best_g = max(groupings, key=lambda g: (round(_plateau(grouping, axes, (*g, axes[2][0], no_split), g_axes), 4),
+                                           round(grouping((*g, axes[2][0], no_split)), 4)))
+    at = [k for k in results if k[:2] == best_g]
+    candidates = [k for k in at if meets_floor(results[k])] or at
+    return max(candidates, key=lambda k: (round(_plateau(lambda p: objective(results[p]), axes, k, d_axes), 4),
+                                          round(objective(results[k]), 4)))
 
 
 def leave_one_page_out(pages, evalkit, base, grids) -> dict[str, dict]:
