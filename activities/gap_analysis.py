@@ -103,7 +103,7 @@ async def gap_analysis(inp: StageInput) -> StageSummary:
         rows = [by_query.get(q) or KeywordRow.model_construct(query=q, clicks=0, impressions=0, ctr=0, position=1)
                 for q in texts]
         passages = passages_of(segments, model.passages)
-        sentence_texts = [p.embed_text for p in passages if p.kind == "sentence"]
+        sentence_texts = [p.embed_text for p in passages if p.kind != "segment"]  # sentences and windows
         wanted = texts + [strip_subject(q, subject) for q in texts] + sentence_texts
         vectors, stats = await heartbeating(embed_with_cache(res.embedder, wanted, res.embedding_cache))
         n = len(texts)

@@ -97,22 +97,60 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_RE.split(text) if len(s.split()) >= MIN_SENTENCE_WORDS]
 
 
+WINDOW_SIZES = (2, 3)  # adjacent sentences a "window" passage holds
+
+
 def passages_of(segments: Sequence, kinds: Sequence[str] = ("segment", "sentence")) -> list[Passage]:
-    """The page's passages: each segment, and each sentence of the segments that have more than one.
+    """The page's passages: each segment ("segment"), each sentence of the segments that have more than one
+    ("sentence"), and runs of WINDOW_SIZES adjacent sentences under the same headings, across paragraphs
+    ("window": an answer often takes two sentences, or a short paragraph and the next).
 
     A segment is a pageperfect.analysis.segment.Segment or anything with its segment_id, kind,
     heading_level, heading_path and text."""
     out: list[Passage] = []
+    run: list[tuple[object, list[str], list[str], str]] = []  # (segment id, path, headings, sentence)
     for s in segments:
         path = list(s.heading_path)
         below = list(headings_below_root(path, s.heading_level))
         if "segment" in kinds:
             out.append(Passage(s.segment_id, path, s.text, "segment", below))
-        if "sentence" in kinds and s.kind != "heading":
-            sentences = split_sentences(s.text)
-            if len(sentences) > 1:
-                out.extend(Passage(s.segment_id, path, sentence, "sentence", below) for sentence in sentences)
+        if s.kind == "heading":
+            out.extend(_windows(run, kinds))
+            run = []
+            continue
+        sentences = split_sentences(s.text)
+        if "sentence" in kinds and len(sentences) > 1:
+            out.extend(Passage(s.segment_id, path, sentence, "sentence", below) for sentence in sentences)
+        if run and run[-1][2] != below:
+            out.extend(_windows(run, kinds))
+            run = []
+        run.extend((s.segment_id, path, below, sentence) for sentence in sentences or [s.text])
+    out.extend(_windows(run, kinds))
     return out
+
+
+def _windows(run: list[tuple], kinds: Sequence[str]) -> list[Passage]:
+    """The windows of one run of sentences under the same headings; each text once, and none that is one
+    segment's whole text (that segment is a passage already)."""
+    if "window" not in kinds:
+        return []
+    out: list[Passage] = []
+    seen: set[str] = set()
+    for size in WINDOW_SIZES:
+        for start in range(len(run) - size + 1):
+            part = run[start:start + size]
+            text = " ".join(sentence for *_, sentence in part)
+            segment_id, path, below, _ = part[0]
+            whole = all(p[0] == segment_id for p in part) and run_text(run, segment_id) == text
+            if text in seen or whole:
+                continue
+            seen.add(text)
+            out.append(Passage(segment_id, path, text, "window", below))
+    return out
+
+
+def run_text(run: list[tuple], segment_id: object) -> str:
+    return " ".join(sentence for sid, *_, sentence in run if sid == segment_id)
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:

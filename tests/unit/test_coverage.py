@@ -121,3 +121,16 @@ def test_near_identical_gaps_are_merged_into_one():
     assert len(gaps) == 1 and sorted(gaps[0].keywords) == ["fig safe for cats", "fig toxic to cats"]
     assert gaps[0].explanation["merged"]
     assert sum(len(g.keywords) for g in report.gaps) == 3  # every query once
+
+
+def test_windows_are_runs_of_adjacent_sentences_under_the_same_headings():
+    segments = [seg(0, "Fill the jar with gravel. Add a layer of charcoal."), seg(1, "Then add the potting soil."),
+                seg(2, "Moss", path=("Care guide", "Moss"), kind="heading"),
+                seg(3, "Press moss on top of the soil.", path=("Care guide", "Moss"))]
+    windows = [p for p in passages_of(segments, ("segment", "window")) if p.kind == "window"]
+    assert [w.text for w in windows] == [
+        "Add a layer of charcoal. Then add the potting soil.",  # across two paragraphs
+        "Fill the jar with gravel. Add a layer of charcoal. Then add the potting soil.",
+    ]  # the first segment's two sentences are that segment already; none crosses the "Moss" heading
+    assert windows[0].segment_id == "s0" and windows[0].embed_text.startswith("Care guide: Add a layer")
+    assert not [p for p in passages_of(segments) if p.kind == "window"]  # only when asked for
