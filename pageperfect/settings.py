@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     # Embeddings and LLM: OpenAI-compatible; no key means the offline defaults.
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
-    # minilm (all-MiniLM-L6-v2 on this machine), hashing (lexical) or openai; unset: openai with a key, else hashing.
+    # minilm (all-MiniLM-L6-v2 on this machine), hashing (lexical) or openai; unset: openai with a key, else minilm.
     embedding_provider: Literal["minilm", "hashing", "openai"] | None = Field(
         default=None, alias="PAGEPERFECT_EMBEDDING_PROVIDER")
     embedding_model: str = Field(default="text-embedding-3-small", alias="PAGEPERFECT_EMBEDDING_MODEL")
