@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pageperfect.analysis.coverage import CoverageModel
+from pageperfect.analysis.intents import NEIGHBORS, RESOLUTION
 
 METHODS = ("intents", "dbscan")
 
@@ -20,26 +21,32 @@ class ProviderDefaults:
     min_samples: int
     gap_threshold: float  # a cluster is a gap when its coverage (or best similarity) is below this
     similarity: str = "cosine"  # "evidence" (pageperfect.analysis.coverage), or analyze_gaps' "cosine"/"lexical"
-    neighbors: int = 5  # method "intents": links per query in each view
-    resolution: float = 1.5  # method "intents": Louvain resolution, above 1 favours smaller groups
+    neighbors: int = NEIGHBORS  # method "intents": links per query in each view
+    resolution: float = RESOLUTION  # method "intents": Louvain resolution, above 1 favours smaller groups
     coverage: CoverageModel | None = None  # similarity "evidence": the fitted weights
 
 
-# The coverage weights fitted on both labelled sets with all-MiniLM-L6-v2 (docs/CALIBRATION.md).
-MINILM_COVERAGE = CoverageModel(semantic=2.1, semantic_full=1.59, lexical=3.27, bias=-3.72,
-                                threshold=0.5, split_margin=1.5)
+# Fitted and chosen on both labelled sets with all-MiniLM-L6-v2 by scripts/calibrate.py (docs/CALIBRATION.md):
+# the coverage weights by logistic regression; the grouping, then the threshold and the split margin on plateaus,
+# keeping the first set's F1 >= 0.95. Passages: segments, their sentences and windows of 2-3 adjacent sentences.
+MINILM_COVERAGE = CoverageModel(semantic=1.817, semantic_full=1.561, lexical=2.962, bias=-3.535,
+                                threshold=0.5, split_margin=1.0, passages=("segment", "sentence", "window"))
+MINILM_NEIGHBORS = 4
+MINILM_RESOLUTION = 1.25
 
 PROVIDER_DEFAULTS: dict[str, ProviderDefaults] = {
     # Lexical hashing vectors know words, not meanings: DBSCAN groups near-identical wordings and
     # coverage is the share of a query's words one segment holds (calibrated on ../shared/eval).
     "hashing": ProviderDefaults(method="dbscan", eps=0.2, min_samples=2, gap_threshold=0.65, similarity="lexical"),
     "minilm": ProviderDefaults(method="intents", eps=0.3, min_samples=2, gap_threshold=MINILM_COVERAGE.threshold,
-                               similarity="evidence", coverage=MINILM_COVERAGE),
+                               similarity="evidence", neighbors=MINILM_NEIGHBORS, resolution=MINILM_RESOLUTION,
+                               coverage=MINILM_COVERAGE),
     # Not calibrated: the API cannot be reached from the calibration machine. The method and the
     # weights are MiniLM's; text-embedding-3-small's cosines run lower, so run scripts/calibrate.py
     # --provider openai before relying on them.
     "openai": ProviderDefaults(method="intents", eps=0.3, min_samples=2, gap_threshold=MINILM_COVERAGE.threshold,
-                               similarity="evidence", coverage=MINILM_COVERAGE),
+                               similarity="evidence", neighbors=MINILM_NEIGHBORS, resolution=MINILM_RESOLUTION,
+                               coverage=MINILM_COVERAGE),
 }
 
 
