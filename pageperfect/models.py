@@ -23,6 +23,9 @@ STAGE_NAMES = (
 
 ScoreName = Literal["striking", "legacy"]
 ClusterMethod = Literal["intents", "dbscan"]
+# The longest query kept. Search Console records prompts typed into AI assistants (a real export holds a
+# 1,231-character one), so the limit is far above any search box; a longer field is a broken file.
+MAX_QUERY_CHARS = 20_000
 
 
 def _storable(text: str) -> str:
@@ -37,7 +40,7 @@ class KeywordRow(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(min_length=1, max_length=1000)
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     clicks: float = Field(default=0, ge=0)
     impressions: float = Field(default=0, ge=0)
     ctr: float = Field(default=0, ge=0, le=1, description="Click-through rate as a fraction (0.0417, not 4.17%).")
@@ -99,6 +102,10 @@ class AnalysisOptions(BaseModel):
     score: ScoreName = "striking"
     top_gaps: int = Field(default=3, ge=0, le=50)
     filters: KeywordFilters = Field(default_factory=KeywordFilters)
+    include_long_queries: bool = Field(
+        default=False, description="Cluster long or prompt-like queries too (more than 32 words, or an "
+                                   "instruction to an assistant: pageperfect/analysis/long_queries.py); by default "
+                                   "they are kept and counted but left out of the clusters.")
 
 
 class JobInput(BaseModel):

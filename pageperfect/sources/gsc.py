@@ -7,12 +7,17 @@ never reaches an analysis.
 Duplicate queries inside one file (the same text after whitespace and case
 folding) are merged: clicks and impressions are summed, the position is
 weighted by impressions and the CTR is recomputed. `GscExport.duplicates_merged`
-says how many rows were folded in that way.
+says how many rows were folded in that way; rows of different pages are never merged.
+
+The encoding (UTF-8 with or without BOM, UTF-16 LE/BE, cp1252) and the delimiter
+(comma, semicolon, tab) are detected. docs/SEARCH_CONSOLE.md shows the formats
+read and every message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import csv
 import gc
@@ -21,44 +26,46 @@ import logging
 import math
 import random
 import re
+import stat
 import time
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import quote
 
 import httpx
 import jwt
 from pydantic import ValidationError
 
-from pageperfect.models import KeywordFilters, KeywordRow
+from pageperfect.models import MAX_QUERY_CHARS, KeywordFilters, KeywordRow
+from pageperfect.sources.guard import GuardError, normalize_url
 from pageperfect.sources.retry_after import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
 MAX_UNCOMPRESSED_BYTES = 200 * 1024 * 1024
 MAX_ZIP_MEMBERS = 200
-MAX_QUERY_CHARS = 1000  # KeywordRow.query's limit
 MAX_POSITION = 1000.0  # KeywordRow.position's limit
 
 QUERIES_FILE = "Queries.csv"
 FILTERS_FILE = "Filters.csv"
 
-# Canonical column -> header spellings accepted (compared after _header_key).
+# Canonical column -> header spellings accepted (compared after _header_key): the Search Console UI, its
+# Search Analytics API exporters (Search Analytics for Sheets, Screaming Frog) and Looker Studio's connector.
+PAGE_SPELLINGS = ("page", "pages", "top pages", "landing page", "landing pages", "url", "urls", "page url",
+                  "landing page url", "address")
 _QUERY_COLUMNS: dict[str, tuple[str, ...]] = {
-    "query": ("top queries", "top query", "queries", "query"),
-    "clicks": ("clicks",),
-    "impressions": ("impressions",),
-    "ctr": ("ctr", "click through rate"),
-    "position": ("position", "average position", "avg position"),
+    "query": ("top queries", "top query", "queries", "query", "search query", "search queries", "search term",
+              "keyword", "keywords"),
+    "clicks": ("clicks", "url clicks", "site clicks", "total clicks"),
+    "impressions": ("impressions", "url impressions", "site impressions", "total impressions"),
+    "ctr": ("ctr", "click through rate", "url ctr", "site ctr", "average ctr"),
+    "position": ("position", "average position", "avg position", "avg. position", "average rank"),
 }
-_PAGE_QUERY_COLUMNS: dict[str, tuple[str, ...]] = {
-    "page": ("page", "url", "top pages", "landing page"),
-    **_QUERY_COLUMNS,
-}
-# How a missing column is named in messages.
+_PAGE_QUERY_COLUMNS: dict[str, tuple[str, ...]] = {"page": PAGE_SPELLINGS, **_QUERY_COLUMNS}
+# How a column is named in messages.
 _DISPLAY = {
     "page": "page",
     "query": "Top queries",
@@ -67,6 +74,21 @@ _DISPLAY = {
     "ctr": "CTR",
     "position": "Position",
 }
+_EXPECTED = {
+    "page": "a page column (Page, Landing Page, URL, Address or Top pages)",
+    "query": "Top queries (or Query)",
+}
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+ENCODINGS = {"utf-8": "UTF-8", "utf-8-bom": "UTF-8 with BOM", "utf-16-le": "UTF-16 LE", "utf-16-be": "UTF-16 BE",
+             "cp1252": "Windows-1252 (cp1252)", "text": "text"}
+
+NO_ROWS = ("has a header and no rows: Search Console found no queries for the export's dates and filters "
+           "(widen them and export again)")
+HOW_TO_EXPORT_ONE_PAGE = (
+    "to export one page's queries, open Performance in Search Console, click + New, choose Page..., then "
+    "Exact URL, enter the page's address and Apply, then Export; a page-and-query file (Page, Query, Clicks, "
+    "Impressions, CTR, Position) imports many pages at once")
+SITE_WIDE_FLAG = "if the whole site's queries are meant for this page, say so with --site-wide (API: site_wide=true)"
 
 
 class GscFormatError(ValueError):
@@ -88,7 +110,12 @@ class GscFormatError(ValueError):
 
 @dataclass
 class GscExport:
-    """What a Performance export holds for the analysis."""
+    """What a Performance export or a page-and-query file holds for the analysis.
+
+    A one-page export (Queries.csv, alone or in the UI's ZIP) has its rows in `rows`; a page-and-query file
+    has them in `pages`, by page URL as written, and `rows` is empty: `pages_for_import` gives either
+    shape for an import.
+    """
 
     rows: list[KeywordRow]
     date_range: str | None
@@ -96,6 +123,17 @@ class GscExport:
     files: list[str]
     duplicates_merged: int = 0
     page_filter: str | None = None  # Filters.csv's Page value as written, operator included ("+/blog/")
+    pages: dict[str, list[KeywordRow]] | None = None
+    has_filters_file: bool = False  # the ZIP carried Filters.csv: a missing page filter means site-wide
+    encoding: str = "UTF-8"
+    delimiter: str = ","
+    source: str = QUERIES_FILE  # the upload's name, for messages
+
+    @property
+    def row_count(self) -> int:
+        if self.pages is not None:
+            return sum(len(rows) for rows in self.pages.values())
+        return len(self.rows)
 
 
 # --------------------------------------------------------------------------- CSV
@@ -105,47 +143,100 @@ def _header_key(name: str) -> str:
     return " ".join(name.replace("\ufeff", "").replace("_", " ").replace("-", " ").lower().split())
 
 
-def _encoding(data: bytes | str) -> str:
-    if isinstance(data, bytes) and data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "utf-16"  # spreadsheet "Unicode text" saves
-    return "utf-8-sig"
+def _sniff_encoding(data: bytes) -> tuple[str, int, str]:
+    """(codec, BOM length, name for messages): the BOM, else UTF-16's NUL bytes, else UTF-8 (cp1252 on retry)."""
+    if data.startswith(codecs.BOM_UTF8):
+        return "utf-8", 3, ENCODINGS["utf-8-bom"]
+    if data.startswith(codecs.BOM_UTF16_LE):  # spreadsheet "Unicode text" saves
+        return "utf-16-le", 2, ENCODINGS["utf-16-le"]
+    if data.startswith(codecs.BOM_UTF16_BE):
+        return "utf-16-be", 2, ENCODINGS["utf-16-be"]
+    head = data[:4096]
+    if b"\x00" in head:  # ASCII text in UTF-16 without a BOM: every other byte is NUL
+        odd, even = head[1::2].count(0), head[0::2].count(0)
+        if odd > even and odd * 4 > len(head):
+            return "utf-16-le", 0, ENCODINGS["utf-16-le"]
+        if even > odd and even * 4 > len(head):
+            return "utf-16-be", 0, ENCODINGS["utf-16-be"]
+    return "utf-8", 0, ENCODINGS["utf-8"]
 
 
-def _text_lines(data: bytes | str) -> Iterable[str]:
-    """Lines for csv.reader, decoded lazily so a large upload is not held twice."""
+def _text_stream(data: bytes | str, codec: str, bom: int) -> TextIO:
+    """The text for csv.reader, decoded lazily so a large upload is not held twice."""
     if isinstance(data, str):
         return io.StringIO(data.removeprefix("\ufeff"), newline="")
-    return io.TextIOWrapper(io.BytesIO(data), encoding=_encoding(data), newline="")
+    buffer = io.BytesIO(data)
+    buffer.seek(bom)
+    return io.TextIOWrapper(buffer, encoding=codec, newline="")
+
+
+def decode_text(data: bytes | str) -> str:
+    """A small file's whole text, with the same detection as the CSV reader (Filters.csv)."""
+    if isinstance(data, str):
+        return data.removeprefix("\ufeff")
+    codec, bom, _ = _sniff_encoding(data)
+    try:
+        return data[bom:].decode(codec)
+    except UnicodeDecodeError:
+        return data[bom:].decode("cp1252", errors="replace")
+
+
+class _NotUtf8(Exception):
+    """Raised inside a UTF-8 read without a BOM: the file is read again as cp1252."""
 
 
 class _Table:
     """A CSV file's header, matched to the wanted columns, and its records.
 
-    The header is matched case- and whitespace-insensitively; extra columns are
-    ignored. Iterating yields (line where the record starts, fields).
+    The encoding and the delimiter are detected; the header is matched case- and
+    whitespace-insensitively; extra columns are ignored. Iterating yields (line where
+    the record starts, fields).
     """
 
-    def __init__(self, data: bytes | str, source: str, columns: dict[str, tuple[str, ...]]):
+    def __init__(self, data: bytes | str, source: str, columns: dict[str, tuple[str, ...]],
+                 optional: dict[str, tuple[str, ...]] | None = None, codec: str | None = None):
         self.source = source
         self._data = data
-        self._encoding = _encoding(data)
-        self._reader = csv.reader(_text_lines(data), strict=True)
+        bom = 0
+        if isinstance(data, str):
+            self._codec, self.encoding = "text", ENCODINGS["text"]
+        elif codec is not None:
+            self._codec, self.encoding = codec, ENCODINGS[codec]
+        else:
+            self._codec, bom, self.encoding = _sniff_encoding(data)
+        self._retry_as_cp1252 = isinstance(data, bytes) and codec is None and self._codec == "utf-8" and not bom
+        self._stream = _text_stream(data, self._codec, bom)
         self._next_line = 1
-        header: list[str] | None = None
         with self._located():
-            for fields in self._reader:
-                line = self._advance()
-                if _blank(fields):
-                    continue
-                header = fields
-                break
-        if header is None:
+            found = self._header_line()
+        if found is None:
             raise GscFormatError("is empty", source=source)
+        header_line, line, forced = found
+        wanted = {**columns, **(optional or {})}
+        self.delimiter, header = _pick_delimiter(header_line, wanted, forced)
+        self.decimal_comma = self.delimiter != ","
         self.width = len(header)
-        self.index, self.names = _match_header(header, source, columns, line)
+        self.index, self.names = _match_header(header, self, columns, optional or {}, line)
+        self._offset = line
+        self._next_line = line + 1
+        self._reader = csv.reader(self._stream, delimiter=self.delimiter, strict=True)
+
+    def _header_line(self) -> tuple[str, int, str | None] | None:
+        """The first line that is not blank, its number, and the delimiter an Excel "sep=;" line forces."""
+        forced = None
+        for line, raw in enumerate(self._stream, start=1):
+            self._next_line = line
+            text = raw.strip().lstrip("\ufeff").strip()
+            if not text:
+                continue
+            if forced is None and len(text) == 5 and text.lower().startswith("sep="):
+                forced = text[4]
+                continue
+            return raw, line, forced
+        return None
 
     def _advance(self) -> int:
-        line, self._next_line = self._next_line, self._reader.line_num + 1
+        line, self._next_line = self._next_line, self._offset + self._reader.line_num + 1
         return line
 
     @contextlib.contextmanager
@@ -157,15 +248,19 @@ class _Table:
                 f"not valid CSV ({exc}; an unclosed quote?)", source=self.source, line=self._next_line
             ) from None
         except UnicodeDecodeError:
-            raise GscFormatError("not UTF-8 text", source=self.source, line=self._undecodable_line()) from None
+            if self._retry_as_cp1252:
+                raise _NotUtf8() from None
+            what = "text in UTF-8 or cp1252" if self._codec == "cp1252" else f"{self.encoding} text"
+            raise GscFormatError(f"not {what}", source=self.source, line=self._undecodable_line()) from None
 
     def _undecodable_line(self) -> int:
         # The decoder reads ahead in blocks, so the reader's position is not where the bad byte is.
         if isinstance(self._data, bytes):
             try:
-                self._data.decode(self._encoding)
+                self._data.decode(self._codec)
             except UnicodeDecodeError as exc:
-                return self._data.count(b"\n", 0, exc.start) + 1
+                newline = "\n".encode(self._codec) if self._codec.startswith("utf-16") else b"\n"
+                return self._data.count(newline, 0, exc.start) + 1
         return self._next_line
 
     def __iter__(self) -> Iterator[tuple[int, list[str]]]:
@@ -178,7 +273,9 @@ class _Table:
                         continue
                     # Spreadsheets sometimes pad rows with empty cells; anything else is a broken row.
                     if len(fields) < width or any(value.strip() for value in fields[width:]):
-                        hint = " (a comma in a query that is not quoted?)" if len(fields) > width else ""
+                        hint = ""
+                        if len(fields) > width:
+                            hint = f" (a {DELIMITERS[self.delimiter]} in a query that is not quoted?)"
                         raise GscFormatError(
                             f"has {len(fields)} fields, the header has {width}{hint}", source=self.source, line=line
                         )
@@ -189,41 +286,68 @@ def _blank(fields: list[str]) -> bool:
     return not fields or (len(fields) == 1 and not fields[0].strip())
 
 
+def _pick_delimiter(header_line: str, wanted: dict[str, tuple[str, ...]], forced: str | None) -> tuple[str, list[str]]:
+    """The delimiter under which the header holds the most wanted columns (then the most fields)."""
+    best: tuple[tuple[int, int], str, list[str]] | None = None
+    for delimiter in [forced] if forced else DELIMITERS:
+        fields = next(csv.reader([header_line], delimiter=delimiter), [])
+        keys = {_header_key(name) for name in fields}
+        score = (sum(1 for spellings in wanted.values() if keys.intersection(spellings)), len(fields))
+        if best is None or score > best[0]:
+            best = (score, delimiter, fields)
+    assert best is not None
+    return best[1], best[2]
+
+
 def _match_header(
-    header: list[str], source: str, columns: dict[str, tuple[str, ...]], line: int
+    header: list[str], table: _Table, columns: dict[str, tuple[str, ...]], optional: dict[str, tuple[str, ...]],
+    line: int,
 ) -> tuple[dict[str, int], dict[str, str]]:
-    """{column: index} and {column: header as written, for messages}; refuses a missing column by name."""
+    """{column: index} and {column: header as written, for messages}; refuses a missing column by name,
+    saying how the header was read and what was expected."""
     keys = [_header_key(name) for name in header]
     index: dict[str, int] = {}
     written: dict[str, str] = {}
-    for name, spellings in columns.items():
+    for name, spellings in {**optional, **columns}.items():
         for i, key in enumerate(keys):
             if key in spellings:
                 index[name] = i
                 written[name] = header[i].strip().lstrip("\ufeff")
                 break
         else:
-            found = ", ".join(h.strip() for h in header)
+            if name in optional:
+                continue
+            found = ", ".join(repr(h.strip().lstrip("\ufeff")) for h in header)
+            delimiter = DELIMITERS.get(table.delimiter, repr(table.delimiter))
+            expected = [_EXPECTED.get(column, _DISPLAY[column]) for column in columns]
             hint = ""
             if name != "query" and any(_DISPLAY[name].lower() in key and key != name for key in keys):
                 hint = "; this looks like a comparison export: export one date range"
             raise GscFormatError(
-                f"missing column {_DISPLAY[name]} (the header is: {found}){hint}", source=source, line=line
+                f"missing column {_DISPLAY[name]}: the header, read as {table.encoding} with a {delimiter} "
+                f"between columns, holds {len(header)} column{'s' if len(header) != 1 else ''} ({found}); "
+                f"expected {', '.join(expected[:-1])} and {expected[-1]}{hint}",
+                source=table.source, line=line,
             )
     return index, written
 
 
-def _number(raw: str, source: str, line: int, column: str) -> float:
+def _number(raw: str, source: str, line: int, column: str, decimal_comma: bool = False) -> float:
     text = raw.strip()
     if not text:
         raise GscFormatError("is empty", source=source, line=line, column=column)
     try:
         value = float(text)
     except ValueError:
-        hint = ""
-        if "," in text:
-            hint = " (thousands separators and decimal commas are not read: export the numbers unformatted)"
-        raise GscFormatError(f"{raw!r} is not a number{hint}", source=source, line=line, column=column) from None
+        value = math.nan
+        if decimal_comma and text.count(",") == 1 and "." not in text:  # "3,5" in a semicolon or tab file
+            with contextlib.suppress(ValueError):
+                value = float(text.replace(",", "."))
+        if value != value:  # still not a number
+            hint = ""
+            if "," in text:
+                hint = " (thousands separators and decimal commas are not read: export the numbers unformatted)"
+            raise GscFormatError(f"{raw!r} is not a number{hint}", source=source, line=line, column=column) from None
     if not math.isfinite(value):
         raise GscFormatError(f"{raw!r} is not a finite number", source=source, line=line, column=column)
     if value < 0:
@@ -231,14 +355,14 @@ def _number(raw: str, source: str, line: int, column: str) -> float:
     return value
 
 
-def _ctr(raw: str, source: str, line: int, column: str) -> float:
+def _ctr(raw: str, source: str, line: int, column: str, decimal_comma: bool) -> float:
     text = raw.strip()
     if text.endswith("%"):
-        value = _number(text[:-1], source, line, column) / 100
+        value = _number(text[:-1], source, line, column, decimal_comma) / 100
         if value > 1:
             raise GscFormatError(f"{raw!r} is above 100%", source=source, line=line, column=column)
         return value
-    value = _number(text, source, line, column)
+    value = _number(text, source, line, column, decimal_comma)
     if value > 1:
         raise GscFormatError(
             f"{raw!r} is above 1: give the CTR as a fraction (0.0417) or a percent (4.17%)",
@@ -249,25 +373,52 @@ def _ctr(raw: str, source: str, line: int, column: str) -> float:
     return value
 
 
+def _row_inside(raw_query: str, table: _Table) -> tuple[int, str] | None:
+    """(line offset, text) of a line inside a multi-line query that reads as a whole record of the file:
+    the sign of a quote that was never closed (a query wrapped over lines, as the UI writes long ones, is not)."""
+    numeric = [table.index[name] for name in ("clicks", "impressions", "ctr", "position")]
+    for offset, inner in enumerate(raw_query.splitlines()[1:], start=1):
+        fields = inner.split(table.delimiter)
+        if len(fields) != table.width:
+            continue
+        try:
+            for i in numeric:
+                float(fields[i].strip().rstrip("%").strip().replace(",", "."))
+        except ValueError:
+            continue
+        return offset, inner
+    return None
+
+
 def _keyword_row(fields: list[str], table: _Table, line: int) -> KeywordRow:
     index, names, source = table.index, table.names, table.source
     raw_query = fields[index["query"]]
     query = " ".join(raw_query.split())
     if not query:
         raise GscFormatError("the query is empty", source=source, line=line, column=names["query"])
+    if "\n" in raw_query or "\r" in raw_query:
+        inside = _row_inside(raw_query, table)
+        if inside is not None:
+            offset, text = inside
+            raise GscFormatError(
+                f"the query runs over {raw_query.count(chr(10)) + 1} lines and its line {line + offset} reads as a "
+                f"row of its own ({text[:80]!r}): the quote that opens it is not closed",
+                source=source, line=line, column=names["query"],
+            )
     if len(query) > MAX_QUERY_CHARS:
-        hint = " (an unclosed quote?)" if "\n" in raw_query else ""
         raise GscFormatError(
-            f"the query is {len(query)} characters long, more than {MAX_QUERY_CHARS}{hint}",
+            f"the query is {len(query)} characters long, more than {MAX_QUERY_CHARS}: no search query is that long "
+            f"(is {names['query']} the queries' column?)",
             source=source,
             line=line,
             column=names["query"],
         )
+    decimal_comma = table.decimal_comma
     clicks = _number(fields[index["clicks"]], source, line, names["clicks"])
     impressions = _number(fields[index["impressions"]], source, line, names["impressions"])
-    ctr = _ctr(fields[index["ctr"]], source, line, names["ctr"])
+    ctr = _ctr(fields[index["ctr"]], source, line, names["ctr"], decimal_comma)
     raw_position = fields[index["position"]]
-    position = _number(raw_position, source, line, names["position"])
+    position = _number(raw_position, source, line, names["position"], decimal_comma)
     if position < 1:
         raise GscFormatError(
             f"{raw_position!r} is below 1: positions start at 1", source=source, line=line, column=names["position"]
@@ -333,35 +484,62 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _parse_queries(data: bytes | str, source: str) -> tuple[list[KeywordRow], int]:
-    table = _Table(data, source, _QUERY_COLUMNS)
-    merger = _Merger()
+
+@dataclass
+class _Parsed:
+    rows: list[KeywordRow]
+    pages: dict[str, list[KeywordRow]] | None  # a file with a page column: rows by page, never summed across
+    merged: int
+    encoding: str
+    delimiter: str
+
+
+def _parse(data: bytes | str, source: str, columns: dict[str, tuple[str, ...]],
+           optional: dict[str, tuple[str, ...]] | None = None) -> _Parsed:
+    try:
+        return _parse_as(data, source, columns, optional, None)
+    except _NotUtf8:  # not UTF-8 and no BOM: a Windows "ANSI" save
+        return _parse_as(data, source, columns, optional, "cp1252")
+
+
+def _parse_as(data: bytes | str, source: str, columns: dict[str, tuple[str, ...]],
+              optional: dict[str, tuple[str, ...]] | None, codec: str | None) -> _Parsed:
+    table = _Table(data, source, columns, optional, codec)
+    page_column = table.index.get("page")
     with _collector_paused():
-        for line, fields in table:
-            merger.add(_keyword_row(fields, table, line))
-        return merger.result(), merger.merged
-
-
-def parse_queries_csv(data: bytes | str, *, source: str = QUERIES_FILE) -> list[KeywordRow]:
-    """Rows of the export's Queries.csv (Top queries, Clicks, Impressions, CTR, Position).
-
-    A header without rows gives []; the caller decides what "no keywords" means.
-    """
-    return _parse_queries(data, source)[0]
-
-
-def parse_page_query_csv(data: bytes | str, *, source: str = "page-queries.csv") -> dict[str, list[KeywordRow]]:
-    """A page,query,clicks,impressions,ctr,position CSV for many pages, rows grouped by page URL."""
-    table = _Table(data, source, _PAGE_QUERY_COLUMNS)
-    pages: dict[str, _Merger] = {}
-    page_column = table.index["page"]
-    with _collector_paused():
+        if page_column is None:
+            merger = _Merger()
+            add = merger.add
+            for line, fields in table:
+                add(_keyword_row(fields, table, line))
+            return _Parsed(merger.result(), None, merger.merged, table.encoding, table.delimiter)
+        by_page: dict[str, _Merger] = {}
         for line, fields in table:
             page = fields[page_column].strip()
             if not page:
                 raise GscFormatError("the page is empty", source=source, line=line, column=table.names["page"])
-            pages.setdefault(page, _Merger()).add(_keyword_row(fields, table, line))
-    return {page: merger.result() for page, merger in pages.items()}
+            pages_merger = by_page.get(page)
+            if pages_merger is None:
+                pages_merger = by_page[page] = _Merger()
+            pages_merger.add(_keyword_row(fields, table, line))
+        pages = {page: merger.result() for page, merger in by_page.items()}
+        merged = sum(merger.merged for merger in by_page.values())
+        return _Parsed([], pages, merged, table.encoding, table.delimiter)
+
+
+def parse_queries_csv(data: bytes | str, *, source: str = QUERIES_FILE) -> list[KeywordRow]:
+    """Rows of the export's Queries.csv (Top queries, Clicks, Impressions, CTR, Position), one page's.
+
+    A header without rows gives []; the caller decides what "no keywords" means (read_export refuses it).
+    """
+    return _parse(data, source, _QUERY_COLUMNS).rows
+
+
+def parse_page_query_csv(data: bytes | str, *, source: str = "page-queries.csv") -> dict[str, list[KeywordRow]]:
+    """A page-and-query CSV for many pages (a page column under any of PAGE_SPELLINGS), rows grouped by page URL."""
+    pages = _parse(data, source, _PAGE_QUERY_COLUMNS).pages
+    assert pages is not None  # the page column is required here
+    return pages
 
 
 # --------------------------------------------------------------------------- export ZIP
@@ -370,26 +548,29 @@ def parse_page_query_csv(data: bytes | str, *, source: str = "page-queries.csv")
 def _parse_filters(data: bytes) -> tuple[str | None, str | None, str | None]:
     """(date range, page, raw page filter) from Filters.csv's Filter,Value rows.
 
-    The UI writes a page filter as an operator and a value: "+/blog/" (URLs containing),
-    "-/blog/" (not containing), "=https://..." (exact URL). `page` is set only when the
+    Search Console's own filter file has the dimension in the first column and the
+    filter in the second ("Page", "+https://example.com/post"). The page is set only when the
     filter names one page: an absolute URL that is exact or "containing" (the UI's
     default when a single page is picked). "+/blog/" covers many pages, so it names none;
     its raw text stays in page_filter.
     """
     date_range = page = page_filter = None
+    text = decode_text(data)
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    delimiter = max(DELIMITERS, key=first.count)
     try:
-        for fields in csv.reader(_text_lines(data)):
+        for fields in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
             if len(fields) < 2:
                 continue
             name, value = _header_key(fields[0]), fields[1].strip()
             if name == "date" and value and date_range is None:
                 date_range = value
-            elif name in ("page", "url") and value and page_filter is None:
+            elif name in PAGE_SPELLINGS and value and page_filter is None:
                 page_filter = value
                 target = value[1:].strip() if value[0] in "+=" else value
                 if value[0] not in "-~" and re.match(r"https?://[^/\s]+", target):
                     page = target
-    except (csv.Error, UnicodeDecodeError) as exc:
+    except csv.Error as exc:
         # The filters only label the export; an unreadable Filters.csv does not void the keywords.
         log.warning("Filters.csv could not be read: %s", exc)
     return date_range, page, page_filter
@@ -412,12 +593,25 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -
     return b"".join(chunks)
 
 
-def _unsafe(name: str) -> bool:
-    """Absolute, drive-letter or parent-relative member names: never legitimate in an export."""
-    path = PurePosixPath(name.replace("\\", "/"))
-    if not path.parts:
-        return True
-    return path.is_absolute() or ".." in path.parts or ":" in path.parts[0]
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _unsafe(info: zipfile.ZipInfo) -> str | None:
+    """Why a member could not be extracted safely, or None: an absolute path, a parent step, a drive prefix,
+    a NUL, or a link. Any other name is fine (a colon inside it included: "Brief: Oil Tank.svg")."""
+    name = info.filename.replace("\\", "/")
+    path = PurePosixPath(name)
+    if not path.parts or "\x00" in name:
+        return "an empty or NUL-holding name"
+    if path.is_absolute():
+        return "an absolute path"
+    if ".." in path.parts:
+        return "a parent-directory step (..)"
+    if _DRIVE.match(path.parts[0]):
+        return "a drive prefix"
+    if info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16):
+        return "a symbolic link"
+    return None
 
 
 def _read_zip(data: bytes, name: str) -> GscExport:
@@ -429,9 +623,10 @@ def _read_zip(data: bytes, name: str) -> GscExport:
         infos = [info for info in archive.infolist() if not info.is_dir()]
         if len(infos) > MAX_ZIP_MEMBERS:
             raise GscFormatError(f"holds {len(infos)} files; a Search Console export holds about 7", source=name)
-        unsafe = [info.filename for info in infos if _unsafe(info.filename)]
-        if unsafe:
-            raise GscFormatError(f"holds a file with an unsafe path: {unsafe[0]!r}", source=name)
+        for info in infos:
+            reason = _unsafe(info)
+            if reason:
+                raise GscFormatError(f"holds a file with an unsafe path: {info.filename!r} ({reason})", source=name)
         declared = sum(info.file_size for info in infos)
         if declared > MAX_UNCOMPRESSED_BYTES:
             raise GscFormatError(
@@ -447,6 +642,7 @@ def _read_zip(data: bytes, name: str) -> GscExport:
                 and not info.filename.startswith("__MACOSX/")
             ]
 
+        # Only Queries.csv and Filters.csv are read; the export's other tables and anything else are left alone.
         queries = named(QUERIES_FILE)
         files = [info.filename for info in infos]
         if not queries:
@@ -463,21 +659,26 @@ def _read_zip(data: bytes, name: str) -> GscExport:
         budget = MAX_UNCOMPRESSED_BYTES
         queries_data = _read_member(archive, queries[0], budget)
         budget -= len(queries_data)
-        rows, merged = _parse_queries(queries_data, f"{name}: {queries[0].filename}")
+        source = f"{name}: {queries[0].filename}"
+        parsed = _parse(queries_data, source, _QUERY_COLUMNS, {"page": PAGE_SPELLINGS})
         date_range = page = page_filter = None
         filters = named(FILTERS_FILE)
         if filters:
             date_range, page, page_filter = _parse_filters(_read_member(archive, filters[0], budget))
+    if not (parsed.rows or parsed.pages):
+        raise GscFormatError(NO_ROWS, source=source)
     return GscExport(
-        rows=rows, date_range=date_range, page=page, files=files, duplicates_merged=merged, page_filter=page_filter
+        rows=parsed.rows, date_range=date_range, page=page, files=files, duplicates_merged=parsed.merged,
+        page_filter=page_filter, pages=parsed.pages, has_filters_file=bool(filters), encoding=parsed.encoding,
+        delimiter=parsed.delimiter, source=name,
     )
 
 
 def read_export(path_or_bytes: str | Path | bytes, filename: str | None = None) -> GscExport:
-    """A Search Console Performance export: the UI's ZIP, or its Queries.csv alone.
+    """A Search Console Performance export: the UI's ZIP, its Queries.csv alone, or a page-and-query file.
 
     ZIPs are recognised by their signature, not their name. Nothing is extracted
-    to disk; sizes are capped at MAX_UNCOMPRESSED_BYTES.
+    to disk; sizes are capped at MAX_UNCOMPRESSED_BYTES. An export without rows is refused.
     """
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         data = bytes(path_or_bytes)
@@ -494,8 +695,59 @@ def read_export(path_or_bytes: str | Path | bytes, filename: str | None = None) 
         return _read_zip(data, name)
     if len(data) > MAX_UNCOMPRESSED_BYTES:
         raise GscFormatError(f"is larger than {MAX_UNCOMPRESSED_BYTES // (1024 * 1024)} MB", source=name)
-    rows, merged = _parse_queries(data, name)
-    return GscExport(rows=rows, date_range=None, page=None, files=[name], duplicates_merged=merged)
+    parsed = _parse(data, name, _QUERY_COLUMNS, {"page": PAGE_SPELLINGS})
+    if not (parsed.rows or parsed.pages):
+        raise GscFormatError(NO_ROWS, source=name)
+    return GscExport(rows=parsed.rows, date_range=None, page=None, files=[name], duplicates_merged=parsed.merged,
+                     pages=parsed.pages, encoding=parsed.encoding, delimiter=parsed.delimiter, source=name)
+
+
+def _url_key(url: str) -> str:
+    try:
+        return normalize_url(url.strip())
+    except GuardError:
+        return url.strip()
+
+
+def pages_for_import(export: GscExport, page: str | None = None, *, site_wide: bool = False
+                     ) -> dict[str, list[KeywordRow]]:
+    """The export's rows by the page they are for; GscFormatError says why they cannot be attributed.
+
+    A page-and-query file gives every page, or with `page` that page's rows alone (never another page's
+    added to them). A one-page export goes to `page`, else to the page its Filters.csv names; a site-wide
+    export (a Filters.csv without a one-page filter) is refused unless `site_wide` says the user means it.
+    """
+    if export.pages is not None:
+        if page is None:
+            return export.pages
+        wanted = _url_key(page)
+        for url, rows in export.pages.items():
+            if _url_key(url) == wanted:
+                return {url: rows}
+        listed = ", ".join(list(export.pages)[:10])
+        more = f" and {len(export.pages) - 10} more" if len(export.pages) > 10 else ""
+        raise GscFormatError(
+            f"has no rows for {page}; the {len(export.pages)} page{'s' if len(export.pages) != 1 else ''} it holds: "
+            f"{listed}{more}. Name one of them (--page URL, or the page field of the upload), or none to import "
+            "every page",
+            source=export.source,
+        )
+    if export.has_filters_file and export.page is None and not site_wide:
+        if export.page_filter:
+            what = (f"is filtered to the pages matching {export.page_filter!r}, many pages rather than one, so its "
+                    "queries are not one page's")
+        else:
+            what = (f"is a site-wide export: its {FILTERS_FILE} sets no page, so its queries are the whole "
+                    "property's, not one page's")
+        raise GscFormatError(f"{what}; {HOW_TO_EXPORT_ONE_PAGE}. {SITE_WIDE_FLAG[0].upper()}{SITE_WIDE_FLAG[1:]}",
+                             source=export.source)
+    target = page or export.page
+    if not target:
+        raise GscFormatError(
+            "does not say which page its rows are for: name it (--page URL, or the page field of the upload)",
+            source=export.source,
+        )
+    return {target: export.rows}
 
 
 # --------------------------------------------------------------------------- filters

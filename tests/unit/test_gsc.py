@@ -156,14 +156,38 @@ def test_empty_query_is_refused_with_its_line():
     assert refused(HEADER + "ok,1,10,10%,2\n   ,1,10,10%,2\n") == "Queries.csv line 3, column Top queries: the query is empty"
 
 
-def test_query_longer_than_1000_characters_is_refused_not_truncated():
-    exactly = "q" * 1000
+def test_a_long_quoted_query_over_several_lines_is_kept_whole():
+    # Search Console records prompts typed into assistants; the UI wraps them over lines, correctly quoted.
+    prompt = ("i'm in my mid-50s with a modest income and a small garden " * 22).strip()
+    assert len(prompt) > 1231
+    words = prompt.split()
+    wrapped = " ".join(words[:40]) + "\n" + " ".join(words[40:120]) + "\r\n" + " ".join(words[120:])
+    rows = parse_queries_csv(f'{HEADER}ok,1,10,10%,2\n"{wrapped}",3,40,7.5%,2.1\nafter,1,10,10%,2\n')
+    assert [r.query for r in rows] == ["ok", " ".join(wrapped.split()), "after"]
+    assert len(rows[1].query) == len(" ".join(prompt.split()))
+    assert rows[1].clicks == 3 and rows[1].position == pytest.approx(2.1)
+
+
+def test_a_query_beyond_the_guard_is_refused_without_blaming_a_quote():
+    exactly = "q" * gsc.MAX_QUERY_CHARS
     (row,) = parse_queries_csv(f"{HEADER}{exactly},1,10,10%,2\n")
     assert row.query == exactly
-    message = refused(HEADER + "ok,1,10,10%,2\n" + "x" * 10_240 + ",1,10,10%,2\n")
+    too_long = "x" * (gsc.MAX_QUERY_CHARS + 1)
+    message = refused(f'{HEADER}ok,1,10,10%,2\n"{too_long[:9000]}\n{too_long[9001:]}",1,10,10%,2\n')
     assert message == (
-        "Queries.csv line 3, column Top queries: the query is 10240 characters long, more than 1000"
+        f"Queries.csv line 3, column Top queries: the query is {gsc.MAX_QUERY_CHARS + 1} characters long, more "
+        f"than {gsc.MAX_QUERY_CHARS}: no search query is that long (is Top queries the queries' column?)"
     )
+    assert "quote" not in message
+
+
+def test_a_query_swallowing_rows_blames_the_quote_that_opens_it():
+    # The quote opened on line 3 closes only at a stray one on line 5: strict CSV reads it as one field.
+    data = HEADER + 'ok,1,10,10%,2\n"never closed,1,10,10%,2\nmore,3,30,1%,4\n",1,10,10%,2\n'
+    message = refused(data)
+    assert message.startswith("Queries.csv line 3, column Top queries: the query runs over 3 lines and its line 4 "
+                              "reads as a row of its own ('more,3,30,1%,4')")
+    assert message.endswith("the quote that opens it is not closed")
 
 
 def test_unclosed_quote_is_refused_with_the_line_it_started_on():
@@ -185,9 +209,12 @@ def test_blank_lines_are_skipped():
     assert [r.query for r in rows] == ["a", "b"]
 
 
-def test_text_that_is_not_utf8_is_refused():
-    data = (HEADER + "ok,1,10,10%,2\n" * 5000).encode() + b"caf\xe9,1,10,10%,2\n"
-    assert refused(data) == "Queries.csv line 5002: not UTF-8 text"
+def test_text_that_is_not_utf8_is_read_as_cp1252_and_undecodable_bytes_are_refused():
+    data = (HEADER + "ok,1,10,10%,2\n" * 5000).encode() + b"caf\xe9 cr\xe8me,1,10,10%,2\n"
+    rows = parse_queries_csv(data)
+    assert rows[-1].query == "café crème"
+    broken = (HEADER + "ok,1,10,10%,2\n" * 5000).encode() + b"caf\x81,1,10,10%,2\n"  # 0x81: not in cp1252
+    assert refused(broken) == "Queries.csv line 5002: not text in UTF-8 or cp1252"
 
 
 def test_nothing_is_half_imported():
