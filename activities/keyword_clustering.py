@@ -1,4 +1,9 @@
-"""keyword_clustering: the page's queries embedded and grouped into search intents (or with DBSCAN)."""
+"""keyword_clustering: the page's queries embedded and grouped into search intents (or with DBSCAN).
+
+Long or prompt-like queries (pageperfect/analysis/long_queries.py) are counted and stored whole on the
+cluster set but left out of the clusters, unless the job sets `include_long_queries`; clustered, they are
+embedded from their first words.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from db import queries
 from pageperfect.analysis.defaults import defaults_for
 from pageperfect.analysis.embeddings import embed_with_cache
 from pageperfect.analysis.intents import group_queries, grouped_share, strip_subject, subject_stems
+from pageperfect.analysis.long_queries import embedding_text, split_long
 from pageperfect.models import StageInput, StageSummary
 from pageperfect.sources.gsc import apply_filters
 
@@ -36,11 +42,14 @@ async def keyword_clustering(inp: StageInput) -> StageSummary:
         if job.keyword_set_id is not None:
             _, rows = await queries.get_keyword_set(res.pool, job.keyword_set_id)
         rows = apply_filters(rows, options.filters)
+        ordinary, long_rows = split_long(rows)
+        if not options.include_long_queries:
+            rows = ordinary
         clusters = []
         stats: dict = {}
         subject: frozenset[str] = frozenset()
         if rows:
-            texts = [r.query for r in rows]
+            texts = [embedding_text(r.query) for r in rows]
             stripped = None
             if method == "intents":
                 subject = subject_stems(texts)
@@ -55,15 +64,18 @@ async def keyword_clustering(inp: StageInput) -> StageSummary:
             res.pool, page_id=job.page_id, keyword_set_id=job.keyword_set_id, job_id=job.job_id,
             provider=embedder.name, model=embedder.model, eps=eps, min_samples=min_samples,
             keyword_count=len(rows), clusters=clusters, method=method, params=params, subject=subject,
+            long_queries=[r.query for r in long_rows], long_queries_included=options.include_long_queries,
         )
         return StageSummary(
             stage="keyword_clustering", artifact_id=set_id,
             counts={"keywords": len(rows), "clusters": len(clusters),
                     "singletons": sum(1 for c in clusters if c.size == 1),
-                    "grouped_share": round(grouped_share(clusters), 4),
+                    "grouped_share": round(grouped_share(clusters), 4), "long_queries": len(long_rows),
                     **{f"embed_{k}": v for k, v in stats.items()}},
-            info={"method": method, **params, "embedding_provider": embedder.name},
+            info={"method": method, **params, "embedding_provider": embedder.name,
+                  "include_long_queries": options.include_long_queries},
         )
 
-    key = fingerprint(content_hash, options.filters.model_dump(), method, params, embedder.name, embedder.model)
+    key = fingerprint(content_hash, options.filters.model_dump(), method, params, embedder.name, embedder.model,
+                      options.include_long_queries)
     return await reuse_or_run(inp, "keyword_clustering", key, run)

@@ -106,7 +106,7 @@ async def store_gsc_rows(
         await conn.executemany(
             """INSERT INTO gsc_keywords (page_url, date_range, query, clicks, impressions, ctr, position, source)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-               ON CONFLICT (page_url, date_range, query) DO UPDATE SET
+               ON CONFLICT (page_url, date_range, md5(query)) DO UPDATE SET
                  clicks = EXCLUDED.clicks, impressions = EXCLUDED.impressions, ctr = EXCLUDED.ctr,
                  position = EXCLUDED.position, source = EXCLUDED.source, imported_at = now()""",
             records,
@@ -506,14 +506,16 @@ class PostgresEmbeddingCache:
 async def insert_cluster_set(conn: Conn, *, page_id: int, keyword_set_id: int | None, job_id: str,
                              provider: str, model: str, eps: float, min_samples: int, keyword_count: int,
                              clusters: Sequence[Any], method: str = "dbscan", params: dict | None = None,
-                             subject: Sequence[str] = ()) -> int:
+                             subject: Sequence[str] = (), long_queries: Sequence[str] = (),
+                             long_queries_included: bool = False) -> int:
     async with transaction(conn) as conn:
         set_id = await conn.fetchval(
             """INSERT INTO cluster_sets (page_id, keyword_set_id, job_id, embedding_provider, embedding_model, eps,
-                                         min_samples, keyword_count, method, params, subject)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id""",
+                                         min_samples, keyword_count, method, params, subject, long_queries,
+                                         long_queries_included)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id""",
             page_id, keyword_set_id, job_id, provider, model, eps, min_samples, keyword_count, method,
-            params or {}, sorted(subject),
+            params or {}, sorted(subject), list(long_queries), long_queries_included,
         )
         await conn.copy_records_to_table(
             "clusters",

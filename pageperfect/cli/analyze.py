@@ -24,15 +24,23 @@ analyze_app = typer.Typer()
 # ---------------------------------------------------------------- analyze
 
 
-def read_keyword_rows(path: Path, *, gsc_export: bool) -> list[dict]:
-    """Rows for a job from a Search Console export, a CSV of rows, or JSON; ValueError says what is wrong."""
+def read_keyword_rows(path: Path, *, gsc_export: bool, page: str | None = None, site_wide: bool = False) -> list[dict]:
+    """Rows for a job from a Search Console export, a CSV of rows, or JSON; ValueError says what is wrong.
+
+    An export's rows must be the page's: a page-and-query file gives that page's rows, a site-wide
+    export is refused unless site_wide (the reader's rules, docs/SEARCH_CONSOLE.md).
+    """
     from pydantic import TypeAdapter, ValidationError
 
-    from pageperfect.sources.gsc import parse_queries_csv, read_export
+    from pageperfect.sources.gsc import pages_for_import, parse_queries_csv, read_export
     from pageperfect.models import KeywordRow
 
     if gsc_export:
-        rows = read_export(path).rows
+        export = read_export(path)
+        if export.pages is None and page is None:
+            rows = export.rows
+        else:
+            (rows,) = pages_for_import(export, page, site_wide=site_wide).values()
     else:
         data = path.read_bytes()
         if path.suffix.lower() == ".json" or data.lstrip()[:1] in (b"[", b"{"):
@@ -102,6 +110,10 @@ def analyze(
     json_out: bool = typer.Option(False, "--json", help="Print JSON (the result; the new job with --no-wait); "
                                                         "progress goes to stderr"),
     top: int = typer.Option(10, "--top", min=1, help="Gaps in the table"),
+    site_wide: bool = typer.Option(False, "--site-wide", help="With --gsc: the export is the whole site's (no page "
+                                                              "filter) and its queries are meant for this page"),
+    include_long_queries: bool = typer.Option(False, "--include-long-queries",
+                                              help="Cluster long or prompt-like queries too (left out by default)"),
 ) -> None:
     """Analyze a page: submit a job through the API, watch its stages, print the gaps and drafts.
 
@@ -115,9 +127,11 @@ def analyze(
     source = gsc or keywords
     if source:
         try:
-            body["keywords"] = read_keyword_rows(source, gsc_export=gsc is not None)
+            body["keywords"] = read_keyword_rows(source, gsc_export=gsc is not None, page=url, site_wide=site_wide)
         except ValueError as err:
             fail(str(err))
+    if include_long_queries:
+        body["options"] = {"include_long_queries": True}
     created = api_call("POST", "/v1/jobs", json=body)
     job_id = created["job_id"]
     out = console

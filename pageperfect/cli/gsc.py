@@ -22,10 +22,15 @@ def gsc_import(file: Path = typer.Argument(..., exists=True, dir_okay=False, hel
                min_clicks: Optional[float] = typer.Option(None),
                max_keywords: Optional[int] = typer.Option(None, help="Keep the first N after sorting"),
                sort_by: str = typer.Option("impressions", help="impressions, clicks or position"),
-               brand: list[str] = typer.Option([], "--brand", help="A brand term whose queries are left out (repeatable)")) -> None:
+               brand: list[str] = typer.Option([], "--brand", help="A brand term whose queries are left out (repeatable)"),
+               site_wide: bool = typer.Option(False, "--site-wide",
+                                              help="The export is the whole site's (no page filter in Filters.csv) "
+                                                   "and its queries are meant for --page all the same")) -> None:
     """Import a Search Console export into DATABASE_URL (else the embedded Postgres); the next job for that page uses its rows.
 
     Example: pageperfect gsc import ~/Downloads/Performance.zip --page https://example.com/blog/post --brand acme
+
+    The formats read and every message: docs/SEARCH_CONSOLE.md.
     """
     from pydantic import ValidationError
 
@@ -46,13 +51,16 @@ def gsc_import(file: Path = typer.Argument(..., exists=True, dir_okay=False, hel
         async with database(settings()) as dsn:  # DATABASE_URL, else the embedded Postgres in the data dir
             pool = await create_pool(dsn)
             try:
-                return await import_file(pool, file, page=page, filters=filters)
+                return await import_file(pool, file, page=page, filters=filters, site_wide=site_wide)
             finally:
                 await pool.close()
 
     try:
-        counts = asyncio.run(run())
+        done = asyncio.run(run())
     except ValueError as err:
         fail(str(err))
-    for url, count in counts.items():
-        console.print(f"{count} rows for {url}")
+    for url, count in done.counts.items():
+        long = done.long_queries.get(url, 0)
+        note = (f" ({long} long or prompt-like quer{'y' if long == 1 else 'ies'}, left out of clustering unless "
+                "a job sets include_long_queries)") if long else ""
+        console.print(f"{count} rows for {url}{note}", markup=False)

@@ -2,47 +2,61 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 
 from db import queries
-from pageperfect.models import KeywordFilters
-from pageperfect.sources.gsc import apply_filters, parse_page_query_csv, read_export
+from pageperfect.analysis.long_queries import count_long
+from pageperfect.models import KeywordFilters, KeywordRow
+from pageperfect.sources.gsc import apply_filters, pages_for_import, read_export
 from pageperfect.sources.guard import GuardError, normalize_url
 
-PAGE_QUERY_HEADER = "page,query"
+
+@dataclass
+class GscImport:
+    """What an import stored: rows per page, and how many of them are long or prompt-like queries."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    long_queries: dict[str, int] = field(default_factory=dict)
+    date_range: str | None = None
+
+    @property
+    def rows(self) -> int:
+        return sum(self.counts.values())
 
 
-def rows_by_page(data: bytes, filename: str, page: str | None) -> tuple[str | None, dict]:
-    """Parse an export ZIP, a Queries.csv or a page-and-query CSV; rows grouped by page URL."""
-    head = data[:200].decode("utf-8", "replace").lstrip("\ufeff").lower().replace(" ", "")
-    if head.startswith(PAGE_QUERY_HEADER):
-        return None, parse_page_query_csv(data, source=filename)
+def rows_by_page(data: bytes, filename: str, page: str | None, *, site_wide: bool = False
+                 ) -> tuple[str | None, dict[str, list[KeywordRow]]]:
+    """Parse an export ZIP, a Queries.csv or a page-and-query CSV; rows grouped by page URL.
+
+    GscFormatError (a ValueError) says why the file cannot be read, or its rows not attributed to pages.
+    """
     export = read_export(data, filename=filename)
-    target = page or export.page
-    if not target:
-        raise ValueError(f"{filename} does not say which page its rows are for: name it (--page URL, or the page field of the upload)")
-    return export.date_range, {target: export.rows}
+    return export.date_range, pages_for_import(export, page, site_wide=site_wide)
 
 
 async def import_bytes(pool: asyncpg.Pool, data: bytes, filename: str, *, page: str | None = None,
-                       filters: KeywordFilters | None = None) -> dict[str, int]:
-    date_range, grouped = rows_by_page(data, filename, page)
+                       filters: KeywordFilters | None = None, site_wide: bool = False) -> GscImport:
+    date_range, grouped = rows_by_page(data, filename, page, site_wide=site_wide)
     if filters is not None:  # the old system's import filters: positions, minimums, brand terms, a cap
         grouped = {url: apply_filters(rows, filters) for url, rows in grouped.items()}
-    counts = {}
     try:  # stored under the URL the intake writes, so the page's next job finds them
         grouped = {normalize_url(url): rows for url, rows in grouped.items()}
     except GuardError as err:
         raise ValueError(f"{filename}: {err}") from err
+    outcome = GscImport(date_range=date_range)
     async with pool.acquire() as conn:
         async with conn.transaction():  # all pages or none
             for url, rows in grouped.items():
-                counts[url] = await queries.store_gsc_rows(conn, url, rows, date_range=date_range, source=filename)
-    return counts
+                outcome.counts[url] = await queries.store_gsc_rows(conn, url, rows, date_range=date_range,
+                                                                   source=filename)
+                outcome.long_queries[url] = count_long(r.query for r in rows)
+    return outcome
 
 
 async def import_file(pool: asyncpg.Pool, path: Path, *, page: str | None = None,
-                      filters: KeywordFilters | None = None) -> dict[str, int]:
-    return await import_bytes(pool, Path(path).read_bytes(), Path(path).name, page=page, filters=filters)
+                      filters: KeywordFilters | None = None, site_wide: bool = False) -> GscImport:
+    return await import_bytes(pool, Path(path).read_bytes(), Path(path).name, page=page, filters=filters,
+                              site_wide=site_wide)

@@ -98,6 +98,8 @@ async def build_result(pool: asyncpg.Pool, job: asyncpg.Record) -> dict[str, Any
         "stats": {
             "segments": int(stages.get("segment_embed", {}).get("counts", {}).get("segments", 0)),
             "keywords": int(stages.get("keyword_clustering", {}).get("counts", {}).get("keywords", 0)),
+            # Long or prompt-like queries (analysis/long_queries.py): clustered only with include_long_queries.
+            "long_queries": len(cluster_set["long_queries"]) if cluster_set else 0,
             "clusters": len(clusters),
             "grouped_share": _grouped_share(clusters),
             "clustering": cluster_set["method"] if cluster_set else None,
@@ -110,6 +112,10 @@ async def build_result(pool: asyncpg.Pool, job: asyncpg.Record) -> dict[str, Any
         },
         "stages": stages,
         "clusters": clusters,
+        "long_queries": {
+            "included": bool(cluster_set["long_queries_included"]) if cluster_set else False,
+            "queries": list(cluster_set["long_queries"]) if cluster_set else [],
+        },
         "gaps": gaps,
         "drafts": drafts,
     }

@@ -400,8 +400,9 @@ def _keyword_row(fields: list[str], table: _Table, line: int) -> KeywordRow:
         inside = _row_inside(raw_query, table)
         if inside is not None:
             offset, text = inside
+            spanned = raw_query.count("\n") + 1
             raise GscFormatError(
-                f"the query runs over {raw_query.count(chr(10)) + 1} lines and its line {line + offset} reads as a "
+                f"the query runs over {spanned} lines and its line {line + offset} reads as a "
                 f"row of its own ({text[:80]!r}): the quote that opens it is not closed",
                 source=source, line=line, column=names["query"],
             )
