@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -239,19 +238,16 @@ def test_duplicate_queries_are_merged_with_weighted_position():
     assert export.rows[1].ctr == pytest.approx(0.25)
 
 
-def test_large_file_streams_in_reasonable_time():
+def test_a_large_file_is_read_whole():  # its speed is measured in bench/gsc_import.py, not asserted here
     count = 200_000
     lines = [HEADER]
     lines.extend(f"query {i} about garden sheds,{i % 37},{i % 5000 + 40},{i % 37}%,{1 + (i % 900) / 10}\n" for i in range(count))
     data = "".join(lines).encode()
-    started = time.perf_counter()
     rows = parse_queries_csv(data)
-    elapsed = time.perf_counter() - started
     assert len(rows) == count
     assert rows[123_456].query == "query 123456 about garden sheds"
     assert rows[123_456].impressions == 123_456 % 5000 + 40
     assert rows[123_456].ctr == pytest.approx((123_456 % 37) / 100)
-    assert elapsed < 10, f"{count} rows took {elapsed:.1f} s"
 
 
 # --------------------------------------------------------------------------- ZIP export
@@ -659,6 +655,17 @@ async def test_persistent_failures_and_refusals_raise_without_leaking_secrets(se
     for text in (str(caught.value), repr(client)):
         assert "PRIVATE KEY" not in text and pem[40:80] not in text
         assert "token-" not in text
+
+
+async def test_a_long_prompt_from_the_api_is_kept_whole_not_skipped(service_account):
+    public_key, pem = service_account
+    prompt = " ".join(f"word{i}" for i in range(250))  # about 1,700 characters, as assistants' prompts come
+    with FakeSearchConsole(public_key, total_rows=2) as fake:
+        fake.rows[1]["keys"][1] = prompt
+        async with SearchAnalyticsClient(fake.url, credentials=credentials(pem, f"{fake.url}/token")) as client:
+            pages = await client.query("https://example.com/", "2025-01-01", "2025-01-31")
+    assert client.skipped_rows == 0
+    assert prompt in {r.query for rows in pages.values() for r in rows}
 
 
 def test_incomplete_credentials_are_refused_by_name():
