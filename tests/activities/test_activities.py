@@ -203,3 +203,53 @@ async def test_batch_job_status_reads_the_row_and_says_gone_for_none(installed, 
     env, _ = environment()
     assert await env.run(batch_job_status, job.job_id) == "queued"
     assert await env.run(batch_job_status, str(uuid.uuid4())) == "gone"
+
+
+class RecordingEmbedder:
+    """The offline hashing embedder, remembering every text it was given."""
+
+    def __init__(self) -> None:
+        from pageperfect.analysis.embeddings import HashingEmbedder
+
+        self.inner = HashingEmbedder()
+        self.name, self.model, self.dim = self.inner.name, self.inner.model, self.inner.dim
+        self.seen: list[str] = []
+
+    async def embed(self, texts: list[str]):
+        self.seen.extend(texts)
+        return await self.inner.embed(texts)
+
+
+@pytest.mark.parametrize("include", [False, True])
+async def test_keyword_clustering_leaves_long_queries_out_unless_asked_and_embeds_their_first_words(
+        installed, pool, include):
+    from activities.keyword_clustering import keyword_clustering
+    from pageperfect.analysis.long_queries import EMBED_CHARS
+    from pageperfect.models import AnalysisOptions, KeywordRow
+
+    prompt = ("can you tell me, as someone with a small garden and a modest budget, which shed base lasts longest "
+              + " ".join(f"detail{i}" for i in range(300)))
+    rows = [KeywordRow(query=q, clicks=1, impressions=50, ctr=0.02, position=3)
+            for q in ("shed base", "concrete shed base", "shed base kit", "log cabin", "log cabin kit", prompt)]
+    job = await a_job(pool, options=AnalysisOptions(method="dbscan", include_long_queries=include))
+    job = job.model_copy(update={"keyword_set_id": await queries.create_keyword_set(pool, job.page_id, rows,
+                                                                                  source="inline")})
+    embedder = RecordingEmbedder()
+    before = installed.embedder
+    installed.embedder = embedder
+    try:
+        env, _ = environment()
+        summary = await env.run(keyword_clustering, StageInput(job=job))
+    finally:
+        installed.embedder = before
+    cluster_set = await queries.get_cluster_set(pool, summary.artifact_id)
+    clustered = {q for c in await queries.get_clusters(pool, summary.artifact_id) for q in c["keywords"]}
+    assert summary.counts["long_queries"] == 1 and list(cluster_set["long_queries"]) == [prompt]
+    assert cluster_set["long_queries_included"] is include
+    assert prompt not in embedder.seen  # never embedded whole
+    if include:
+        assert summary.counts["keywords"] == 6 and prompt in clustered
+        assert any(len(t) <= EMBED_CHARS and prompt.startswith(t) for t in embedder.seen)
+    else:
+        assert summary.counts["keywords"] == 5 and prompt not in clustered
+        assert not any(prompt.startswith(t) and len(t) > 20 for t in embedder.seen)
