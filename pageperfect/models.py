@@ -49,6 +49,9 @@ class KeywordRow(BaseModel):
     @field_validator("query")
     @classmethod
     def _query_has_text(cls, value: str) -> str:
+        # Already single-spaced (every whitespace but " " is unprintable, NUL too): the common case, a fast check.
+        if value.isprintable() and "  " not in value and value[:1] != " " and value[-1:] != " ":
+            return value
         value = " ".join(value.split())
         if not value:
             raise ValueError("query is empty")

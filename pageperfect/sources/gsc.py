@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 MAX_UNCOMPRESSED_BYTES = 200 * 1024 * 1024
 MAX_ZIP_MEMBERS = 200
 MAX_POSITION = 1000.0  # KeywordRow.position's limit
+_INF = math.inf
 
 QUERIES_FILE = "Queries.csv"
 FILTERS_FILE = "Filters.csv"
@@ -217,6 +218,7 @@ class _Table:
         self.decimal_comma = self.delimiter != ","
         self.width = len(header)
         self.index, self.names = _match_header(header, self, columns, optional or {}, line)
+        self.positions = tuple(self.index[name] for name in ("query", "clicks", "impressions", "ctr", "position"))
         self._offset = line
         self._next_line = line + 1
         self._reader = csv.reader(self._stream, delimiter=self.delimiter, strict=True)
@@ -391,8 +393,10 @@ def _row_inside(raw_query: str, table: _Table) -> tuple[int, str] | None:
 
 
 def _keyword_row(fields: list[str], table: _Table, line: int) -> KeywordRow:
-    index, names, source = table.index, table.names, table.source
-    raw_query = fields[index["query"]]
+    """One record as a row, every value checked with its line and column (a million rows pay for each step)."""
+    source, names = table.source, table.names
+    qi, ci, ii, ti, pi = table.positions
+    raw_query = fields[qi]
     query = " ".join(raw_query.split())
     if not query:
         raise GscFormatError("the query is empty", source=source, line=line, column=names["query"])
@@ -414,24 +418,48 @@ def _keyword_row(fields: list[str], table: _Table, line: int) -> KeywordRow:
             line=line,
             column=names["query"],
         )
-    decimal_comma = table.decimal_comma
-    clicks = _number(fields[index["clicks"]], source, line, names["clicks"])
-    impressions = _number(fields[index["impressions"]], source, line, names["impressions"])
-    ctr = _ctr(fields[index["ctr"]], source, line, names["ctr"], decimal_comma)
-    raw_position = fields[index["position"]]
-    position = _number(raw_position, source, line, names["position"], decimal_comma)
-    if position < 1:
-        raise GscFormatError(
-            f"{raw_position!r} is below 1: positions start at 1", source=source, line=line, column=names["position"]
-        )
-    if position > MAX_POSITION:
-        raise GscFormatError(
-            f"{raw_position!r} is above {MAX_POSITION:g}", source=source, line=line, column=names["position"]
-        )
+    # The common case in line (a plain number, a percent CTR); anything else goes the way that says what is wrong.
+    raw = fields[ci]
+    try:
+        clicks = float(raw)
+    except ValueError:
+        clicks = -1.0
+    if not 0 <= clicks < _INF:
+        clicks = _number(raw, source, line, names["clicks"])
+    raw = fields[ii]
+    try:
+        impressions = float(raw)
+    except ValueError:
+        impressions = -1.0
+    if not 0 <= impressions < _INF:
+        impressions = _number(raw, source, line, names["impressions"])
+    raw = fields[ti]
+    try:
+        ctr = float(raw[:-1]) / 100 if raw[-1:] == "%" else float(raw)
+    except ValueError:
+        ctr = -1.0
+    if not 0 <= ctr <= 1:
+        ctr = _ctr(raw, source, line, names["ctr"], table.decimal_comma)
+    raw = fields[pi]
+    try:
+        position = float(raw)
+    except ValueError:
+        position = -1.0
+    if not 1 <= position <= MAX_POSITION:
+        position = _position(raw, source, line, names["position"], table.decimal_comma)
     try:
         return KeywordRow(query=query, clicks=clicks, impressions=impressions, ctr=ctr, position=position)
-    except ValidationError as exc:  # the checks above should have caught it; say where anyway
-        raise GscFormatError(exc.errors()[0]["msg"], source=source, line=line) from None
+    except ValidationError as exc:  # a NUL in the query; the checks above catch the rest
+        raise GscFormatError(exc.errors()[0]["msg"], source=source, line=line, column=names["query"]) from None
+
+
+def _position(raw: str, source: str, line: int, column: str, decimal_comma: bool) -> float:
+    position = _number(raw, source, line, column, decimal_comma)
+    if position < 1:
+        raise GscFormatError(f"{raw!r} is below 1: positions start at 1", source=source, line=line, column=column)
+    if position > MAX_POSITION:
+        raise GscFormatError(f"{raw!r} is above {MAX_POSITION:g}", source=source, line=line, column=column)
+    return position
 
 
 class _Merger:
