@@ -26,7 +26,7 @@ from bench.common import figure, ratio, title
 NAME = "gsc_import"
 NEEDS_STACK = False
 ROWS = 1_000_000
-QUICK_ROWS = 50_000
+QUICK_ROWS = 200_000
 REPEATS = 3
 # No slower than before the reader detected encodings, delimiters and page columns: the reader on main then
 # measured 6.32 and 6.73 times csv.reader on this machine (2 shared cores).
