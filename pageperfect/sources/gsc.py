@@ -130,12 +130,6 @@ class GscExport:
     delimiter: str = ","
     source: str = QUERIES_FILE  # the upload's name, for messages
 
-    @property
-    def row_count(self) -> int:
-        if self.pages is not None:
-            return sum(len(rows) for rows in self.pages.values())
-        return len(self.rows)
-
 
 # --------------------------------------------------------------------------- CSV
 

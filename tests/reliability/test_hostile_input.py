@@ -241,7 +241,7 @@ KEYWORD_CASES = {
     "negative-clicks": (_with_rows([{**ROW, "clicks": -1}]), 422, "clicks"),
     "position-over-1000": (_with_rows([{**ROW, "position": 1001}]), 422, "position"),
     "ctr-as-percent": (_with_rows([{**ROW, "ctr": 4.17}]), 422, "ctr"),
-    "query-10-kb": (_with_rows([{**ROW, "query": "fig " * 2500}]), 422, "query"),
+    "query-over-20000-chars": (_with_rows([{**ROW, "query": "fig " * 5001}]), 422, "query"),  # MAX_QUERY_CHARS
     "empty-query": (_with_rows([{**ROW, "query": ""}]), 422, "query"),
     "query-not-a-string": (_with_rows([{**ROW, "query": ["fig"]}]), 422, "query"),
     "impressions-as-text": (_with_rows([{**ROW, "impressions": "many"}]), 422, "impressions"),
