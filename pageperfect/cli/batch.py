@@ -22,10 +22,9 @@ batch_app = typer.Typer()
 
 def is_page_query_csv(data: bytes) -> bool:
     """Whether the file's header names page and query columns (then it is a CSV, not a URL list)."""
-    first = next((line for line in data.decode("utf-8-sig", "replace").splitlines() if line.strip()), "")
-    columns = {" ".join(c.strip().strip('"').replace("_", " ").lower().split()) for c in first.split(",")}
-    return bool(columns & {"page", "url", "top pages", "landing page"}) and bool(
-        columns & {"query", "queries", "top query", "top queries"})
+    from pageperfect.sources.gsc import is_page_query_file
+
+    return is_page_query_file(data)
 
 
 def read_url_list(data: bytes) -> list[str]:

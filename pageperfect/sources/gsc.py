@@ -725,6 +725,21 @@ def read_export(path_or_bytes: str | Path | bytes, filename: str | None = None) 
                      pages=parsed.pages, encoding=parsed.encoding, delimiter=parsed.delimiter, source=name)
 
 
+def is_page_query_file(data: bytes | str) -> bool:
+    """Whether a file's header, in any encoding and delimiter the reader detects, names a page and a query column."""
+    if isinstance(data, str):
+        text = data[:65536]
+    else:
+        head = data[:65536]
+        codec, bom, _ = _sniff_encoding(head)
+        text = head[bom:].decode(codec, errors="replace")
+    lines = (line for line in text.splitlines() if line.strip())
+    first = next((line for line in lines if not line.strip().lower().startswith("sep=")), "")
+    _, fields = _pick_delimiter(first, _PAGE_QUERY_COLUMNS, None)
+    keys = {_header_key(name) for name in fields}
+    return bool(keys.intersection(PAGE_SPELLINGS)) and bool(keys.intersection(_QUERY_COLUMNS["query"]))
+
+
 def _url_key(url: str) -> str:
     try:
         return normalize_url(url.strip())

@@ -19,7 +19,13 @@ from pageperfect.analysis.long_queries import (
     split_long,
 )
 from pageperfect.models import KeywordRow
-from pageperfect.sources.gsc import GscFormatError, pages_for_import, parse_page_query_csv, read_export
+from pageperfect.sources.gsc import (
+    GscFormatError,
+    is_page_query_file,
+    pages_for_import,
+    parse_page_query_csv,
+    read_export,
+)
 
 HEADER = ["Top queries", "Clicks", "Impressions", "CTR", "Position"]
 PROMPT = ("i'm in my mid-50s with a modest income and I want a garden room that will last, how does the "
@@ -158,6 +164,14 @@ def test_case3_page_selects_its_rows_or_names_the_pages_present():
         "https://example.com/b. Name one of them (--page URL, or the page field of the upload), or none to "
         "import every page")
     assert parse_page_query_csv(csv_text(rows, ";").encode())["https://example.com/a"][0].position == 2
+
+
+def test_case3_a_page_and_query_file_is_told_from_a_url_list_in_any_encoding():
+    header = [["Query", "Landing Page", "Clicks", "Impressions", "CTR", "Position"]]
+    assert is_page_query_file(csv_text(header, "\t").encode("utf-16"))
+    assert is_page_query_file(csv_text(header, ";").encode("cp1252"))
+    assert not is_page_query_file(b"https://example.com/a\nhttps://example.com/b\n")
+    assert not is_page_query_file(csv_text([HEADER]).encode())  # one page's Queries.csv
 
 
 # --------------------------------------------------------------------------- 4. no rows
