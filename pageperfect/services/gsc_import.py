@@ -40,25 +40,25 @@ def rows_by_page(data: bytes, filename: str, page: str | None, *, site_wide: boo
 
 async def import_bytes(pool: asyncpg.Pool, data: bytes, filename: str, *, page: str | None = None,
                        filters: KeywordFilters | None = None, site_wide: bool = False) -> GscImport:
-    def parse() -> tuple[str | None, dict[str, list[KeywordRow]]]:
+    def parse() -> tuple[str | None, dict[str, list[KeywordRow]], dict[str, int]]:
         date_range, grouped = rows_by_page(data, filename, page, site_wide=site_wide)
         if filters is not None:  # the old system's import filters: positions, minimums, brand terms, a cap
             grouped = {url: apply_filters(rows, filters) for url, rows in grouped.items()}
-        return date_range, grouped
+        return date_range, grouped, {url: count_long(r.query for r in rows) for url, rows in grouped.items()}
 
     # A million rows take seconds to read: off the event loop, so the API keeps answering meanwhile.
-    date_range, grouped = await asyncio.to_thread(parse)
+    date_range, grouped, long_counts = await asyncio.to_thread(parse)
     try:  # stored under the URL the intake writes, so the page's next job finds them
         grouped = {normalize_url(url): rows for url, rows in grouped.items()}
+        long_counts = {normalize_url(url): count for url, count in long_counts.items()}
     except GuardError as err:
         raise ValueError(f"{filename}: {err}") from err
-    outcome = GscImport(date_range=date_range)
+    outcome = GscImport(date_range=date_range, long_queries=long_counts)
     async with pool.acquire() as conn:
         async with conn.transaction():  # all pages or none
             for url, rows in grouped.items():
                 outcome.counts[url] = await queries.store_gsc_rows(conn, url, rows, date_range=date_range,
                                                                    source=filename)
-                outcome.long_queries[url] = count_long(r.query for r in rows)
     return outcome
 
 
