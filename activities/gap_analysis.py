@@ -17,6 +17,7 @@ from pageperfect.analysis.defaults import defaults_for
 from pageperfect.analysis.embeddings import embed_with_cache
 from pageperfect.analysis.gaps import analyze_evidence, analyze_gaps, coverage
 from pageperfect.analysis.intents import strip_subject
+from pageperfect.analysis.long_queries import embedding_text
 from pageperfect.analysis.judge import Verdict, judge_boundary
 from pageperfect.models import KeywordRow, StageInput, StageSummary
 
@@ -104,7 +105,8 @@ async def gap_analysis(inp: StageInput) -> StageSummary:
                 for q in texts]
         passages = passages_of(segments, model.passages)
         sentence_texts = [p.embed_text for p in passages if p.kind != "segment"]  # sentences and windows
-        wanted = texts + [strip_subject(q, subject) for q in texts] + sentence_texts
+        embed_texts = [embedding_text(q) for q in texts]  # a long query's first words (analysis/long_queries.py)
+        wanted = embed_texts + [strip_subject(q, subject) for q in embed_texts] + sentence_texts
         vectors, stats = await heartbeating(embed_with_cache(res.embedder, wanted, res.embedding_cache))
         n = len(texts)
         query_vectors, stripped = vectors[:n], vectors[n: 2 * n]

@@ -15,6 +15,8 @@ import zipfile
 
 import pytest
 
+from pageperfect.analysis.embeddings import text_hash
+from pageperfect.analysis.long_queries import embedding_text
 from tests.conftest import DEMO
 
 HEADER = ["Top queries", "Clicks", "Impressions", "CTR", "Position"]
@@ -114,6 +116,9 @@ async def test_case1_a_long_prompt_is_stored_whole_counted_and_left_out_of_clust
     assert result["stats"]["keywords"] == 51 and result["long_queries"]["included"] is True
     clustered = [q for c in result["clusters"] for q in c["keywords"]]
     assert long_query in clustered  # whole, in its cluster
+    embedded = {r["text_hash"] for r in await pool.fetch("SELECT text_hash FROM embedding_cache")}
+    assert text_hash(embedding_text(long_query)) in embedded  # embedded from its first words ...
+    assert text_hash(long_query) not in embedded  # ... never whole, by the clustering or the gap analysis
 
 
 # --------------------------------------------------------------------------- 2. delimiters and encodings
