@@ -9,6 +9,8 @@ Search Console UI writes them, commas and quotes in some.
 
     python -m bench --only gsc_import            # 1,000,000 rows
     python -m bench.gsc_import --rows 1000000    # the same, on its own
+    git show main:pageperfect/sources/gsc.py > /tmp/gsc_main.py
+    python -m bench.gsc_import --against /tmp/gsc_main.py   # this reader vs another version of the file, alternately
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import argparse
 import asyncio
 import csv
 import gc
+import importlib.util
 import io
 import random
+import sys
 import time
 
 from bench.common import figure, ratio, title
@@ -29,7 +33,7 @@ ROWS = 1_000_000
 QUICK_ROWS = 200_000
 REPEATS = 3
 # No slower than before the reader detected encodings, delimiters and page columns: the reader on main then
-# measured 6.32 and 6.73 times csv.reader on this machine (2 shared cores).
+# measured 4.41-6.79 times csv.reader on this machine (2 shared cores; docs/BENCHMARKS.md section 10).
 TARGET = 6.3
 
 WORDS = ("shed", "base", "garden", "log", "cabin", "roof", "felt", "how", "to", "build", "best", "cheap", "wooden",
@@ -107,11 +111,40 @@ def report(found: dict) -> None:
     ratio("gsc_import.parse_vs_csv_reader", value, f"<= {TARGET:g}", value <= TARGET)
 
 
+def against(path: str, rows: int, repeats: int) -> None:
+    """This reader and another version of pageperfect/sources/gsc.py (loaded from `path`), alternately in
+    this process over the same bytes: the steadiest before/after figure on a busy machine."""
+    from pageperfect.sources import gsc
+
+    spec = importlib.util.spec_from_file_location("gsc_other", path)
+    assert spec is not None and spec.loader is not None
+    other = importlib.util.module_from_spec(spec)
+    sys.modules["gsc_other"] = other
+    spec.loader.exec_module(other)
+    data = export_bytes(rows)
+    best = {"other": float("inf"), "this": float("inf")}
+    for _ in range(repeats):
+        for name, module in (("other", other), ("this", gsc)):
+            gc.collect()
+            started = time.perf_counter()
+            module.read_export(data, "Queries.csv")
+            best[name] = min(best[name], time.perf_counter() - started)
+    title(f"read_export over {rows:,} rows: this reader vs {path}, best of {repeats}")
+    figure(path, f"{best['other']:.2f} s")
+    figure("this reader", f"{best['this']:.2f} s")
+    value = best["this"] / best["other"]
+    ratio("gsc_import.this_vs_other", value, "<= 1.05", value <= 1.05)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gsc_import", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=ROWS)
     parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument("--against", metavar="GSC_PY", help="another version of pageperfect/sources/gsc.py to time")
     args = parser.parse_args()
+    if args.against:
+        against(args.against, args.rows, args.repeats)
+        return
     title(f"Search Console import: read_export over a {args.rows:,}-row Queries.csv vs csv.reader")
     report(measure(args.rows, args.repeats))
 
