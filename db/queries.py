@@ -12,7 +12,8 @@ import asyncpg
 import numpy as np
 from asyncpg.pool import PoolConnectionProxy
 
-from pageperfect.models import STAGE_NAMES, JobInput, JobOutcome, KeywordRow
+from pageperfect.models import JobInput, JobOutcome, KeywordRow
+from pageperfect.stages import STAGE_ARTIFACTS, STAGE_NAMES, stage_position
 
 Conn = asyncpg.Connection | asyncpg.Pool | PoolConnectionProxy  # a connection, a pool, or one taken from it
 
@@ -250,13 +251,9 @@ async def mirror_stage(
               AND (EXCLUDED.attempt_count > s.attempt_count
                    OR (EXCLUDED.attempt_count = s.attempt_count AND s.status <> 'completed'
                        AND {new_rank} > {old_rank}))""",
-        job_id, stage, _stage_position(stage), status, attempt, max_attempts, started_at, completed_at,
+        job_id, stage, stage_position(stage), status, attempt, max_attempts, started_at, completed_at,
         duration_ms, last_error, next_retry_at, reused,
     )
-
-
-def _stage_position(stage: str) -> int:
-    return STAGE_NAMES.index(stage) if stage in STAGE_NAMES else len(STAGE_NAMES)
 
 
 async def mirror_event(
@@ -821,15 +818,6 @@ async def close_batch(conn: Conn, batch_id: str, status: str) -> None:
 
 # ---------------------------------------------------------------- retention (pageperfect prune)
 
-# The table each stage stores its artifact in (StageSummary.artifact_id is a row id there).
-STAGE_ARTIFACTS = {
-    "submit_crawl": "crawls",
-    "wait_crawl": "crawls",
-    "segment_embed": "segment_sets",
-    "keyword_clustering": "cluster_sets",
-    "gap_analysis": "gap_reports",
-    "rewrite_draft": "draft_sets",
-}
 # Artifact table -> its rows' child table (deleted with them), and the artifact tables whose rows
 # point at it (a row still pointed at stays). In the order they are pruned: readers first.
 _ARTIFACT_ROWS = {"crawls": None, "segment_sets": "segments", "cluster_sets": "clusters", "gap_reports": "gaps",

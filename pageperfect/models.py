@@ -12,15 +12,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-STAGE_NAMES = (
-    "submit_crawl",
-    "wait_crawl",
-    "segment_embed",
-    "keyword_clustering",
-    "gap_analysis",
-    "rewrite_draft",
-)
-
 ScoreName = Literal["striking", "legacy"]
 ClusterMethod = Literal["intents", "dbscan"]
 # The longest query kept. Search Console records prompts typed into AI assistants (a real export holds a

@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         temporal_priority,
         workflow_id_for_page,
     )
-    from workflows.stages import CONTROL_QUEUE, WORKFLOW_QUEUE, queue_name
+    from pageperfect.stages import CONTROL_QUEUE, WORKFLOW_QUEUE, queue_name
     from workflows.webhook import announce
 
 BATCH_WORKFLOW = "PagePerfectBatch"

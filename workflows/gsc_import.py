@@ -14,7 +14,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from pageperfect.messages import GscImportInput, GscImportRequest
-    from workflows.stages import CONTROL_QUEUE, queue_name
+    from pageperfect.stages import CONTROL_QUEUE, queue_name
 
 GSC_IMPORT_WORKFLOW = "PagePerfectGscImport"
 GSC_IMPORT_ACTIVITY = "import_search_console"

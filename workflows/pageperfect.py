@@ -20,15 +20,8 @@ with workflow.unsafe.imports_passed_through():
         StageSummary,
     )
     from pageperfect.messages import TuneRequest, WebhookCall
-    from workflows.stages import (
-        CONTROL_QUEUE,
-        FINALIZE_ACTIVITY,
-        FINALIZE_RETRY,
-        FINALIZE_TIMEOUT,
-        STAGES,
-        Stage,
-        queue_name,
-    )
+    from pageperfect.stages import CONTROL_QUEUE, STAGES, Stage, queue_name
+    from workflows.stages import FINALIZE_ACTIVITY, FINALIZE_RETRY, FINALIZE_TIMEOUT, retry_policy
     from workflows.webhook import announce
 
 WORKFLOW_NAME = "PagePerfect"
@@ -39,6 +32,8 @@ JOB_ATTRIBUTE = SearchAttributeKey.for_keyword("PagePerfectJobId")
 
 # workflow.patched id: runs started before it replay with one stage at a time.
 STAGES_WHEN_READY = "stages-start-when-their-inputs-are-ready"
+# workflow.patched id: runs started before it gave each stage the summaries of every stage done before it.
+INPUTS_ARE_AFTER = "stage-inputs-are-their-after"
 
 
 def workflow_id_for_page(page_id: int) -> str:
@@ -68,6 +63,10 @@ class PagePerfectWorkflow:
         self._retry_delay = job.retry_delay_seconds
         self._status = "processing"
         summaries: dict[str, dict] = {}
+        # A stage added to the table later runs only in the runs started with it; for the others it is skipped.
+        unpatched = [stage.name for stage in STAGES if stage.patch and not workflow.patched(stage.patch)]
+        if unpatched:
+            job = job.model_copy(update={"skip_steps": [*job.skip_steps, *unpatched]})
         for stage in STAGES:
             if stage.name in job.skip_steps:
                 self._stages[stage.name].status = "skipped"
@@ -139,13 +138,17 @@ class PagePerfectWorkflow:
         progress = self._stages[stage.name]
         progress.status, progress.started_at = "processing", workflow.now()
         start_to_close, heartbeat = stage.timeouts(job.timeout_scale)
+        # Exactly the stages it comes after (a skipped one is not there: the activity reads the page's latest).
+        only_after = workflow.patched(INPUTS_ARE_AFTER)
+        previous = {name: summary for name, summary in _in_table_order(summaries).items()
+                    if name in stage.after or not only_after}
         summary: StageSummary = await workflow.execute_activity(
             stage.name,
-            StageInput(job=job, previous=_in_table_order(summaries)),
+            StageInput(job=job, previous=previous),
             task_queue=queue_name(job.queue_prefix, stage.queue),
             start_to_close_timeout=start_to_close,
             heartbeat_timeout=heartbeat,
-            retry_policy=stage.retry.policy(max_attempts=self._max_attempts, initial_seconds=self._retry_delay),
+            retry_policy=retry_policy(stage.retry, max_attempts=self._max_attempts, initial_seconds=self._retry_delay),
             result_type=StageSummary,
         )
         summaries[stage.name] = summary.model_dump(mode="json")

@@ -14,7 +14,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from pageperfect.messages import WebhookCall
-    from workflows.stages import CONTROL_QUEUE, WORKFLOW_QUEUE, queue_name
+    from pageperfect.stages import CONTROL_QUEUE, WORKFLOW_QUEUE, queue_name
 
 WEBHOOK_WORKFLOW = "PagePerfectWebhook"
 SEND_WEBHOOK_ACTIVITY = "send_webhook"

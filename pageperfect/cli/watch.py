@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from pageperfect.models import STAGE_NAMES
+from pageperfect.stages import STAGE_NAMES
 
 FINAL = ("completed", "failed", "cancelled")
 _DONE = ("completed", "skipped", "failed", "cancelled")

@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from db import queries
-from workflows.stages import STAGES_BY_NAME
+from pageperfect.stages import STAGES_BY_NAME
 
 log = logging.getLogger("pageperfect.mirror")
 

@@ -17,11 +17,11 @@ from temporalio.service import RPCError
 from pageperfect.services.intake import IntakeError, StageName, check_webhook_url
 from db import queries
 from pageperfect.sources.guard import GuardError, parse_allowed_hosts, validate_url
-from pageperfect.models import STAGE_NAMES, AnalysisOptions, KeywordRow
+from pageperfect.models import AnalysisOptions, KeywordRow
 from pageperfect.settings import Settings
 from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, MAX_CONCURRENCY, BatchInput, BatchJobOptions
 from workflows.batch import PagePerfectBatchWorkflow, batch_workflow_id
-from workflows.stages import WORKFLOW_QUEUE, queue_name
+from pageperfect.stages import STAGE_NAMES, WORKFLOW_QUEUE, queue_name
 
 MAX_BATCH_KEYWORDS = 200_000
 

@@ -31,7 +31,7 @@ from pageperfect.sources.guard import (
     resolve_checked,
     validate_url,
 )
-from pageperfect.models import STAGE_NAMES, AnalysisOptions, JobInput, KeywordRow
+from pageperfect.models import AnalysisOptions, JobInput, KeywordRow
 from pageperfect.settings import Settings
 from workflows.pageperfect import (
     JOB_ATTRIBUTE,
@@ -41,7 +41,7 @@ from workflows.pageperfect import (
     temporal_priority,
     workflow_id_for_page,
 )
-from workflows.stages import WORKFLOW_QUEUE, queue_name
+from pageperfect.stages import STAGE_NAMES, WORKFLOW_QUEUE, queue_name
 
 StageName = Literal[STAGE_NAMES]  # type: ignore[valid-type]
 MAX_INLINE_KEYWORDS = 50_000

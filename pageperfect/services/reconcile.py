@@ -13,7 +13,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from db import queries
-from workflows.stages import STAGES_BY_NAME
+from pageperfect.stages import STAGES_BY_NAME
 
 _FINAL_WORKFLOW = {
     WorkflowExecutionStatus.COMPLETED: "completed",

@@ -31,7 +31,7 @@ from pageperfect.settings import Settings
 from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, BatchInput, BatchJobOptions, GscImportInput
 from workflows.batch import BATCH_WORKFLOW, PagePerfectBatchWorkflow
 from workflows.gsc_import import GSC_IMPORT_WORKFLOW, PagePerfectGscImportWorkflow
-from workflows.stages import WORKFLOW_QUEUE, queue_name
+from pageperfect.stages import WORKFLOW_QUEUE, queue_name
 
 KINDS = {BATCH_WORKFLOW: "reanalyze", GSC_IMPORT_WORKFLOW: "gsc-import"}
 

@@ -11,7 +11,7 @@ from temporalio.exceptions import CancelledError
 from pageperfect.messages import BatchJobOptions
 from tests.helpers.workflows import BatchBook, block_until_cancelled
 from workflows.batch import BATCH_WORKFLOW, PagePerfectBatchWorkflow, batch_workflow_id
-from workflows.stages import WORKFLOW_QUEUE, queue_name
+from pageperfect.stages import WORKFLOW_QUEUE, queue_name
 
 
 def urls(count: int) -> list[str]:
