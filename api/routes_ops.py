@@ -15,10 +15,10 @@ from api.lookup import job_or_404
 from db import queries
 from pageperfect.services.report import CSP, load_report, render_report
 from pageperfect.messages import TuneRequest
+from pageperfect.models import FINAL_STATUSES
 from workflows.pageperfect import PagePerfectWorkflow
 
 router = APIRouter()
-FINAL = ("completed", "failed", "cancelled")
 
 
 class TuneBody(BaseModel):
@@ -43,7 +43,7 @@ async def tune_job(job_id: uuid.UUID, body: TuneBody, request: Request) -> dict:
     one they were scheduled with (Temporal fixes an activity's policy when it is scheduled)."""
     pool, client = request.app.state.pool, request.app.state.client
     job = await job_or_404(pool, job_id)
-    if job["status"] in FINAL:
+    if job["status"] in FINAL_STATUSES:
         raise HTTPException(409, f"job {job_id} is already {job['status']}")
     handle = client.get_workflow_handle(job["workflow_id"], run_id=job["run_id"])
     try:

@@ -12,12 +12,13 @@ import asyncpg
 import numpy as np
 from asyncpg.pool import PoolConnectionProxy
 
-from pageperfect.models import JobInput, JobOutcome, KeywordRow
+from pageperfect.models import FINAL_STATUSES, JobInput, JobOutcome, JobStatus, KeywordRow
 from pageperfect.stages import STAGE_ARTIFACTS, STAGE_NAMES, stage_position
 
 Conn = asyncpg.Connection | asyncpg.Pool | PoolConnectionProxy  # a connection, a pool, or one taken from it
 
-FINAL_JOB_STATUSES = ("completed", "failed", "cancelled")
+# The final statuses as an SQL list, for the statements below (names from the vocabulary, never from input).
+_FINAL_SQL = ", ".join(f"'{status}'" for status in sorted(FINAL_STATUSES))
 
 # A stage row moves forward only: a later attempt, or a later status of the same attempt.
 _STATUS_RANK_SQL = """CASE {col} WHEN 'pending' THEN 0 WHEN 'processing' THEN 1 WHEN 'retrying' THEN 2
@@ -186,8 +187,8 @@ async def recent_jobs(conn: Conn, *, days: int = 1) -> list[asyncpg.Record]:
 
 async def set_job_status(conn: Conn, job_id: str, status: str) -> None:
     await conn.execute(
-        """UPDATE pageperfect_jobs SET status = $2, updated_at = now(),
-                  completed_at = CASE WHEN $2 IN ('completed', 'failed', 'cancelled')
+        f"""UPDATE pageperfect_jobs SET status = $2, updated_at = now(),
+                  completed_at = CASE WHEN $2 IN ({_FINAL_SQL})
                                       THEN coalesce(completed_at, now()) END
            WHERE id = $1""",
         job_id, status,
@@ -286,13 +287,13 @@ async def mirror_job_progress(conn: Conn, *, job_id: str, stage: str, attempt: i
     as the workflow's PagePerfectStage attribute does.
     """
     await conn.execute(
-        """UPDATE pageperfect_jobs SET status = 'processing',
+        f"""UPDATE pageperfect_jobs SET status = 'processing',
                   stage = coalesce((SELECT s.stage FROM pageperfect_job_stages s
                                     WHERE s.job_id = $1 AND s.status IN ('processing', 'retrying')
                                     ORDER BY s.position LIMIT 1), $2),
                   attempt_count = greatest(attempt_count, $3),
                   started_at = coalesce(started_at, now()), run_id = coalesce(run_id, $4), updated_at = now()
-           WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')""",
+           WHERE id = $1 AND status NOT IN ({_FINAL_SQL})""",
         job_id, stage, attempt, run_id,
     )
 
@@ -315,13 +316,13 @@ async def finalize_job(conn: Conn, outcome: JobOutcome, result: dict | None) -> 
                    WHERE job_id = $1 AND stage = $2 AND status = 'pending'""",
                 job.job_id, name,
             )
-        if outcome.status == "cancelled":
+        if outcome.status == JobStatus.CANCELLED:
             await conn.execute(
                 """UPDATE pageperfect_job_stages SET status = 'cancelled', updated_at = now()
                    WHERE job_id = $1 AND status IN ('processing', 'retrying')""",
                 job.job_id,
             )
-        if outcome.status == "failed":  # the workflow cancelled the stages still running beside the failed one
+        if outcome.status == JobStatus.FAILED:  # the workflow cancelled the stages still running beside the failed one
             await conn.execute(
                 """UPDATE pageperfect_job_stages SET status = 'cancelled', updated_at = now()
                    WHERE job_id = $1 AND status IN ('processing', 'retrying') AND stage IS DISTINCT FROM $2""",

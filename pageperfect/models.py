@@ -8,9 +8,27 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+class JobStatus(StrEnum):
+    """A job's status, as its row (pageperfect_jobs.status), the API, the CLI and the workflow's progress say it.
+
+    A str: it compares equal to the text Postgres and JSON hold, and serializes as that text.
+    """
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# The endings: a job with one of these has stopped, and its row is not reopened.
+FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+FinalStatus = Literal[JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]
 
 ScoreName = Literal["striking", "legacy"]
 ClusterMethod = Literal["intents", "dbscan"]
@@ -145,7 +163,7 @@ class JobOutcome(BaseModel):
     """What the finalize activity writes: the job's final state and, on failure, its dead letter."""
 
     job: JobInput
-    status: Literal["completed", "failed", "cancelled"]
+    status: FinalStatus
     stage: str | None = None
     failure_reason: str | None = None
     error_details: str | None = None

@@ -37,11 +37,11 @@ with workflow.unsafe.imports_passed_through():
         temporal_priority,
         workflow_id_for_page,
     )
+    from pageperfect.models import FINAL_STATUSES
     from pageperfect.stages import CONTROL_QUEUE, WORKFLOW_QUEUE, queue_name
     from workflows.webhook import announce
 
 BATCH_WORKFLOW = "PagePerfectBatch"
-FINAL = ("completed", "failed", "cancelled")
 START_TRIES = 10  # a page whose workflow id stays taken by something that is not a job is given up
 
 # The batch's bookkeeping retries until Postgres takes it, like finalize_job.
@@ -160,7 +160,7 @@ class PagePerfectBatchWorkflow:
             status = await workflow.execute_activity(
                 "batch_job_status", job_id, task_queue=queue_name(batch.queue_prefix, CONTROL_QUEUE),
                 result_type=str, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
-            if status in FINAL or status == "gone":
+            if status in FINAL_STATUSES or status == "gone":
                 return status
             await workflow.sleep(timedelta(seconds=batch.poll_seconds))
 

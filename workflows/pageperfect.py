@@ -12,7 +12,9 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from pageperfect.models import (
+        FINAL_STATUSES,
         JobInput,
+        JobStatus,
         JobOutcome,
         JobProgress,
         StageInput,
@@ -50,7 +52,7 @@ def temporal_priority(priority: int) -> Priority:
 class PagePerfectWorkflow:
     def __init__(self) -> None:
         self._job: JobInput | None = None
-        self._status = "queued"
+        self._status: str = JobStatus.QUEUED
         self._current: str | None = None
         self._stages: dict[str, StageProgress] = {s.name: StageProgress(stage=s.name) for s in STAGES}
         self._max_attempts: int | None = None
@@ -61,7 +63,7 @@ class PagePerfectWorkflow:
         self._job = job
         self._max_attempts = job.max_attempts
         self._retry_delay = job.retry_delay_seconds
-        self._status = "processing"
+        self._status = JobStatus.PROCESSING
         summaries: dict[str, dict] = {}
         # A stage added to the table later runs only in the runs started with it; for the others it is skipped.
         unpatched = [stage.name for stage in STAGES if stage.patch and not workflow.patched(stage.patch)]
@@ -76,23 +78,23 @@ class PagePerfectWorkflow:
             else:  # runs started before the stage table had `after`: one stage at a time, as they were
                 await self._run_in_order(job, summaries)
         except (asyncio.CancelledError, CancelledError) as err:
-            await self._finish(JobOutcome(job=job, status="cancelled", stage=self._current,
+            await self._finish(JobOutcome(job=job, status=JobStatus.CANCELLED, stage=self._current,
                                           summaries=_in_table_order(summaries)))
             raise err
         except ActivityError as err:
             if isinstance(err.cause, CancelledError):
-                await self._finish(JobOutcome(job=job, status="cancelled", stage=self._current,
+                await self._finish(JobOutcome(job=job, status=JobStatus.CANCELLED, stage=self._current,
                                               summaries=_in_table_order(summaries)))
                 raise
             reason, details = _describe_failure(err)
             await self._finish(
-                JobOutcome(job=job, status="failed", stage=self._current, failure_reason=reason,
+                JobOutcome(job=job, status=JobStatus.FAILED, stage=self._current, failure_reason=reason,
                            error_details=details, summaries=_in_table_order(summaries))
             )
             raise ApplicationError(f"{self._current} failed: {reason}", type="StageFailed", non_retryable=True) from err
         self._current = None
-        await self._finish(JobOutcome(job=job, status="completed", summaries=_in_table_order(summaries)))
-        return {"job_id": job.job_id, "status": "completed", "stages": _in_table_order(summaries)}
+        await self._finish(JobOutcome(job=job, status=JobStatus.COMPLETED, summaries=_in_table_order(summaries)))
+        return {"job_id": job.job_id, "status": JobStatus.COMPLETED, "stages": _in_table_order(summaries)}
 
     async def _run_when_ready(self, job: JobInput, summaries: dict[str, dict]) -> None:
         """Each stage starts as soon as the stages it comes `after` are done (or skipped).
@@ -165,7 +167,7 @@ class PagePerfectWorkflow:
         info = workflow.info()
         outcome.workflow_id, outcome.run_id = info.workflow_id, info.run_id
         self._status = outcome.status
-        if outcome.status != "completed":
+        if outcome.status != JobStatus.COMPLETED:
             for progress in self._stages.values():
                 if progress.status == "processing":
                     progress.status = outcome.status
@@ -207,7 +209,7 @@ class PagePerfectWorkflow:
 
     @tune.validator
     def _validate_tune(self, request: TuneRequest) -> None:
-        if self._status in ("completed", "failed", "cancelled"):
+        if self._status in FINAL_STATUSES:
             raise ValueError(f"job is already {self._status}")
 
 

@@ -10,9 +10,9 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from pageperfect.models import FINAL_STATUSES
 from pageperfect.stages import STAGE_NAMES
 
-FINAL = ("completed", "failed", "cancelled")
 _DONE = ("completed", "skipped", "failed", "cancelled")
 
 
@@ -83,7 +83,7 @@ async def watch_job(http: httpx.AsyncClient, job_id: str, console: Console) -> d
                 task = tasks.get(stage["stage"])
                 if task is not None:
                     progress.update(task, completed=1 if stage["status"] in _DONE else 0, state=_stage_line(stage))
-            if job["status"] in FINAL:
+            if job["status"] in FINAL_STATUSES:
                 return job
             await asyncio.sleep(POLL_SECONDS)
 

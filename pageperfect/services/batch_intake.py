@@ -17,7 +17,7 @@ from temporalio.service import RPCError
 from pageperfect.services.intake import IntakeError, StageName, check_webhook_url
 from db import queries
 from pageperfect.sources.guard import GuardError, parse_allowed_hosts, validate_url
-from pageperfect.models import AnalysisOptions, KeywordRow
+from pageperfect.models import FINAL_STATUSES, AnalysisOptions, KeywordRow
 from pageperfect.settings import Settings
 from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, MAX_CONCURRENCY, BatchInput, BatchJobOptions
 from workflows.batch import PagePerfectBatchWorkflow, batch_workflow_id
@@ -139,7 +139,7 @@ async def batch_status(pool: asyncpg.Pool, batch_id: str, *, items: bool = True)
     if batch is None:
         return None
     counts = await queries.batch_counts(pool, batch_id)
-    ended = sum(counts[k] for k in ("completed", "failed", "cancelled", "rejected"))
+    ended = sum(counts[k] for k in (*FINAL_STATUSES, "rejected"))
     body = {"batch_id": str(batch["id"]), "status": batch["status"], "source": batch["source"],
             "total": batch["total"], "ended": ended, "counts": counts, "concurrency": batch["concurrency"],
             "options": batch["options"], "webhook_url": batch["webhook_url"], "workflow_id": batch["workflow_id"],

@@ -31,7 +31,7 @@ from pageperfect.sources.guard import (
     resolve_checked,
     validate_url,
 )
-from pageperfect.models import AnalysisOptions, JobInput, KeywordRow
+from pageperfect.models import FINAL_STATUSES, AnalysisOptions, JobInput, KeywordRow
 from pageperfect.settings import Settings
 from workflows.pageperfect import (
     JOB_ATTRIBUTE,
@@ -239,7 +239,7 @@ async def _closed_after_its_end(pool: asyncpg.Pool, client: Client, workflow_id:
     """Whether the run of a job whose row is final closes within `wait` seconds (it has only its
     last workflow task left: the job row is written by its final activity)."""
     existing = await queries.get_job(pool, job_id)
-    if existing is None or existing["status"] not in ("completed", "failed", "cancelled"):
+    if existing is None or existing["status"] not in FINAL_STATUSES:
         return False
     handle = client.get_workflow_handle(workflow_id, run_id=run_id)
     deadline = asyncio.get_running_loop().time() + wait

@@ -13,14 +13,16 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from db import queries
+from pageperfect.models import FINAL_STATUSES, JobStatus
 from pageperfect.stages import STAGES_BY_NAME
 
-_FINAL_WORKFLOW = {
-    WorkflowExecutionStatus.COMPLETED: "completed",
-    WorkflowExecutionStatus.FAILED: "failed",
-    WorkflowExecutionStatus.CANCELED: "cancelled",
-    WorkflowExecutionStatus.TERMINATED: "failed",
-    WorkflowExecutionStatus.TIMED_OUT: "failed",
+# A closed run's status as a job's: terminated and timed out are failures.
+CLOSED_AS = {
+    WorkflowExecutionStatus.COMPLETED: JobStatus.COMPLETED,
+    WorkflowExecutionStatus.FAILED: JobStatus.FAILED,
+    WorkflowExecutionStatus.CANCELED: JobStatus.CANCELLED,
+    WorkflowExecutionStatus.TERMINATED: JobStatus.FAILED,
+    WorkflowExecutionStatus.TIMED_OUT: JobStatus.FAILED,
 }
 
 
@@ -65,7 +67,7 @@ async def stages_from_history(client: Client, workflow_id: str, run_id: str) -> 
             truth[name].attempt = max(truth[name].attempt, pending.attempt)
             if pending.attempt > 1 and pending.HasField("last_failure"):
                 truth[name].status = "retrying"
-    job_status = _FINAL_WORKFLOW.get(description.status, "processing") if description.status else "processing"
+    job_status = CLOSED_AS.get(description.status, JobStatus.PROCESSING) if description.status else JobStatus.PROCESSING
     return job_status, truth
 
 
@@ -94,7 +96,7 @@ async def reconcile(pool: asyncpg.Pool, client: Client, *, job_id: str | None = 
                                                attempt=fact.attempt, max_attempts=None)
         # The job row's final status is written by the run's last activity, a moment before the run
         # closes: a final row over a running history is that moment, not a difference to undo.
-        closing = job_status == "processing" and job["status"] in ("completed", "failed", "cancelled")
+        closing = job_status == JobStatus.PROCESSING and job["status"] in FINAL_STATUSES
         if job["status"] != job_status and not closing:
             differences.append(f"{job['id']}: mirror {job['status']}, history {job_status}")
             if write:
