@@ -7,7 +7,7 @@ import uuid
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, model_validator
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -21,14 +21,11 @@ from workflows.pageperfect import PagePerfectWorkflow
 router = APIRouter()
 
 
-class TuneBody(BaseModel):
+class TuneBody(TuneRequest):
     """POST /v1/jobs/{id}/tune. The same bounds as a new job's settings."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"max_attempts": 8,
                                                                                "retry_delay_seconds": 30}]})
-
-    max_attempts: int | None = Field(default=None, ge=1, le=50)
-    retry_delay_seconds: float | None = Field(default=None, ge=0.1, le=3600)
 
     @model_validator(mode="after")
     def _asks_for_something(self) -> TuneBody:
@@ -49,7 +46,7 @@ async def tune_job(job_id: uuid.UUID, body: TuneBody, request: Request) -> dict:
     try:
         progress = await handle.execute_update(
             PagePerfectWorkflow.tune,
-            TuneRequest(max_attempts=body.max_attempts, retry_delay_seconds=body.retry_delay_seconds),
+            TuneRequest.model_validate(body.model_dump()),
         )
     except WorkflowUpdateFailedError as err:  # the workflow's validator said no: it has ended meanwhile
         raise HTTPException(409, f"job {job_id} cannot be tuned: {err.cause or err}") from err

@@ -1,7 +1,7 @@
 """Data shapes shared by the API, the workflow, the activities and the analysis.
 
-Only pydantic and the standard library are imported here: the workflow sandbox
-loads this module, so it must stay light and free of I/O.
+Only pydantic, the standard library and the stage table are imported here: the workflow
+sandbox loads this module, so it must stay light and free of I/O.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pageperfect.stages import STAGE_NAMES
 
 class JobStatus(StrEnum):
     """A job's status, as its row (pageperfect_jobs.status), the API, the CLI and the workflow's progress say it.
@@ -30,6 +32,7 @@ class JobStatus(StrEnum):
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 FinalStatus = Literal[JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]
 
+StageName = Literal[STAGE_NAMES]  # type: ignore[valid-type]
 ScoreName = Literal["striking", "legacy"]
 ClusterMethod = Literal["intents", "dbscan"]
 # The longest query kept. Search Console records prompts typed into AI assistants (a real export holds a
@@ -118,6 +121,24 @@ class AnalysisOptions(BaseModel):
         default=False, description="Cluster long or prompt-like queries too (more than 32 words, or an "
                                    "instruction to an assistant: pageperfect/analysis/long_queries.py); by default "
                                    "they are kept and counted but left out of the clusters.")
+
+
+class RetrySettings(BaseModel):
+    """A job's retry settings and their bounds: a new job's, a batch's jobs', a running job's tune."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int | None = Field(default=None, ge=1, le=50)
+    retry_delay_seconds: float | None = Field(default=None, ge=0.1, le=3600)
+
+
+class JobOptions(RetrySettings):
+    """What a job is asked to do besides its page, with its bounds: POST /v1/jobs, a batch's every job, a schedule."""
+
+    skip_steps: list[StageName] = Field(default_factory=list, max_length=len(STAGE_NAMES))
+    force_update: bool = False
+    priority: int = Field(default=0, ge=0, le=10, description="0 (default) to 10 (most urgent)")
+    options: AnalysisOptions = Field(default_factory=AnalysisOptions)
 
 
 class JobInput(BaseModel):

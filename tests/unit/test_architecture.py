@@ -27,7 +27,7 @@ CORE = {"pageperfect.models", "pageperfect.stages", "pageperfect.messages", "pag
 # package -> the packages it may import (besides itself and the standard library and third parties).
 ALLOWED: dict[str, set[str]] = {
     "pageperfect": set(),
-    "pageperfect.models": set(),
+    "pageperfect.models": {"pageperfect.stages"},
     "pageperfect.stages": set(),  # the stage table: plain data, read by every layer
     "pageperfect.settings": set(),
     "pageperfect.messages": {"pageperfect.models"},

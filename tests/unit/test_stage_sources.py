@@ -17,7 +17,7 @@ import pytest
 
 from activities.registry import ACTIVITIES, STAGE_ACTIVITIES, activities_by_queue, activity_name
 from db import queries
-from pageperfect.services.batch_intake import BatchJobFields
+from pageperfect.models import JobOptions
 from pageperfect.services.intake import JobRequest
 from pageperfect.stages import (
     ARTIFACT_STAGE,
@@ -67,7 +67,7 @@ def test_the_check_sees_what_an_activity_reads():
     assert _inputs_read(reads_two) == {"gap_analysis", "wait_crawl", "segment_embed"}
 
 
-@pytest.mark.parametrize("model", [JobRequest, BatchJobFields])
+@pytest.mark.parametrize("model", [JobRequest, JobOptions])
 def test_skip_steps_takes_exactly_the_tables_names(model):
     schema = model.model_json_schema()["properties"]["skip_steps"]
     assert schema["items"]["enum"] == list(STAGE_NAMES)

@@ -210,8 +210,8 @@ async def test_tune_sets_the_retries_of_the_stages_not_yet_finished(client, mock
     await mocks.wait_for(lambda: mocks.of("submit_crawl"), what="the crawl")
     if tuned:
         progress = await handle.execute_update(PagePerfectWorkflow.tune,
-                                               TuneRequest(max_attempts=2, retry_delay_seconds=0.02))
-        assert (progress.max_attempts, progress.retry_delay_seconds) == (2, 0.02)
+                                               TuneRequest(max_attempts=2, retry_delay_seconds=0.1))
+        assert (progress.max_attempts, progress.retry_delay_seconds) == (2, 0.1)
     release.set()
     if tuned:
         assert (await handle.result())["status"] == "completed"
