@@ -463,13 +463,14 @@ async def get_segment_set(conn: Conn, segment_set_id: int) -> asyncpg.Record | N
     return await conn.fetchrow("SELECT * FROM segment_sets WHERE id = $1", segment_set_id)
 
 
+async def _rows_of_set(conn: Conn, table: str, set_column: str, set_id: int, columns: str, order: str) -> list[asyncpg.Record]:
+    """An artifact's rows (a segment set's segments, a cluster set's clusters), in their order; names from the code."""
+    return await conn.fetch(f"SELECT {columns} FROM {table} WHERE {set_column} = $1 ORDER BY {order}", set_id)
+
+
 async def get_segments(conn: Conn, segment_set_id: int, *, with_embeddings: bool = True) -> list[asyncpg.Record]:
-    columns = "segment_id, position, kind, heading_level, heading_path, text"
-    if with_embeddings:
-        columns += ", embedding"
-    return await conn.fetch(
-        f"SELECT {columns} FROM segments WHERE segment_set_id = $1 ORDER BY position", segment_set_id
-    )
+    columns = "segment_id, position, kind, heading_level, heading_path, text" + (", embedding" if with_embeddings else "")
+    return await _rows_of_set(conn, "segments", "segment_set_id", segment_set_id, columns, "position")
 
 
 class PostgresEmbeddingCache:
@@ -533,12 +534,9 @@ async def get_cluster_set(conn: Conn, cluster_set_id: int) -> asyncpg.Record | N
 
 
 async def get_clusters(conn: Conn, cluster_set_id: int, *, with_centroids: bool = True) -> list[asyncpg.Record]:
-    columns = "cluster_id, representative, keywords, size, total_impressions, avg_impressions, total_clicks, avg_position"
-    if with_centroids:
-        columns += ", centroid"
-    return await conn.fetch(
-        f"SELECT {columns} FROM clusters WHERE cluster_set_id = $1 ORDER BY cluster_id", cluster_set_id
-    )
+    columns = ("cluster_id, representative, keywords, size, total_impressions, avg_impressions, total_clicks, "
+               "avg_position" + (", centroid" if with_centroids else ""))
+    return await _rows_of_set(conn, "clusters", "cluster_set_id", cluster_set_id, columns, "cluster_id")
 
 
 async def insert_gap_report(conn: Conn, *, page_id: int, job_id: str, cluster_set_id: int,

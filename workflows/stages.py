@@ -30,5 +30,4 @@ def retry_policy(retry: Retry, *, max_attempts: int | None = None,
 # Bookkeeping activity run in every ending; it retries until Postgres takes the write.
 FINALIZE_ACTIVITY = "finalize_job"
 FINALIZE_TIMEOUT = timedelta(seconds=60)
-FINALIZE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
-                             maximum_interval=timedelta(minutes=1), maximum_attempts=0)
+FINALIZE_RETRY = retry_policy(Retry(timedelta(seconds=2), 2.0, timedelta(minutes=1), 0, non_retryable=()))
