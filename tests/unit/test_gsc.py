@@ -27,6 +27,7 @@ from pageperfect.sources.gsc import (
     read_export,
 )
 from pageperfect.models import KeywordFilters, KeywordRow
+from tests.helpers.http import send_json
 
 HEADER = "Top queries,Clicks,Impressions,CTR,Position\n"
 REALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
@@ -496,14 +497,7 @@ class FakeSearchConsole:
                 pass
 
             def _send(self, status: int, body: dict, headers: dict | None = None):
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
+                send_json(self, status, body, headers)
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
