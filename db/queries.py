@@ -889,19 +889,3 @@ async def prune_artifacts(conn: asyncpg.Connection | PoolConnectionProxy, cutoff
         """WITH gone AS (DELETE FROM embedding_cache WHERE used_at < $1 RETURNING 1) SELECT count(*) FROM gone""",
         cutoff)
     return removed
-
-
-# The tables a job's data lives in, for `pageperfect prune --dry-run`'s sizes and docs/OPERATIONS.md.
-STORAGE_TABLES = ("crawls", "segment_sets", "segments", "cluster_sets", "clusters", "gap_reports", "gaps",
-                  "draft_sets", "drafts", "keyword_sets", "keywords", "stage_outputs", "embedding_cache",
-                  "pageperfect_jobs", "pageperfect_job_stages", "pageperfect_job_events")
-
-
-async def table_sizes(conn: Conn) -> dict[str, tuple[int, int]]:
-    """Rows and bytes on disk (pg_total_relation_size: heap, TOAST and indexes) of each storage table."""
-    sizes = {}
-    for table in STORAGE_TABLES:  # names from the tuple above, never from input
-        row = await conn.fetchrow(f"SELECT count(*), pg_total_relation_size('{table}'::regclass) FROM {table}")
-        assert row is not None
-        sizes[table] = (row[0], row[1])
-    return sizes
