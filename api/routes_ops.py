@@ -15,7 +15,7 @@ from api.lookup import job_or_404
 from db import queries
 from pageperfect.services.report import CSP, load_report, render_report
 from pageperfect.messages import TuneRequest
-from pageperfect.models import FINAL_STATUSES
+from pageperfect.models import FINAL_STATUSES, JobStatus
 from workflows.pageperfect import PagePerfectWorkflow
 
 router = APIRouter()
@@ -68,7 +68,7 @@ async def job_report(job_id: uuid.UUID, request: Request) -> HTMLResponse:
     """Self-contained: inline styles and SVG charts, nothing loaded from anywhere."""
     pool = request.app.state.pool
     job = await job_or_404(pool, job_id)
-    if job["status"] != "completed":
+    if job["status"] != JobStatus.COMPLETED:
         raise HTTPException(409, f"job {job_id} is {job['status']}; the report is there once it completes")
     data = await load_report(pool, job)
     page = await asyncio.to_thread(render_report, data)  # the projection is numpy work: off the event loop

@@ -28,6 +28,23 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class StageStatus(StrEnum):
+    """A stage's status in a job (pageperfect_job_stages.status, the progress query, the CLI's bars)."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    REUSED = "reused"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# A stage with one of these will not run again in its job.
+STAGE_ENDINGS = frozenset({StageStatus.COMPLETED, StageStatus.REUSED, StageStatus.SKIPPED, StageStatus.FAILED,
+                           StageStatus.CANCELLED})
+
 # The endings: a job with one of these has stopped, and its row is not reopened.
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 FinalStatus = Literal[JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         JobProgress,
         StageInput,
         StageProgress,
+        StageStatus,
         StageSummary,
     )
     from pageperfect.messages import TuneRequest, WebhookCall
@@ -71,7 +72,7 @@ class PagePerfectWorkflow:
             job = job.model_copy(update={"skip_steps": [*job.skip_steps, *unpatched]})
         for stage in STAGES:
             if stage.name in job.skip_steps:
-                self._stages[stage.name].status = "skipped"
+                self._stages[stage.name].status = StageStatus.SKIPPED
         try:
             if workflow.patched(STAGES_WHEN_READY):
                 await self._run_when_ready(job, summaries)
@@ -123,8 +124,8 @@ class PagePerfectWorkflow:
         finally:
             for name, task in running.items():
                 task.cancel()
-                if self._stages[name].status == "processing" and name != self._current:
-                    self._stages[name].status = "cancelled"
+                if self._stages[name].status == StageStatus.PROCESSING and name != self._current:
+                    self._stages[name].status = StageStatus.CANCELLED
             if running:  # the cancel requests reach the activities before the job's ending runs
                 await asyncio.gather(*running.values(), return_exceptions=True)
 
@@ -138,7 +139,7 @@ class PagePerfectWorkflow:
 
     async def _run_stage(self, stage: Stage, job: JobInput, summaries: dict[str, dict]) -> None:
         progress = self._stages[stage.name]
-        progress.status, progress.started_at = "processing", workflow.now()
+        progress.status, progress.started_at = StageStatus.PROCESSING, workflow.now()
         start_to_close, heartbeat = stage.timeouts(job.timeout_scale)
         # Exactly the stages it comes after (a skipped one is not there: the activity reads the page's latest).
         only_after = workflow.patched(INPUTS_ARE_AFTER)
@@ -169,7 +170,7 @@ class PagePerfectWorkflow:
         self._status = outcome.status
         if outcome.status != JobStatus.COMPLETED:
             for progress in self._stages.values():
-                if progress.status == "processing":
+                if progress.status == StageStatus.PROCESSING:
                     progress.status = outcome.status
         workflow.upsert_search_attributes([STAGE_ATTRIBUTE.value_set(outcome.status)])
         # Runs even after a cancel request: the job row and the dead letter must be written.

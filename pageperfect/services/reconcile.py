@@ -13,7 +13,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from db import queries
-from pageperfect.models import FINAL_STATUSES, JobStatus
+from pageperfect.models import FINAL_STATUSES, JobStatus, StageStatus
 from pageperfect.stages import STAGES_BY_NAME
 
 # A closed run's status as a job's: terminated and timed out are failures.
@@ -23,6 +23,15 @@ CLOSED_AS = {
     WorkflowExecutionStatus.CANCELED: JobStatus.CANCELLED,
     WorkflowExecutionStatus.TERMINATED: JobStatus.FAILED,
     WorkflowExecutionStatus.TIMED_OUT: JobStatus.FAILED,
+}
+
+
+# An activity's ending event: the stage status it means, and the event's attributes that name the attempt.
+_ACTIVITY_ENDINGS = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: (StageStatus.COMPLETED, "activity_task_completed_event_attributes"),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: (StageStatus.FAILED, "activity_task_failed_event_attributes"),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: (StageStatus.FAILED, "activity_task_timed_out_event_attributes"),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: (StageStatus.CANCELLED, "activity_task_canceled_event_attributes"),
 }
 
 
@@ -43,18 +52,13 @@ async def stages_from_history(client: Client, workflow_id: str, run_id: str) -> 
             name = event.activity_task_scheduled_event_attributes.activity_type.name
             if name in STAGES_BY_NAME:
                 scheduled[event.event_id] = name
-                truth[name] = StageTruth("processing", 0)
+                truth[name] = StageTruth(StageStatus.PROCESSING, 0)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             attrs = event.activity_task_started_event_attributes
             if attrs.scheduled_event_id in scheduled:
                 truth[scheduled[attrs.scheduled_event_id]].attempt = attrs.attempt
         else:
-            outcome = {
-                EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: ("completed", "activity_task_completed_event_attributes"),
-                EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: ("failed", "activity_task_failed_event_attributes"),
-                EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: ("failed", "activity_task_timed_out_event_attributes"),
-                EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: ("cancelled", "activity_task_canceled_event_attributes"),
-            }.get(kind)
+            outcome = _ACTIVITY_ENDINGS.get(kind)
             if outcome:
                 attrs = getattr(event, outcome[1])
                 ended = scheduled.get(attrs.scheduled_event_id)
