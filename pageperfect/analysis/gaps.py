@@ -278,7 +278,6 @@ DUPLICATE_COSINE = 0.9  # two gaps whose query centroids are this close are one 
 
 def analyze_evidence(
     clusters: Sequence[Cluster],
-    queries: Sequence[str],
     impressions: np.ndarray,
     evidence: "Evidence",
     *,
@@ -288,7 +287,7 @@ def analyze_evidence(
     """Coverage decided from several signals (pageperfect.coverage): one decision per cluster, or one per part
     when its queries clearly disagree; gaps whose centroids are near-identical are merged into one.
 
-    `clusters` must carry member_indices into `queries`; `summarize(rows)` builds the stats of a part of a
+    `clusters` must carry member_indices into the evidence's queries; `summarize(rows)` builds the stats of a part of a
     split cluster (a new cluster id is given to each part).
     """
     from pageperfect.analysis.coverage import decide
