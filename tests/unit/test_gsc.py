@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import json
 import threading
-import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -27,6 +25,7 @@ from pageperfect.sources.gsc import (
     read_export,
 )
 from pageperfect.models import KeywordFilters, KeywordRow
+from tests.helpers.data import make_zip
 from tests.helpers.http import send_json
 
 HEADER = "Top queries,Clicks,Impressions,CTR,Position\n"
@@ -252,14 +251,6 @@ def test_a_large_file_is_read_whole():  # its speed is measured in bench/gsc_imp
 
 
 # --------------------------------------------------------------------------- ZIP export
-
-
-def make_zip(files: dict[str, str | bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
 
 
 EXPORT_FILES = {
