@@ -221,10 +221,13 @@ def _frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def cluster_map(data: ReportData) -> str:
     """Cluster centroids and the page's segments in one PCA plane; circles sized by impressions."""
     gaps_by_cluster = {g["cluster_id"]: g for g in data.result["gaps"]}
-    cluster_ids = [c for c in data.centroids if c in gaps_by_cluster]
+    # A part split off by the coverage decision has no stored centroid of its own: it is drawn at its cluster's.
+    placed = {c: data.centroids.get(c, data.centroids.get((gap.get("explanation") or {}).get("split_from", c)))
+              for c, gap in gaps_by_cluster.items()}
+    cluster_ids = [c for c, centroid in placed.items() if centroid is not None]
     if not cluster_ids:
         return '<p class="empty">No query clusters to draw.</p>'
-    centroid_matrix = np.vstack([data.centroids[c] for c in cluster_ids])
+    centroid_matrix = np.vstack([placed[c] for c in cluster_ids])
     segments = data.segment_vectors
     if segments.shape[0] and segments.shape[1] != centroid_matrix.shape[1]:
         segments = np.zeros((0, centroid_matrix.shape[1]), dtype=np.float32)
