@@ -19,8 +19,10 @@ from activities.keyword_clustering import keyword_clustering
 from activities.rewrite_draft import rewrite_draft
 from activities.search_console import import_search_console
 from activities.segment_embed import segment_embed
+from activities.site import finalize_site, site_analysis
 from activities.webhook import send_webhook
-from workflows.stages import CONTROL_QUEUE, FINALIZE_ACTIVITY, STAGES
+from workflows.site import FINALIZE_SITE, SITE_STAGE
+from workflows.stages import COMPUTE_QUEUE, CONTROL_QUEUE, FINALIZE_ACTIVITY, STAGES
 
 ACTIVITIES: dict[str, Callable] = {
     "submit_crawl": submit_crawl,
@@ -39,9 +41,15 @@ ACTIVITIES: dict[str, Callable] = {
     "close_batch": close_batch,
     "send_webhook": send_webhook,
     "import_search_console": import_search_console,
+    # The site workflow's stage over its pages' results, and its ending.
+    SITE_STAGE: site_analysis,
+    FINALIZE_SITE: finalize_site,
 }
 CONTROL_ACTIVITIES = (FINALIZE_ACTIVITY, "open_batch", "prepare_batch_job", "link_running_job", "batch_job_status",
-                      "reject_batch_page", "close_batch", "send_webhook", "import_search_console")
+                      "reject_batch_page", "close_batch", "send_webhook", "import_search_console",
+                      FINALIZE_SITE)
+# Activities beside the stage table on another queue: the site stage is CPU work.
+OTHER_ACTIVITIES = {SITE_STAGE: COMPUTE_QUEUE}
 
 
 def activities_by_queue() -> dict[str, list[Callable]]:
@@ -50,6 +58,8 @@ def activities_by_queue() -> dict[str, list[Callable]]:
     for stage in STAGES:
         by_queue.setdefault(stage.queue, []).append(ACTIVITIES[stage.name])
     by_queue.setdefault(CONTROL_QUEUE, []).extend(ACTIVITIES[name] for name in CONTROL_ACTIVITIES)
+    for name, queue in OTHER_ACTIVITIES.items():
+        by_queue.setdefault(queue, []).append(ACTIVITIES[name])
     missing = {s.name for s in STAGES} - set(ACTIVITIES)
     if missing:
         raise RuntimeError(f"stages without an activity: {sorted(missing)}")
