@@ -394,11 +394,13 @@ def _links(pages: Sequence[SitePage], centroids: list[np.ndarray], model: Covera
         page, group, target = pages[p], pages[p].groups[g], pages[found["to_page"]]
         match = found["match"]
         heading = match.heading_path[-1] if match.heading_path else ""
+        _, section = _passage_vector(target, match.segment_id)  # a heading's match: the text under it
         links.append({
             "from_url": page.url, "from_job_id": page.job_id, "cluster_id": group.cluster_id,
             "intent": group.representative, "queries": [page.queries[i] for i in group.members],
             "to_url": target.url, "to_job_id": target.job_id, "to_segment_id": match.segment_id,
-            "anchor_text": heading or group.representative, "passage": match.text[:400],
+            "anchor_text": heading or group.representative,
+            "passage": (section.text if section else match.text)[:400],
             "coverage": round(found["coverage"], 4),
             "original_score": round(group.opportunity_score, 6),
             "score": round(group.opportunity_score * LINK_FACTOR, 6),
