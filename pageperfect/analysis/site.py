@@ -369,26 +369,46 @@ def _links(pages: Sequence[SitePage], centroids: list[np.ndarray], model: Covera
         for other in others:
             by_pair.setdefault((p, other), []).append(g)
     best: dict[tuple[int, int], dict] = {}
-    for (p, other), groups in sorted(by_pair.items()):
-        page, target = pages[p], pages[other]
-        if not target.passages:
+    targets_of: dict[int, list[int]] = {}
+    for p, other in sorted(by_pair):
+        if pages[other].passages:
+            targets_of.setdefault(p, []).append(other)
+    for p, targets in targets_of.items():
+        page = pages[p]
+        # One Evidence of the page's queries against every candidate page's passages; each page's own part of it.
+        columns, offset = {}, 0
+        for other in targets:
+            columns[other] = range(offset, offset + len(pages[other].passages))
+            offset += len(pages[other].passages)
+        everything = Evidence(page.queries, page.query_vectors, page.stripped_vectors, page.subject,
+                              [x for other in targets for x in pages[other].passages],
+                              np.concatenate([pages[other].passage_vectors for other in targets]), model)
+        for other in targets:
+            _check_pair(page, p, other, by_pair[(p, other)], everything.restricted(columns[other]), centroids,
+                        score, analyze, best)
+    return _link_rows(pages, best)
+
+
+def _check_pair(page: SitePage, p: int, other: int, groups: list[int], evidence: Evidence,
+                centroids: list[np.ndarray], score: str, analyze: Callable, best: dict) -> None:
+    """The page's gaps `groups` decided against the other page's passages; a covered one is kept in `best`."""
+    clusters = [_to_cluster(page, page.groups[g], centroids[p][g]) for g in groups]
+    owner = {i: g for g in groups for i in page.groups[g].members}
+    report = analyze(clusters, page.queries, page.impressions, evidence, score=score,
+                     summarize=lambda rows, page=page: _summarized(page, rows))
+    for decided in report.gaps:
+        # A gap whose queries the other page answers only in part is split by the decision: the covered part.
+        rows = [owner[i] for i in _members_of(page, decided.keywords) if i in owner]
+        if not rows or decided.has_gap or decided.best_match is None:
             continue
-        evidence = Evidence(page.queries, page.query_vectors, page.stripped_vectors, page.subject,
-                            target.passages, target.passage_vectors, model)
-        clusters = [_to_cluster(page, page.groups[g], centroids[p][g]) for g in groups]
-        owner = {i: g for g in groups for i in page.groups[g].members}
-        report = analyze(clusters, page.queries, page.impressions, evidence, score=score,
-                         summarize=lambda rows, page=page: _summarized(page, rows))
-        for decided in report.gaps:
-            # A gap whose queries the other page answers only in part is split by the decision: the covered part.
-            rows = [owner[i] for i in _members_of(page, decided.keywords) if i in owner]
-            if not rows or decided.has_gap or decided.best_match is None:
-                continue
-            g = max(set(rows), key=rows.count)
-            found = {"to_page": other, "coverage": decided.coverage or 0.0, "match": decided.best_match,
-                     "explanation": decided.explanation}
-            if (p, g) not in best or found["coverage"] > best[(p, g)]["coverage"]:
-                best[(p, g)] = found
+        g = max(set(rows), key=rows.count)
+        found = {"to_page": other, "coverage": decided.coverage or 0.0, "match": decided.best_match,
+                 "explanation": decided.explanation}
+        if (p, g) not in best or found["coverage"] > best[(p, g)]["coverage"]:
+            best[(p, g)] = found
+
+
+def _link_rows(pages: Sequence[SitePage], best: dict) -> list[dict]:
     links = []
     for (p, g), found in sorted(best.items()):
         page, group, target = pages[p], pages[p].groups[g], pages[found["to_page"]]
@@ -413,7 +433,18 @@ def _links(pages: Sequence[SitePage], centroids: list[np.ndarray], model: Covera
 
 def analyze_site(pages: Sequence[SitePage], model: CoverageModel, *, score: str = "striking",
                  intent_cosine: float = INTENT_COSINE, top_gaps: int = 5) -> SiteResult:
-    """The site's cannibalization cases, link suggestions and pages ranked by opportunity. CPU-bound."""
+    """The site's cannibalization cases, link suggestions and pages ranked by opportunity. CPU-bound.
+
+    BLAS runs on one thread: the products are many and small (a page's queries against another page's
+    passages), where threads cost more than they give, and the worker's other activities keep a core."""
+    from pageperfect.analysis.clustering import _blas_limits
+
+    with _blas_limits(1):
+        return _analyze_site(pages, model, score=score, intent_cosine=intent_cosine, top_gaps=top_gaps)
+
+
+def _analyze_site(pages: Sequence[SitePage], model: CoverageModel, *, score: str, intent_cosine: float,
+                  top_gaps: int) -> SiteResult:
     from pageperfect.analysis.gaps import analyze_evidence
 
     centroids = [group_centroids(p) for p in pages]
