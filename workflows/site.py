@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -54,7 +55,8 @@ class PagePerfectSiteWorkflow:
         info = workflow.info()
         self._site_id = inp.site_id
         control = queue_name(inp.queue_prefix, CONTROL_QUEUE)
-        status, error = "completed", None
+        status: Literal["completed", "failed", "cancelled"] = "completed"
+        error: str | None = None
         try:
             pages = await workflow.execute_child_workflow(
                 BATCH_WORKFLOW,

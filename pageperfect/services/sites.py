@@ -121,12 +121,12 @@ async def rows_for(request: SiteRequest, pool: asyncpg.Pool) -> dict[str, list[K
     if request.search_console is not None:
         sc = request.search_console
         prefix, domain = property_scope(sc.site_url)
-        grouped = await queries.site_gsc_rows(pool, prefix, domain, f"{sc.start_date}/{sc.end_date}")
-        if not grouped:
+        stored = await queries.site_gsc_rows(pool, prefix, domain, f"{sc.start_date}/{sc.end_date}")
+        if not stored:
             raise IntakeError(422, f"no Search Console rows are stored for {sc.site_url} from {sc.start_date} to "
-                                   f"{sc.end_date}: import them first (pageperfect gsc import-api, or the daily "
-                                   "import schedule)")
-        return check_site_pages(grouped, what=f"the property {sc.site_url}")
+                                   f"{sc.end_date}: import them first (a Search Console import schedule, "
+                                   "`pageperfect schedules create`, stores them)")
+        return check_site_pages(stored, what=f"the property {sc.site_url}")
     grouped: dict[str, list[KeywordRow]] = {}
     for row in request.rows or []:
         grouped.setdefault(row.page, []).append(KeywordRow.model_validate(row.model_dump(exclude={"page"})))
