@@ -117,3 +117,15 @@ def test_intents_that_differ_are_left_alone():
     b = _page("b", ["shed foundation"], [400], [[0.95, 0.3, 0]], "y", [0, 0, 1])
     case = analyze_site([a, b], defaults_for("minilm").coverage).cannibalization[0]
     assert case["recommendation"] == "leave_alone" and "intents differ" in case["reasons"][0]
+
+
+def test_the_site_report_escapes_page_text(result):
+    from dataclasses import asdict
+
+    from pageperfect.services.site_report import render_site_report
+
+    body = {**asdict(result), "site_id": "s-1"}
+    body["cannibalization"][0]["intent"] = "<script>alert(1)</script>"
+    page = render_site_report(body)
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.count('class="case"') == 1 and page.count('class="link"') == 1
