@@ -14,6 +14,7 @@ from pageperfect.analysis.coverage import passages_of
 from pageperfect.analysis.defaults import defaults_for
 from pageperfect.analysis.embeddings import embed_with_cache
 from pageperfect.analysis.intents import strip_subject
+from pageperfect.analysis.long_queries import embedding_text
 from pageperfect.analysis.site import SitePage, analyze_site, site_page
 from pageperfect.messages import FinalizeSite, SiteStageInput
 from pageperfect.models import KeywordRow
@@ -47,12 +48,13 @@ async def load_site_page(pool, embedder, cache, job, model) -> SitePage | str:
             for q in texts]
     segment_rows = await queries.get_segments(pool, segment_set_id)
     segments = [SimpleNamespace(segment_id=r["segment_id"], heading_path=list(r["heading_path"]), text=r["text"],
-                                kind=r["kind"]) for r in segment_rows]
+                                kind=r["kind"], heading_level=r["heading_level"]) for r in segment_rows]
     matrix = queries.unpack_vectors(r["embedding"] for r in segment_rows)
     passages = passages_of(segments, model.passages)
-    sentences = [p.embed_text for p in passages if p.kind == "sentence"]
-    # The same texts the page's own analysis embedded: read back from the embedding cache.
-    wanted = texts + [strip_subject(q, subject) for q in texts] + sentences
+    sentences = [p.embed_text for p in passages if p.kind != "segment"]  # sentences and windows
+    # The same texts the page's own analysis (activities/gap_analysis.py) embedded: read back from the cache.
+    embed_texts = [embedding_text(q) for q in texts]
+    wanted = embed_texts + [strip_subject(q, subject) for q in embed_texts] + sentences
     vectors, _ = await embed_with_cache(embedder, wanted, cache)
     n = len(texts)
     segment_vector = {s.segment_id: v for s, v in zip(segments, matrix)}

@@ -253,7 +253,7 @@ async def analyze_offline(embedder, base_url: str = "https://bean-notes.example"
         subject = subject_stems(texts)
         stripped_texts = [strip_subject(q, subject) for q in texts]
         passages = passages_of(segments, model.passages)
-        sentences = [p.embed_text for p in passages if p.kind == "sentence"]
+        sentences = [p.embed_text for p in passages if p.kind != "segment"]
         vectors = await embedder.embed(texts + stripped_texts + [segment_text_for_embedding(s) for s in segments]
                                        + sentences)
         n, m = len(texts), len(segments)
