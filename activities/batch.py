@@ -11,10 +11,9 @@ from activities.common import permanent
 from activities.runtime import resources
 from pageperfect.services.intake import IntakeError, JobRequest, prepare_job
 from db import queries
-from db.queries import FINAL_JOB_STATUSES
 from pageperfect.sources.guard import GuardError, parse_allowed_hosts, validate_url
-from pageperfect.models import JobInput
-from pageperfect.services.reconcile import reconcile
+from pageperfect.models import FINAL_STATUSES, JobInput, JobStatus
+from pageperfect.services.reconcile import CLOSED_AS, reconcile
 from pageperfect.messages import CloseBatch, LinkRunningJob, OpenBatch, PreparedJob, PrepareBatchJob, RejectBatchPage
 from workflows.pageperfect import workflow_id_for_page
 
@@ -97,10 +96,6 @@ async def reject_batch_page(req: RejectBatchPage) -> None:
     await queries.delete_job(pool, req.own_job_id)
 
 
-# A closed run whose job row never got its ending (terminated by hand): what it counts as.
-_CLOSED_AS = {WorkflowExecutionStatus.COMPLETED: "completed", WorkflowExecutionStatus.CANCELED: "cancelled"}
-
-
 @activity.defn(name="batch_job_status")
 async def batch_job_status(job_id: str) -> str:
     """A job's status from its row; for a run that ended without writing it (terminated), from Temporal."""
@@ -109,7 +104,7 @@ async def batch_job_status(job_id: str) -> str:
     if job is None:
         return "gone"
     client = res.extra.get("temporal_client")
-    if job["status"] in FINAL_JOB_STATUSES or client is None or not (job["workflow_id"] and job["run_id"]):
+    if job["status"] in FINAL_STATUSES or client is None or not (job["workflow_id"] and job["run_id"]):
         return job["status"]
     try:
         described = await client.get_workflow_handle(job["workflow_id"], run_id=job["run_id"]).describe()
@@ -120,7 +115,8 @@ async def batch_job_status(job_id: str) -> str:
     # The run ended without writing its row (terminated): rebuild the row from history, as reconcile does.
     await reconcile(res.pool, client, job_id=job_id, write=True)
     status = await queries.job_status(res.pool, job_id)
-    return status if status in FINAL_JOB_STATUSES else _CLOSED_AS.get(described.status, "failed")
+    # A closed run whose job row never got its ending (terminated by hand): what its run's status counts as.
+    return status if status in FINAL_STATUSES else CLOSED_AS.get(described.status, JobStatus.FAILED)
 
 
 @activity.defn(name="close_batch")

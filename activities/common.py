@@ -53,10 +53,21 @@ async def reuse_or_run(
 
 
 async def artifact_from(inp: StageInput, stage: str) -> int:
-    """The artifact an earlier stage made for this job; for a skipped stage, the latest stored for the page."""
+    """The artifact a stage in this one's `after` made for this job; for a stage the job skips, the page's latest.
+
+    Anything else is refused, loudly: a stage reading what is not among its inputs has a wrong `after`
+    in the stage table, and must not read another job's output in its place.
+    """
     summary = inp.previous.get(stage)
     if summary and summary.get("artifact_id") is not None:
         return int(summary["artifact_id"])
+    if stage not in inp.job.skip_steps:
+        reader = activity.info().activity_type if activity.in_activity() else "this stage"
+        raise permanent(
+            "MissingInput",
+            f"{reader} reads the output of {stage}, which is not among its inputs: {stage} must be in its `after` "
+            "in the stage table (pageperfect/stages.py)",
+        )
     stored = await queries.latest_stage_output(resources().pool, inp.job.page_id, stage)
     if stored and stored.get("artifact_id") is not None:
         return int(stored["artifact_id"])

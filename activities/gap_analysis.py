@@ -117,7 +117,7 @@ async def gap_analysis(inp: StageInput) -> StageSummary:
         clusters = [_cluster_from_row(r, m) for r, m in zip(cluster_rows, members)]
         impressions = np.array([r.impressions for r in rows], dtype=np.float64)
         evidence = Evidence(texts, query_vectors, stripped, subject, passages, passage_vectors, model)
-        report = await run_cpu(analyze_evidence, clusters, texts, impressions, evidence, score=job.options.score,
+        report = await run_cpu(analyze_evidence, clusters, impressions, evidence, score=job.options.score,
                                summarize=lambda part: summarize_members(rows, query_vectors, part))
         return report, {f"embed_{k}": v for k, v in stats.items()}
 

@@ -1,8 +1,14 @@
-"""Activity functions by name: the stage table names them, the worker registers them."""
+"""The activity functions, each registered under the name its `@activity.defn` gives it.
+
+The stage activities are named after their rows of the stage table (pageperfect/stages.py),
+which also says the queue each is served on; the others are bookkeeping on the control queue.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+from temporalio import activity
 
 from activities.batch import (
     batch_job_status,
@@ -21,46 +27,40 @@ from activities.search_console import import_search_console
 from activities.segment_embed import segment_embed
 from activities.site import finalize_site, site_analysis
 from activities.webhook import send_webhook
-from workflows.site import FINALIZE_SITE, SITE_STAGE
-from workflows.stages import COMPUTE_QUEUE, CONTROL_QUEUE, FINALIZE_ACTIVITY, STAGES
+from pageperfect.stages import COMPUTE_QUEUE, CONTROL_QUEUE, STAGES
+
+STAGE_ACTIVITIES: tuple[Callable, ...] = (submit_crawl, wait_crawl, segment_embed, keyword_clustering, gap_analysis,
+                                          rewrite_draft)
+# Bookkeeping beside the stages, on the control queue: the job's ending, batches, webhooks, Search Console imports.
+CONTROL_ACTIVITIES: tuple[Callable, ...] = (finalize_job, open_batch, prepare_batch_job, link_running_job,
+                                            batch_job_status, reject_batch_page, close_batch, send_webhook,
+                                            import_search_console, finalize_site)
+# The site workflow's stage over its pages' results: CPU work, on the compute queue.
+SITE_ACTIVITIES: tuple[Callable, ...] = (site_analysis,)
+
+
+def activity_name(function: Callable) -> str:
+    """The name Temporal knows an activity function by (its `@activity.defn`)."""
+    name = activity._Definition.must_from_callable(function).name
+    if name is None:  # a dynamic activity: the stages and the bookkeeping have names
+        raise ValueError(f"{function.__name__} is a dynamic activity")
+    return name
+
 
 ACTIVITIES: dict[str, Callable] = {
-    "submit_crawl": submit_crawl,
-    "wait_crawl": wait_crawl,
-    "segment_embed": segment_embed,
-    "keyword_clustering": keyword_clustering,
-    "gap_analysis": gap_analysis,
-    "rewrite_draft": rewrite_draft,
-    FINALIZE_ACTIVITY: finalize_job,
-    # Bookkeeping beside the stages, on the control queue: batches, webhooks, Search Console imports.
-    "open_batch": open_batch,
-    "prepare_batch_job": prepare_batch_job,
-    "link_running_job": link_running_job,
-    "batch_job_status": batch_job_status,
-    "reject_batch_page": reject_batch_page,
-    "close_batch": close_batch,
-    "send_webhook": send_webhook,
-    "import_search_console": import_search_console,
-    # The site workflow's stage over its pages' results, and its ending.
-    SITE_STAGE: site_analysis,
-    FINALIZE_SITE: finalize_site,
+    activity_name(f): f for f in (*STAGE_ACTIVITIES, *CONTROL_ACTIVITIES, *SITE_ACTIVITIES)
 }
-CONTROL_ACTIVITIES = (FINALIZE_ACTIVITY, "open_batch", "prepare_batch_job", "link_running_job", "batch_job_status",
-                      "reject_batch_page", "close_batch", "send_webhook", "import_search_console",
-                      FINALIZE_SITE)
-# Activities beside the stage table on another queue: the site stage is CPU work.
-OTHER_ACTIVITIES = {SITE_STAGE: COMPUTE_QUEUE}
 
 
 def activities_by_queue() -> dict[str, list[Callable]]:
-    """Which activities each kind of queue serves, read off the stage table."""
+    """Which activities each kind of queue serves: each stage's on the queue its row of the stage table names."""
+    stages = {activity_name(f): f for f in STAGE_ACTIVITIES}
+    if set(stages) != {stage.name for stage in STAGES}:
+        raise RuntimeError(f"the stage activities {sorted(stages)} are not the stage table's "
+                           f"{sorted(stage.name for stage in STAGES)}")
     by_queue: dict[str, list[Callable]] = {}
     for stage in STAGES:
-        by_queue.setdefault(stage.queue, []).append(ACTIVITIES[stage.name])
-    by_queue.setdefault(CONTROL_QUEUE, []).extend(ACTIVITIES[name] for name in CONTROL_ACTIVITIES)
-    for name, queue in OTHER_ACTIVITIES.items():
-        by_queue.setdefault(queue, []).append(ACTIVITIES[name])
-    missing = {s.name for s in STAGES} - set(ACTIVITIES)
-    if missing:
-        raise RuntimeError(f"stages without an activity: {sorted(missing)}")
+        by_queue.setdefault(stage.queue, []).append(stages[stage.name])
+    by_queue.setdefault(CONTROL_QUEUE, []).extend(CONTROL_ACTIVITIES)
+    by_queue.setdefault(COMPUTE_QUEUE, []).extend(SITE_ACTIVITIES)
     return by_queue

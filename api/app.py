@@ -27,12 +27,12 @@ from api.lookup import job_or_404
 from db import queries
 from db.pool import create_pool
 from pageperfect.runtime.metrics import RequestMetrics, metrics_endpoint
+from pageperfect.models import FINAL_STATUSES, JobStatus
 from pageperfect.services.results import build_result
 from pageperfect.settings import Settings, get_settings
 from pageperfect.runtime.temporal import connect
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
-FINAL = ("completed", "failed", "cancelled")
 
 
 class BodyLimit:
@@ -188,7 +188,7 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     async def get_result(job_id: uuid.UUID, request: Request) -> dict:
         pool = request.app.state.pool
         job = await job_or_404(pool, job_id)
-        if job["status"] != "completed":
+        if job["status"] != JobStatus.COMPLETED:
             raise HTTPException(409, f"job {job_id} is {job['status']}; the result is there once it completes")
         return _jsonable(await build_result(pool, job))
 
@@ -196,7 +196,7 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     async def cancel_job(job_id: uuid.UUID, request: Request) -> dict:
         pool, client = request.app.state.pool, request.app.state.client
         job = await job_or_404(pool, job_id)
-        if job["status"] in FINAL:
+        if job["status"] in FINAL_STATUSES:
             raise HTTPException(409, f"job {job_id} is already {job['status']}")
         handle = client.get_workflow_handle(job["workflow_id"], run_id=job["run_id"])
         description = await handle.describe()

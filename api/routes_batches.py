@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from pageperfect.services.batch_intake import BatchJobFields, BatchRequest, batch_status, create_batch
+from pageperfect.models import JobOptions
+from pageperfect.services.batch_intake import BatchRequest, batch_status, create_batch
 from db import queries
 from pageperfect.sources.gsc import GscFormatError, parse_page_query_csv
 from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
@@ -46,7 +47,7 @@ async def create_batch_from_csv(
                                            'false, "priority": 0, "max_attempts": 3, "options": {"top_gaps": 5}}'),
 ) -> JSONResponse:
     try:
-        shared = BatchJobFields.model_validate_json(options) if options else BatchJobFields()
+        shared = JobOptions.model_validate_json(options) if options else JobOptions()
     except ValidationError as err:
         first = err.errors()[0]
         raise HTTPException(422, f"options: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from err

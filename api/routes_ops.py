@@ -7,7 +7,7 @@ import uuid
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, model_validator
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -15,20 +15,17 @@ from api.lookup import job_or_404
 from db import queries
 from pageperfect.services.report import CSP, load_report, render_report
 from pageperfect.messages import TuneRequest
+from pageperfect.models import FINAL_STATUSES, JobStatus
 from workflows.pageperfect import PagePerfectWorkflow
 
 router = APIRouter()
-FINAL = ("completed", "failed", "cancelled")
 
 
-class TuneBody(BaseModel):
+class TuneBody(TuneRequest):
     """POST /v1/jobs/{id}/tune. The same bounds as a new job's settings."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"max_attempts": 8,
                                                                                "retry_delay_seconds": 30}]})
-
-    max_attempts: int | None = Field(default=None, ge=1, le=50)
-    retry_delay_seconds: float | None = Field(default=None, ge=0.1, le=3600)
 
     @model_validator(mode="after")
     def _asks_for_something(self) -> TuneBody:
@@ -43,13 +40,13 @@ async def tune_job(job_id: uuid.UUID, body: TuneBody, request: Request) -> dict:
     one they were scheduled with (Temporal fixes an activity's policy when it is scheduled)."""
     pool, client = request.app.state.pool, request.app.state.client
     job = await job_or_404(pool, job_id)
-    if job["status"] in FINAL:
+    if job["status"] in FINAL_STATUSES:
         raise HTTPException(409, f"job {job_id} is already {job['status']}")
     handle = client.get_workflow_handle(job["workflow_id"], run_id=job["run_id"])
     try:
         progress = await handle.execute_update(
             PagePerfectWorkflow.tune,
-            TuneRequest(max_attempts=body.max_attempts, retry_delay_seconds=body.retry_delay_seconds),
+            TuneRequest.model_validate(body.model_dump()),
         )
     except WorkflowUpdateFailedError as err:  # the workflow's validator said no: it has ended meanwhile
         raise HTTPException(409, f"job {job_id} cannot be tuned: {err.cause or err}") from err
@@ -71,7 +68,7 @@ async def job_report(job_id: uuid.UUID, request: Request) -> HTMLResponse:
     """Self-contained: inline styles and SVG charts, nothing loaded from anywhere."""
     pool = request.app.state.pool
     job = await job_or_404(pool, job_id)
-    if job["status"] != "completed":
+    if job["status"] != JobStatus.COMPLETED:
         raise HTTPException(409, f"job {job_id} is {job['status']}; the report is there once it completes")
     data = await load_report(pool, job)
     page = await asyncio.to_thread(render_report, data)  # the projection is numpy work: off the event loop

@@ -13,7 +13,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from db import queries
-from workflows.stages import ALL_QUEUES, STAGES, WORKFLOW_QUEUE, queue_name
+from pageperfect.stages import ALL_QUEUES, STAGES, WORKFLOW_QUEUE, queue_name
 
 router = APIRouter()
 

@@ -12,7 +12,7 @@ from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
     from pageperfect.models import JobInput, StageInput, StageSummary
-    from workflows.stages import STAGES, WORKFLOW_QUEUE, queue_name
+    from pageperfect.stages import STAGES, WORKFLOW_QUEUE, queue_name
 
 BARE_WORKFLOW = "BenchBareSixStages"
 

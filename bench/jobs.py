@@ -16,7 +16,7 @@ from db import queries
 from pageperfect.sources.guard import parse_allowed_hosts
 from pageperfect.models import JobInput, JobOutcome, KeywordRow, StageInput
 from pageperfect.settings import Settings
-from workflows.stages import STAGES
+from pageperfect.stages import STAGES
 
 
 @dataclass

@@ -21,7 +21,7 @@ from bench.common import cores_used, figure, ratio, title
 from bench.fixtures import article_html, keyword_rows
 from bench.jobs import Finished, many, monolith_job, pipeline_job
 from pageperfect.models import JobInput
-from workflows.stages import WORKFLOW_QUEUE, queue_name
+from pageperfect.stages import WORKFLOW_QUEUE, queue_name
 
 NAME = "orchestration"
 NEEDS_STACK = True

@@ -12,11 +12,13 @@ import asyncpg
 import numpy as np
 from asyncpg.pool import PoolConnectionProxy
 
-from pageperfect.models import STAGE_NAMES, JobInput, JobOutcome, KeywordRow
+from pageperfect.models import FINAL_STATUSES, JobInput, JobOutcome, JobStatus, KeywordRow
+from pageperfect.stages import STAGE_ARTIFACTS, STAGE_NAMES, stage_position
 
 Conn = asyncpg.Connection | asyncpg.Pool | PoolConnectionProxy  # a connection, a pool, or one taken from it
 
-FINAL_JOB_STATUSES = ("completed", "failed", "cancelled")
+# The final statuses as an SQL list, for the statements below (names from the vocabulary, never from input).
+_FINAL_SQL = ", ".join(f"'{status}'" for status in sorted(FINAL_STATUSES))
 
 # A stage row moves forward only: a later attempt, or a later status of the same attempt.
 _STATUS_RANK_SQL = """CASE {col} WHEN 'pending' THEN 0 WHEN 'processing' THEN 1 WHEN 'retrying' THEN 2
@@ -185,8 +187,8 @@ async def recent_jobs(conn: Conn, *, days: int = 1) -> list[asyncpg.Record]:
 
 async def set_job_status(conn: Conn, job_id: str, status: str) -> None:
     await conn.execute(
-        """UPDATE pageperfect_jobs SET status = $2, updated_at = now(),
-                  completed_at = CASE WHEN $2 IN ('completed', 'failed', 'cancelled')
+        f"""UPDATE pageperfect_jobs SET status = $2, updated_at = now(),
+                  completed_at = CASE WHEN $2 IN ({_FINAL_SQL})
                                       THEN coalesce(completed_at, now()) END
            WHERE id = $1""",
         job_id, status,
@@ -250,13 +252,9 @@ async def mirror_stage(
               AND (EXCLUDED.attempt_count > s.attempt_count
                    OR (EXCLUDED.attempt_count = s.attempt_count AND s.status <> 'completed'
                        AND {new_rank} > {old_rank}))""",
-        job_id, stage, _stage_position(stage), status, attempt, max_attempts, started_at, completed_at,
+        job_id, stage, stage_position(stage), status, attempt, max_attempts, started_at, completed_at,
         duration_ms, last_error, next_retry_at, reused,
     )
-
-
-def _stage_position(stage: str) -> int:
-    return STAGE_NAMES.index(stage) if stage in STAGE_NAMES else len(STAGE_NAMES)
 
 
 async def mirror_event(
@@ -289,13 +287,13 @@ async def mirror_job_progress(conn: Conn, *, job_id: str, stage: str, attempt: i
     as the workflow's PagePerfectStage attribute does.
     """
     await conn.execute(
-        """UPDATE pageperfect_jobs SET status = 'processing',
+        f"""UPDATE pageperfect_jobs SET status = 'processing',
                   stage = coalesce((SELECT s.stage FROM pageperfect_job_stages s
                                     WHERE s.job_id = $1 AND s.status IN ('processing', 'retrying')
                                     ORDER BY s.position LIMIT 1), $2),
                   attempt_count = greatest(attempt_count, $3),
                   started_at = coalesce(started_at, now()), run_id = coalesce(run_id, $4), updated_at = now()
-           WHERE id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')""",
+           WHERE id = $1 AND status NOT IN ({_FINAL_SQL})""",
         job_id, stage, attempt, run_id,
     )
 
@@ -318,13 +316,13 @@ async def finalize_job(conn: Conn, outcome: JobOutcome, result: dict | None) -> 
                    WHERE job_id = $1 AND stage = $2 AND status = 'pending'""",
                 job.job_id, name,
             )
-        if outcome.status == "cancelled":
+        if outcome.status == JobStatus.CANCELLED:
             await conn.execute(
                 """UPDATE pageperfect_job_stages SET status = 'cancelled', updated_at = now()
                    WHERE job_id = $1 AND status IN ('processing', 'retrying')""",
                 job.job_id,
             )
-        if outcome.status == "failed":  # the workflow cancelled the stages still running beside the failed one
+        if outcome.status == JobStatus.FAILED:  # the workflow cancelled the stages still running beside the failed one
             await conn.execute(
                 """UPDATE pageperfect_job_stages SET status = 'cancelled', updated_at = now()
                    WHERE job_id = $1 AND status IN ('processing', 'retrying') AND stage IS DISTINCT FROM $2""",
@@ -465,13 +463,14 @@ async def get_segment_set(conn: Conn, segment_set_id: int) -> asyncpg.Record | N
     return await conn.fetchrow("SELECT * FROM segment_sets WHERE id = $1", segment_set_id)
 
 
+async def _rows_of_set(conn: Conn, table: str, set_column: str, set_id: int, columns: str, order: str) -> list[asyncpg.Record]:
+    """An artifact's rows (a segment set's segments, a cluster set's clusters), in their order; names from the code."""
+    return await conn.fetch(f"SELECT {columns} FROM {table} WHERE {set_column} = $1 ORDER BY {order}", set_id)
+
+
 async def get_segments(conn: Conn, segment_set_id: int, *, with_embeddings: bool = True) -> list[asyncpg.Record]:
-    columns = "segment_id, position, kind, heading_level, heading_path, text"
-    if with_embeddings:
-        columns += ", embedding"
-    return await conn.fetch(
-        f"SELECT {columns} FROM segments WHERE segment_set_id = $1 ORDER BY position", segment_set_id
-    )
+    columns = "segment_id, position, kind, heading_level, heading_path, text" + (", embedding" if with_embeddings else "")
+    return await _rows_of_set(conn, "segments", "segment_set_id", segment_set_id, columns, "position")
 
 
 class PostgresEmbeddingCache:
@@ -535,12 +534,9 @@ async def get_cluster_set(conn: Conn, cluster_set_id: int) -> asyncpg.Record | N
 
 
 async def get_clusters(conn: Conn, cluster_set_id: int, *, with_centroids: bool = True) -> list[asyncpg.Record]:
-    columns = "cluster_id, representative, keywords, size, total_impressions, avg_impressions, total_clicks, avg_position"
-    if with_centroids:
-        columns += ", centroid"
-    return await conn.fetch(
-        f"SELECT {columns} FROM clusters WHERE cluster_set_id = $1 ORDER BY cluster_id", cluster_set_id
-    )
+    columns = ("cluster_id, representative, keywords, size, total_impressions, avg_impressions, total_clicks, "
+               "avg_position" + (", centroid" if with_centroids else ""))
+    return await _rows_of_set(conn, "clusters", "cluster_set_id", cluster_set_id, columns, "cluster_id")
 
 
 async def insert_gap_report(conn: Conn, *, page_id: int, job_id: str, cluster_set_id: int,
@@ -821,15 +817,6 @@ async def close_batch(conn: Conn, batch_id: str, status: str) -> None:
 
 # ---------------------------------------------------------------- retention (pageperfect prune)
 
-# The table each stage stores its artifact in (StageSummary.artifact_id is a row id there).
-STAGE_ARTIFACTS = {
-    "submit_crawl": "crawls",
-    "wait_crawl": "crawls",
-    "segment_embed": "segment_sets",
-    "keyword_clustering": "cluster_sets",
-    "gap_analysis": "gap_reports",
-    "rewrite_draft": "draft_sets",
-}
 # Artifact table -> its rows' child table (deleted with them), and the artifact tables whose rows
 # point at it (a row still pointed at stays). In the order they are pruned: readers first.
 _ARTIFACT_ROWS = {"crawls": None, "segment_sets": "segments", "cluster_sets": "clusters", "gap_reports": "gaps",
@@ -902,22 +889,6 @@ async def prune_artifacts(conn: asyncpg.Connection | PoolConnectionProxy, cutoff
         """WITH gone AS (DELETE FROM embedding_cache WHERE used_at < $1 RETURNING 1) SELECT count(*) FROM gone""",
         cutoff)
     return removed
-
-
-# The tables a job's data lives in, for `pageperfect prune --dry-run`'s sizes and docs/OPERATIONS.md.
-STORAGE_TABLES = ("crawls", "segment_sets", "segments", "cluster_sets", "clusters", "gap_reports", "gaps",
-                  "draft_sets", "drafts", "keyword_sets", "keywords", "stage_outputs", "embedding_cache",
-                  "pageperfect_jobs", "pageperfect_job_stages", "pageperfect_job_events")
-
-
-async def table_sizes(conn: Conn) -> dict[str, tuple[int, int]]:
-    """Rows and bytes on disk (pg_total_relation_size: heap, TOAST and indexes) of each storage table."""
-    sizes = {}
-    for table in STORAGE_TABLES:  # names from the tuple above, never from input
-        row = await conn.fetchrow(f"SELECT count(*), pg_total_relation_size('{table}'::regclass) FROM {table}")
-        assert row is not None
-        sizes[table] = (row[0], row[1])
-    return sizes
 
 
 # ---------------------------------------------------------------- sites (docs/SITE.md)

@@ -13,16 +13,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from pageperfect.models import AnalysisOptions, JobInput
+from pageperfect.models import JobInput, JobOptions, RetrySettings
 
 # ---------------------------------------------------------------- PagePerfect (one job)
 
 
-class TuneRequest(BaseModel):
+class TuneRequest(RetrySettings):
     """New retry settings for the stages a running job has not finished."""
-
-    max_attempts: int | None = Field(default=None, ge=1, le=100)
-    retry_delay_seconds: float | None = Field(default=None, ge=0, le=3600)
 
 
 # ---------------------------------------------------------------- PagePerfectWebhook
@@ -69,24 +66,13 @@ MAX_BATCH_PAGES = 1000
 PAGES_PER_RUN = 200
 
 
-class BatchJobOptions(BaseModel):
-    """What every job of the batch shares: the same fields as a single job's request."""
-
-    skip_steps: list[str] = Field(default_factory=list)
-    force_update: bool = False
-    priority: int = 0
-    max_attempts: int | None = None
-    retry_delay_seconds: float | None = None
-    options: AnalysisOptions = Field(default_factory=AnalysisOptions)
-
-
 class BatchInput(BaseModel):
     """The batch workflow's argument: ids and options, never keywords (those are stored as keyword sets)."""
 
     batch_id: str | None = None  # None: the run makes one (each run of a schedule is a new batch)
     urls: list[str] = Field(default_factory=list)  # pages not stored yet (a schedule's); empty when the API stored them
     concurrency: int = DEFAULT_CONCURRENCY
-    jobs: BatchJobOptions = Field(default_factory=BatchJobOptions)
+    jobs: JobOptions = Field(default_factory=JobOptions)  # what every job of the batch shares
     webhook_url: str | None = None
     source: str = "api"
     queue_prefix: str = "pageperfect"
@@ -107,7 +93,7 @@ class PrepareBatchJob(BaseModel):
     batch_id: str
     position: int
     job_id: str
-    jobs: BatchJobOptions
+    jobs: JobOptions
     queue_prefix: str
 
 
@@ -148,7 +134,7 @@ class SiteInput(BaseModel):
     site_id: str
     batch_id: str
     concurrency: int = DEFAULT_CONCURRENCY
-    jobs: BatchJobOptions = Field(default_factory=BatchJobOptions)
+    jobs: JobOptions = Field(default_factory=JobOptions)
     queue_prefix: str = "pageperfect"
     poll_seconds: float = 30.0
 

@@ -1,26 +1,55 @@
 """Data shapes shared by the API, the workflow, the activities and the analysis.
 
-Only pydantic and the standard library are imported here: the workflow sandbox
-loads this module, so it must stay light and free of I/O.
+Only pydantic, the standard library and the stage table are imported here: the workflow
+sandbox loads this module, so it must stay light and free of I/O.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-STAGE_NAMES = (
-    "submit_crawl",
-    "wait_crawl",
-    "segment_embed",
-    "keyword_clustering",
-    "gap_analysis",
-    "rewrite_draft",
-)
+from pageperfect.stages import STAGE_NAMES
 
+class JobStatus(StrEnum):
+    """A job's status, as its row (pageperfect_jobs.status), the API, the CLI and the workflow's progress say it.
+
+    A str: it compares equal to the text Postgres and JSON hold, and serializes as that text.
+    """
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StageStatus(StrEnum):
+    """A stage's status in a job (pageperfect_job_stages.status, the progress query, the CLI's bars)."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    REUSED = "reused"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# A stage with one of these will not run again in its job.
+STAGE_ENDINGS = frozenset({StageStatus.COMPLETED, StageStatus.REUSED, StageStatus.SKIPPED, StageStatus.FAILED,
+                           StageStatus.CANCELLED})
+
+# The endings: a job with one of these has stopped, and its row is not reopened.
+FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+FinalStatus = Literal[JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]
+
+StageName = Literal[STAGE_NAMES]  # type: ignore[valid-type]
 ScoreName = Literal["striking", "legacy"]
 ClusterMethod = Literal["intents", "dbscan"]
 # The longest query kept. Search Console records prompts typed into AI assistants (a real export holds a
@@ -111,6 +140,24 @@ class AnalysisOptions(BaseModel):
                                    "they are kept and counted but left out of the clusters.")
 
 
+class RetrySettings(BaseModel):
+    """A job's retry settings and their bounds: a new job's, a batch's jobs', a running job's tune."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int | None = Field(default=None, ge=1, le=50)
+    retry_delay_seconds: float | None = Field(default=None, ge=0.1, le=3600)
+
+
+class JobOptions(RetrySettings):
+    """What a job is asked to do besides its page, with its bounds: POST /v1/jobs, a batch's every job, a schedule."""
+
+    skip_steps: list[StageName] = Field(default_factory=list, max_length=len(STAGE_NAMES))
+    force_update: bool = False
+    priority: int = Field(default=0, ge=0, le=10, description="0 (default) to 10 (most urgent)")
+    options: AnalysisOptions = Field(default_factory=AnalysisOptions)
+
+
 class JobInput(BaseModel):
     """The workflow's single argument. Ids and small options only: never HTML or secrets."""
 
@@ -154,7 +201,7 @@ class JobOutcome(BaseModel):
     """What the finalize activity writes: the job's final state and, on failure, its dead letter."""
 
     job: JobInput
-    status: Literal["completed", "failed", "cancelled"]
+    status: FinalStatus
     stage: str | None = None
     failure_reason: str | None = None
     error_details: str | None = None

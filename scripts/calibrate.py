@@ -162,7 +162,7 @@ def job_result(clusters, report) -> dict:
 def evidence_report(page: Page, model: CoverageModel, neighbors: int, resolution: float):
     clusters = clusters_for(page, neighbors, resolution)
     return clusters, analyze_evidence(
-        clusters, page.queries, page.impressions, _evidence(page, model),
+        clusters, page.impressions, _evidence(page, model),
         summarize=lambda rows: summarize_members(page.rows, page.vectors, rows))
 
 

@@ -32,6 +32,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pageperfect.models import FINAL_STATUSES  # noqa: E402
 from pageperfect.ops.up import running_stack  # noqa: E402
 from pageperfect.runtime.stack import free_port  # noqa: E402
 from pageperfect.settings import Settings  # noqa: E402
@@ -73,7 +74,7 @@ async def run_job(http: httpx.AsyncClient, url: str, rows: list[dict], options: 
     job_id = response.json()["job_id"]
     while True:
         job = (await http.get(f"/v1/jobs/{job_id}")).json()
-        if job["status"] in ("completed", "failed", "cancelled"):
+        if job["status"] in FINAL_STATUSES:
             break
         await asyncio.sleep(0.5)
     if job["status"] != "completed":

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from pageperfect.analysis.embeddings import HashingEmbedder
+from tests.helpers.http import send_json, serve
 
 MAX_INPUTS = 2048
 MAX_WORDS_PER_INPUT = 8191
@@ -72,12 +73,7 @@ class OpenAIStub:
         class Handler(_Handler):
             owner = stub
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="openai-stub", daemon=True
-        )
-        self._thread.start()
+        self._server, self._thread = serve(Handler, name="openai-stub")
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
         return self.base_url
 
@@ -269,14 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, payload)
 
     def _send(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
         try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, payload, headers)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a scripted hang outlasted its timeout)

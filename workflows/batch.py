@@ -14,7 +14,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import CancelledError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
@@ -37,18 +37,17 @@ with workflow.unsafe.imports_passed_through():
         temporal_priority,
         workflow_id_for_page,
     )
-    from workflows.stages import CONTROL_QUEUE, WORKFLOW_QUEUE, queue_name
+    from pageperfect.models import FINAL_STATUSES
+    from pageperfect.stages import CONTROL_QUEUE, WORKFLOW_QUEUE, Retry, queue_name
+    from workflows.stages import retry_policy
     from workflows.webhook import announce
 
 BATCH_WORKFLOW = "PagePerfectBatch"
-FINAL = ("completed", "failed", "cancelled")
 START_TRIES = 10  # a page whose workflow id stays taken by something that is not a job is given up
 
 # The batch's bookkeeping retries until Postgres takes it, like finalize_job.
 BOOKKEEPING_TIMEOUT = timedelta(seconds=60)
-BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
-                                maximum_interval=timedelta(minutes=1), maximum_attempts=0,
-                                non_retryable_error_types=["NotFound"])
+BOOKKEEPING_RETRY = retry_policy(Retry(timedelta(seconds=2), 2.0, timedelta(minutes=1), 0, non_retryable=("NotFound",)))
 
 
 @workflow.defn(name=BATCH_WORKFLOW)
@@ -160,7 +159,7 @@ class PagePerfectBatchWorkflow:
             status = await workflow.execute_activity(
                 "batch_job_status", job_id, task_queue=queue_name(batch.queue_prefix, CONTROL_QUEUE),
                 result_type=str, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
-            if status in FINAL or status == "gone":
+            if status in FINAL_STATUSES or status == "gone":
                 return status
             await workflow.sleep(timedelta(seconds=batch.poll_seconds))
 

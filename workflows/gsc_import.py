@@ -10,18 +10,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from pageperfect.messages import GscImportInput, GscImportRequest
-    from workflows.stages import CONTROL_QUEUE, queue_name
+    from pageperfect.stages import CONTROL_QUEUE, Retry, queue_name
+    from workflows.stages import retry_policy
 
 GSC_IMPORT_WORKFLOW = "PagePerfectGscImport"
 GSC_IMPORT_ACTIVITY = "import_search_console"
 # The client retries 429 and 5xx itself; these retries cover a worker lost mid-import.
-GSC_IMPORT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=30), backoff_coefficient=2.0,
-                               maximum_interval=timedelta(minutes=10), maximum_attempts=5,
-                               non_retryable_error_types=["MissingCredentials", "SearchConsoleRefused"])
+GSC_IMPORT_RETRY = retry_policy(Retry(timedelta(seconds=30), 2.0, timedelta(minutes=10), 5,
+                                      non_retryable=("MissingCredentials", "SearchConsoleRefused")))
 
 
 @workflow.defn(name=GSC_IMPORT_WORKFLOW)

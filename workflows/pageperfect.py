@@ -12,23 +12,19 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from pageperfect.models import (
+        FINAL_STATUSES,
         JobInput,
+        JobStatus,
         JobOutcome,
         JobProgress,
         StageInput,
         StageProgress,
+        StageStatus,
         StageSummary,
     )
     from pageperfect.messages import TuneRequest, WebhookCall
-    from workflows.stages import (
-        CONTROL_QUEUE,
-        FINALIZE_ACTIVITY,
-        FINALIZE_RETRY,
-        FINALIZE_TIMEOUT,
-        STAGES,
-        Stage,
-        queue_name,
-    )
+    from pageperfect.stages import CONTROL_QUEUE, STAGES, Stage, queue_name
+    from workflows.stages import FINALIZE_ACTIVITY, FINALIZE_RETRY, FINALIZE_TIMEOUT, retry_policy
     from workflows.webhook import announce
 
 WORKFLOW_NAME = "PagePerfect"
@@ -39,6 +35,8 @@ JOB_ATTRIBUTE = SearchAttributeKey.for_keyword("PagePerfectJobId")
 
 # workflow.patched id: runs started before it replay with one stage at a time.
 STAGES_WHEN_READY = "stages-start-when-their-inputs-are-ready"
+# workflow.patched id: runs started before it gave each stage the summaries of every stage done before it.
+INPUTS_ARE_AFTER = "stage-inputs-are-their-after"
 
 
 def workflow_id_for_page(page_id: int) -> str:
@@ -55,7 +53,7 @@ def temporal_priority(priority: int) -> Priority:
 class PagePerfectWorkflow:
     def __init__(self) -> None:
         self._job: JobInput | None = None
-        self._status = "queued"
+        self._status: str = JobStatus.QUEUED
         self._current: str | None = None
         self._stages: dict[str, StageProgress] = {s.name: StageProgress(stage=s.name) for s in STAGES}
         self._max_attempts: int | None = None
@@ -66,34 +64,38 @@ class PagePerfectWorkflow:
         self._job = job
         self._max_attempts = job.max_attempts
         self._retry_delay = job.retry_delay_seconds
-        self._status = "processing"
+        self._status = JobStatus.PROCESSING
         summaries: dict[str, dict] = {}
+        # A stage added to the table later runs only in the runs started with it; for the others it is skipped.
+        unpatched = [stage.name for stage in STAGES if stage.patch and not workflow.patched(stage.patch)]
+        if unpatched:
+            job = job.model_copy(update={"skip_steps": [*job.skip_steps, *unpatched]})
         for stage in STAGES:
             if stage.name in job.skip_steps:
-                self._stages[stage.name].status = "skipped"
+                self._stages[stage.name].status = StageStatus.SKIPPED
         try:
             if workflow.patched(STAGES_WHEN_READY):
                 await self._run_when_ready(job, summaries)
             else:  # runs started before the stage table had `after`: one stage at a time, as they were
                 await self._run_in_order(job, summaries)
         except (asyncio.CancelledError, CancelledError) as err:
-            await self._finish(JobOutcome(job=job, status="cancelled", stage=self._current,
+            await self._finish(JobOutcome(job=job, status=JobStatus.CANCELLED, stage=self._current,
                                           summaries=_in_table_order(summaries)))
             raise err
         except ActivityError as err:
             if isinstance(err.cause, CancelledError):
-                await self._finish(JobOutcome(job=job, status="cancelled", stage=self._current,
+                await self._finish(JobOutcome(job=job, status=JobStatus.CANCELLED, stage=self._current,
                                               summaries=_in_table_order(summaries)))
                 raise
             reason, details = _describe_failure(err)
             await self._finish(
-                JobOutcome(job=job, status="failed", stage=self._current, failure_reason=reason,
+                JobOutcome(job=job, status=JobStatus.FAILED, stage=self._current, failure_reason=reason,
                            error_details=details, summaries=_in_table_order(summaries))
             )
             raise ApplicationError(f"{self._current} failed: {reason}", type="StageFailed", non_retryable=True) from err
         self._current = None
-        await self._finish(JobOutcome(job=job, status="completed", summaries=_in_table_order(summaries)))
-        return {"job_id": job.job_id, "status": "completed", "stages": _in_table_order(summaries)}
+        await self._finish(JobOutcome(job=job, status=JobStatus.COMPLETED, summaries=_in_table_order(summaries)))
+        return {"job_id": job.job_id, "status": JobStatus.COMPLETED, "stages": _in_table_order(summaries)}
 
     async def _run_when_ready(self, job: JobInput, summaries: dict[str, dict]) -> None:
         """Each stage starts as soon as the stages it comes `after` are done (or skipped).
@@ -122,8 +124,8 @@ class PagePerfectWorkflow:
         finally:
             for name, task in running.items():
                 task.cancel()
-                if self._stages[name].status == "processing" and name != self._current:
-                    self._stages[name].status = "cancelled"
+                if self._stages[name].status == StageStatus.PROCESSING and name != self._current:
+                    self._stages[name].status = StageStatus.CANCELLED
             if running:  # the cancel requests reach the activities before the job's ending runs
                 await asyncio.gather(*running.values(), return_exceptions=True)
 
@@ -137,15 +139,19 @@ class PagePerfectWorkflow:
 
     async def _run_stage(self, stage: Stage, job: JobInput, summaries: dict[str, dict]) -> None:
         progress = self._stages[stage.name]
-        progress.status, progress.started_at = "processing", workflow.now()
+        progress.status, progress.started_at = StageStatus.PROCESSING, workflow.now()
         start_to_close, heartbeat = stage.timeouts(job.timeout_scale)
+        # Exactly the stages it comes after (a skipped one is not there: the activity reads the page's latest).
+        only_after = workflow.patched(INPUTS_ARE_AFTER)
+        previous = {name: summary for name, summary in _in_table_order(summaries).items()
+                    if name in stage.after or not only_after}
         summary: StageSummary = await workflow.execute_activity(
             stage.name,
-            StageInput(job=job, previous=_in_table_order(summaries)),
+            StageInput(job=job, previous=previous),
             task_queue=queue_name(job.queue_prefix, stage.queue),
             start_to_close_timeout=start_to_close,
             heartbeat_timeout=heartbeat,
-            retry_policy=stage.retry.policy(max_attempts=self._max_attempts, initial_seconds=self._retry_delay),
+            retry_policy=retry_policy(stage.retry, max_attempts=self._max_attempts, initial_seconds=self._retry_delay),
             result_type=StageSummary,
         )
         summaries[stage.name] = summary.model_dump(mode="json")
@@ -162,9 +168,9 @@ class PagePerfectWorkflow:
         info = workflow.info()
         outcome.workflow_id, outcome.run_id = info.workflow_id, info.run_id
         self._status = outcome.status
-        if outcome.status != "completed":
+        if outcome.status != JobStatus.COMPLETED:
             for progress in self._stages.values():
-                if progress.status == "processing":
+                if progress.status == StageStatus.PROCESSING:
                     progress.status = outcome.status
         workflow.upsert_search_attributes([STAGE_ATTRIBUTE.value_set(outcome.status)])
         # Runs even after a cancel request: the job row and the dead letter must be written.
@@ -204,7 +210,7 @@ class PagePerfectWorkflow:
 
     @tune.validator
     def _validate_tune(self, request: TuneRequest) -> None:
-        if self._status in ("completed", "failed", "cancelled"):
+        if self._status in FINAL_STATUSES:
             raise ValueError(f"job is already {self._status}")
 
 

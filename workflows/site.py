@@ -20,7 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from pageperfect.messages import BatchInput, FinalizeSite, SiteInput, SiteStageInput
     from workflows.batch import BATCH_WORKFLOW, BOOKKEEPING_RETRY, BOOKKEEPING_TIMEOUT, batch_workflow_id
-    from workflows.stages import COMPUTE_QUEUE, CONTROL_QUEUE, WORKFLOW_QUEUE, queue_name
+    from pageperfect.stages import COMPUTE_QUEUE, CONTROL_QUEUE, WORKFLOW_QUEUE, queue_name
 
 SITE_WORKFLOW = "PagePerfectSite"
 SITE_STAGE = "site_analysis"

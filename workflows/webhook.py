@@ -10,18 +10,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from pageperfect.messages import WebhookCall
-    from workflows.stages import CONTROL_QUEUE, WORKFLOW_QUEUE, queue_name
+    from pageperfect.stages import CONTROL_QUEUE, WORKFLOW_QUEUE, Retry, queue_name
+    from workflows.stages import retry_policy
 
 WEBHOOK_WORKFLOW = "PagePerfectWebhook"
 SEND_WEBHOOK_ACTIVITY = "send_webhook"
 # Receivers go down for maintenance: keep trying for a day, at most every ten minutes.
-WEBHOOK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                            maximum_interval=timedelta(minutes=10), maximum_attempts=0,
-                            non_retryable_error_types=["InvalidUrl", "BlockedAddress"])
+WEBHOOK_RETRY = retry_policy(Retry(timedelta(seconds=1), 2.0, timedelta(minutes=10), 0,
+                                   non_retryable=("InvalidUrl", "BlockedAddress")))
 WEBHOOK_ATTEMPT_TIMEOUT = timedelta(seconds=30)
 WEBHOOK_GIVE_UP_AFTER = timedelta(hours=24)
 

@@ -11,9 +11,6 @@ from dataclasses import dataclass
 from pageperfect.analysis.coverage import CoverageModel
 from pageperfect.analysis.intents import NEIGHBORS, RESOLUTION
 
-METHODS = ("intents", "dbscan")
-
-
 @dataclass(frozen=True)
 class ProviderDefaults:
     method: str  # how queries are grouped: "intents" (pageperfect.analysis.intents) or "dbscan"

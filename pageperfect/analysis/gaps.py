@@ -164,6 +164,13 @@ def segment_words(segment: SegmentLike) -> str:
 
 
 def _lexical_scorer(clusters: Sequence[Cluster], segments: Sequence[SegmentLike]) -> BlockScorer:
+    """(clusters, segments) word coverage: per query, the share of its content stems that the
+    segment (headings included) contains, each stem weighed by its rarity among the page's
+    queries (smoothed idf), averaged over the cluster's queries.
+
+    Queries without content words (only stop words) are left out of the average;
+    a cluster of only such queries scores 0.
+    """
     from scipy import sparse
     from sklearn.feature_extraction.text import CountVectorizer
 
@@ -190,22 +197,6 @@ def _lexical_scorer(clusters: Sequence[Cluster], segments: Sequence[SegmentLike]
     cluster_words = (mean @ words).tocsr()  # clusters x vocabulary: mean share each stem stands for
     present_t = present[: len(texts)].T.tocsc()  # vocabulary x segments
     return lambda rows: np.asarray((cluster_words[rows] @ present_t).todense(), dtype=np.float32)
-
-
-def cosine_similarities(clusters: Sequence[Cluster], segment_embeddings: np.ndarray) -> np.ndarray:
-    """(clusters, segments) cosines of the centroids with the segment embeddings (float32)."""
-    return _cosine_scorer(clusters, segment_embeddings)(slice(None))
-
-
-def lexical_similarities(clusters: Sequence[Cluster], segments: Sequence[SegmentLike]) -> np.ndarray:
-    """(clusters, segments) word coverage: per query, the share of its content stems that the
-    segment (headings included) contains, each stem weighed by its rarity among the page's
-    queries (smoothed idf), averaged over the cluster's queries.
-
-    Queries without content words (only stop words) are left out of the average;
-    a cluster of only such queries scores 0.
-    """
-    return _lexical_scorer(clusters, segments)(slice(None))
 
 
 def analyze_gaps(
@@ -287,7 +278,6 @@ DUPLICATE_COSINE = 0.9  # two gaps whose query centroids are this close are one 
 
 def analyze_evidence(
     clusters: Sequence[Cluster],
-    queries: Sequence[str],
     impressions: np.ndarray,
     evidence: "Evidence",
     *,
@@ -297,7 +287,7 @@ def analyze_evidence(
     """Coverage decided from several signals (pageperfect.coverage): one decision per cluster, or one per part
     when its queries clearly disagree; gaps whose centroids are near-identical are merged into one.
 
-    `clusters` must carry member_indices into `queries`; `summarize(rows)` builds the stats of a part of a
+    `clusters` must carry member_indices into the evidence's queries; `summarize(rows)` builds the stats of a part of a
     split cluster (a new cluster id is given to each part).
     """
     from pageperfect.analysis.coverage import decide
@@ -320,7 +310,7 @@ def analyze_evidence(
             piece.cluster_id = next_id
             next_id += 1
             groups.append((piece, part))
-    groups = _merge_duplicate_gaps(groups, evidence, model, summarize)
+    groups = _merge_duplicate_gaps(groups, evidence, summarize)
     gaps = []
     for cluster, decision in groups:
         found = evidence.passages_for(decision.members)
@@ -353,7 +343,7 @@ def analyze_evidence(
                      method="evidence")
 
 
-def _merge_duplicate_gaps(groups, evidence, model, summarize):
+def _merge_duplicate_gaps(groups, evidence, summarize):
     """Gaps whose query centroids have cosine >= DUPLICATE_COSINE become one gap (the first keeps its id)."""
     from pageperfect.analysis.coverage import Decision, sigmoid
 

@@ -122,15 +122,8 @@ def _top_links(rows_of: "callable", n: int, k: int, floor: float) -> tuple[np.nd
     return np.concatenate(left), np.concatenate(right), np.concatenate(weight)
 
 
-def link_graph(
-    queries: Sequence[str],
-    vectors: np.ndarray,
-    stripped_vectors: np.ndarray,
-    subject: frozenset[str],
-    *,
-    neighbors: int = NEIGHBORS,
-    min_link: float = MIN_LINK,
-) -> sparse.csr_matrix:
+def link_graph(queries: Sequence[str], vectors: np.ndarray, stripped_vectors: np.ndarray, subject: frozenset[str],
+               *, neighbors: int = NEIGHBORS, min_link: float = MIN_LINK) -> sparse.csr_matrix:
     """The symmetric (n, n) sum of the three views' k-nearest-neighbour graphs."""
     n = len(queries)
     graph = sparse.csr_matrix((n, n), dtype=np.float64)

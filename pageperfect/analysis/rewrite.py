@@ -337,19 +337,8 @@ async def draft_for_gap(
     original = (gap.best_text or "").strip()
     heading = suggested_heading(gap.representative)
     if llm is None:
-        draft = _join(original, _brief(gap, heading))
-        return Draft(
-            cluster_id=gap.cluster_id,
-            kind="brief",
-            original=original,
-            draft=draft,
-            diff=unified_diff(original, draft),
-            model=None,
-            prompt_version=PROMPT_VERSION,
-            action="insert_after",
-            target_segment_id=gap.best_segment_id,
-            suggested_heading=heading,
-        )
+        return _draft(gap, "brief", original, _join(original, _brief(gap, heading)), model=None, action="insert_after",
+                      heading=heading)
 
     forced: Action | None = None
     if not original:
@@ -368,16 +357,14 @@ async def draft_for_gap(
         section_heading = model_heading or heading
         new_text = f"{section_heading}\n\n{body}"
         draft = _join(original, new_text)
-    return Draft(
-        cluster_id=gap.cluster_id,
-        kind="draft",
-        original=original,
-        draft=draft,
-        diff=unified_diff(original, draft),
-        model=llm.model,
-        prompt_version=PROMPT_VERSION,
-        action=action,
-        target_segment_id=gap.best_segment_id,
-        suggested_heading=section_heading,
-        unsupported_numbers=_unsupported_numbers(new_text, gap, page_title),
-    )
+    return _draft(gap, "draft", original, draft, model=llm.model, action=action, heading=section_heading,
+                  unsupported_numbers=_unsupported_numbers(new_text, gap, page_title))
+
+
+def _draft(gap: GapContext, kind: Literal["draft", "brief"], original: str, draft: str, *, model: str | None, action: Action,
+           heading: str | None, unsupported_numbers: list[str] | None = None) -> Draft:
+    """A draft or a brief for the gap, with its diff against the passage it follows or replaces."""
+    return Draft(cluster_id=gap.cluster_id, kind=kind, original=original, draft=draft,
+                 diff=unified_diff(original, draft), model=model, prompt_version=PROMPT_VERSION, action=action,
+                 target_segment_id=gap.best_segment_id, suggested_heading=heading,
+                 unsupported_numbers=unsupported_numbers or [])

@@ -67,10 +67,11 @@ def read_keyword_rows(path: Path, *, gsc_export: bool, page: str | None = None, 
 
 async def _watch_and_fetch(job_id: str, progress_console: Console) -> tuple[dict, dict | None]:
     from pageperfect.cli.watch import watch_job
+    from pageperfect.models import JobStatus
 
     async with async_api() as http:
         job = await watch_job(http, job_id, progress_console)
-        if job["status"] != "completed":
+        if job["status"] != JobStatus.COMPLETED:
             return job, None
         response = await http.get(f"/v1/jobs/{job_id}/result")
         response.raise_for_status()

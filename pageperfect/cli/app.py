@@ -136,6 +136,7 @@ def demo(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT
     Example: pageperfect demo --exit --api-port 9000
     """
     from pageperfect.cli.watch import print_result, watch_job
+    from pageperfect.models import JobStatus
     from pageperfect.demo import QUERIES_CSV, DemoSite
     from pageperfect.ops.up import running_stack
     from pageperfect.sources.gsc import parse_queries_csv
@@ -160,7 +161,7 @@ def demo(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT
                         return 1
                     created = response.json()
                     job = await watch_job(http, created["job_id"], console)
-                    if job["status"] != "completed":
+                    if job["status"] != JobStatus.COMPLETED:
                         err_console.print(f"[red]job {job['status']}:[/red] {job.get('error')}")
                         return 1
                     result = (await http.get(f"/v1/jobs/{created['job_id']}/result")).json()

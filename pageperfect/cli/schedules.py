@@ -66,7 +66,7 @@ def create(schedule_id: str = typer.Argument(..., help="A name for the schedule,
     """
     from pageperfect.services import schedules
     from pageperfect.cli.batch import read_url_list
-    from pageperfect.messages import BatchJobOptions
+    from pageperfect.models import JobOptions
 
     if bool(reanalyze) == bool(gsc_site):
         fail("give one of --reanalyze FILE or --gsc-site PROPERTY")
@@ -75,7 +75,7 @@ def create(schedule_id: str = typer.Argument(..., help="A name for the schedule,
         urls = read_url_list(reanalyze.read_bytes())
         made = _run(lambda client: schedules.create_reanalyze_schedule(
             client, schedule_id, urls, every=timedelta(days=every_days), settings=run_settings,
-            jobs=BatchJobOptions(force_update=force_update), concurrency=concurrency, webhook_url=webhook_url))
+            jobs=JobOptions(force_update=force_update), concurrency=concurrency, webhook_url=webhook_url))
         console.print(f"schedule {made}: re-analyzes {len(set(urls))} pages every {every_days} day(s); "
                       f"`pageperfect schedules trigger {made}` runs it now")
     else:

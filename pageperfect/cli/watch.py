@@ -10,10 +10,9 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from pageperfect.models import STAGE_NAMES
+from pageperfect.models import FINAL_STATUSES, STAGE_ENDINGS, StageStatus
+from pageperfect.stages import STAGE_NAMES
 
-FINAL = ("completed", "failed", "cancelled")
-_DONE = ("completed", "skipped", "failed", "cancelled")
 
 
 def _stage_line(stage: dict) -> str:
@@ -22,7 +21,7 @@ def _stage_line(stage: dict) -> str:
         text += " (reused)"
     if stage.get("attempt_count", 0) > 1 or stage["status"] == "retrying":
         text += f", attempt {stage['attempt_count']}" + (f"/{stage['max_attempts']}" if stage.get("max_attempts") else "")
-    if stage["status"] in ("retrying", "failed") and stage.get("last_error"):
+    if stage["status"] in (StageStatus.RETRYING, StageStatus.FAILED) and stage.get("last_error"):
         text += f": {stage['last_error'][:70]}"
     return text
 
@@ -53,9 +52,9 @@ def attempt_news(before: tuple[int, str] | None, stage: dict) -> str | None:
     if status == "retrying":
         when = _clock(stage.get("next_retry_at"))
         return f"{stage['stage']}: attempt {attempt}{of} failed: {error}" + (f"; next attempt at {when}" if when else "")
-    if status == "processing" and attempt > 1:
+    if status == StageStatus.PROCESSING and attempt > 1:
         return f"{stage['stage']}: attempt {attempt}{of} started"
-    if status == "failed":
+    if status == StageStatus.FAILED:
         return f"{stage['stage']}: failed after {attempt} attempt{'s' if attempt != 1 else ''}: {error}"
     return None
 
@@ -82,8 +81,8 @@ async def watch_job(http: httpx.AsyncClient, job_id: str, console: Console) -> d
                 seen[stage["stage"]] = (stage.get("attempt_count", 0), stage["status"])
                 task = tasks.get(stage["stage"])
                 if task is not None:
-                    progress.update(task, completed=1 if stage["status"] in _DONE else 0, state=_stage_line(stage))
-            if job["status"] in FINAL:
+                    progress.update(task, completed=1 if stage["status"] in STAGE_ENDINGS else 0, state=_stage_line(stage))
+            if job["status"] in FINAL_STATUSES:
                 return job
             await asyncio.sleep(POLL_SECONDS)
 

@@ -23,8 +23,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from db import queries
+from pageperfect.models import StageStatus
+from pageperfect.stages import STAGES_BY_NAME
 from workflows.site import SITE_STAGE
-from workflows.stages import STAGES_BY_NAME
 
 log = logging.getLogger("pageperfect.mirror")
 
@@ -166,24 +167,24 @@ class _MirrorInbound(ActivityInboundInterceptor):
             return await self.next.execute_activity(input)
         max_attempts = info.retry_policy.maximum_attempts if info.retry_policy else None
         started = datetime.now(UTC)
-        self._record(info, job.job_id, status="processing", started_at=started, max_attempts=max_attempts or None,
-                     message=f"attempt {info.attempt} started")
+        self._record(info, job.job_id, status=StageStatus.PROCESSING, started_at=started,
+                     max_attempts=max_attempts or None, message=f"attempt {info.attempt} started")
         try:
             result = await self.next.execute_activity(input)
         except BaseException as err:
             finished = datetime.now(UTC)
             if _is_cancel(err):
-                status, next_retry = "cancelled", None
+                status, next_retry = StageStatus.CANCELLED, None
             else:
                 will_retry, next_retry = retry_outlook(err, info)
-                status = "retrying" if will_retry else "failed"
+                status = StageStatus.RETRYING if will_retry else StageStatus.FAILED
             self._record(info, job.job_id, status=status, started_at=started, completed_at=finished,
                          max_attempts=max_attempts or None, last_error=_error_text(err), next_retry_at=next_retry,
                          message=_error_text(err))
             raise
         finished = datetime.now(UTC)
         reused = getattr(result, "status", None) == "reused"
-        self._record(info, job.job_id, status="completed", started_at=started, completed_at=finished,
+        self._record(info, job.job_id, status=StageStatus.COMPLETED, started_at=started, completed_at=finished,
                      max_attempts=max_attempts or None, reused=reused,
                      message="reused stored output" if reused else "completed",
                      metadata={"counts": getattr(result, "counts", {}), "artifact_id": getattr(result, "artifact_id",
@@ -239,7 +240,7 @@ class _MirrorInbound(ActivityInboundInterceptor):
                 workflow_id=info.workflow_id or "", run_id=info.workflow_run_id or "",
                 activity_id=info.activity_id, attempt=attempt, created_at=when,
             )
-            if status == "processing":
+            if status == StageStatus.PROCESSING:
                 await queries.mirror_job_progress(conn, job_id=job_id, stage=stage, attempt=attempt,
                                                   run_id=info.workflow_run_id or "")
 

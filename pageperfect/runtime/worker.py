@@ -25,7 +25,7 @@ from pageperfect.runtime.mirror import MirrorInterceptor, MirrorWriter
 from pageperfect.settings import Settings, get_settings
 from pageperfect.runtime.temporal import ensure_search_attributes
 from workflows.registry import WORKFLOWS
-from workflows.stages import ALL_QUEUES, WORKFLOW_QUEUE, queue_name
+from pageperfect.stages import ALL_QUEUES, WORKFLOW_QUEUE, queue_name
 
 log = logging.getLogger("pageperfect.worker")
 

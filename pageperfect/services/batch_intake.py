@@ -10,36 +10,23 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from pageperfect.services.intake import IntakeError, StageName, check_webhook_url
+from pageperfect.services.intake import IntakeError, check_webhook_url
 from db import queries
 from pageperfect.sources.guard import GuardError, parse_allowed_hosts, validate_url
-from pageperfect.models import STAGE_NAMES, AnalysisOptions, KeywordRow
+from pageperfect.models import FINAL_STATUSES, JobOptions, KeywordRow
 from pageperfect.settings import Settings
-from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, MAX_CONCURRENCY, BatchInput, BatchJobOptions
+from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, MAX_CONCURRENCY, BatchInput
 from workflows.batch import PagePerfectBatchWorkflow, batch_workflow_id
-from workflows.stages import WORKFLOW_QUEUE, queue_name
+from pageperfect.stages import WORKFLOW_QUEUE, queue_name
 
 MAX_BATCH_KEYWORDS = 200_000
 
 
-class BatchJobFields(BaseModel):
-    """What every job of a batch shares: the same fields, with the same bounds, as POST /v1/jobs."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    skip_steps: list[StageName] = Field(default_factory=list, max_length=len(STAGE_NAMES))
-    force_update: bool = False
-    priority: int = Field(default=0, ge=0, le=10)
-    max_attempts: int | None = Field(default=None, ge=1, le=50)
-    retry_delay_seconds: float | None = Field(default=None, ge=0.1, le=3600)
-    options: AnalysisOptions = Field(default_factory=AnalysisOptions)
-
-
-class BatchRequest(BatchJobFields):
+class BatchRequest(JobOptions):
     """POST /v1/batches: one job per page, `concurrency` at a time."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
@@ -88,7 +75,7 @@ class StoredBatch:
     workflow_id: str
     pages: list[str]
     duplicates: int
-    jobs: BatchJobOptions
+    jobs: JobOptions
     webhook_url: str | None
 
 
@@ -114,7 +101,7 @@ async def store_batch(request: BatchRequest, *, pool: asyncpg.Pool, settings: Se
 
     batch_id = str(uuid.uuid4())
     workflow_id = batch_workflow_id(batch_id)
-    jobs = BatchJobOptions.model_validate(request.model_dump(include=set(BatchJobFields.model_fields)))
+    jobs = JobOptions.model_validate(request.model_dump(include=set(JobOptions.model_fields)))
     async with queries.transaction(pool) as conn:
         items: list[tuple[str, int | None, str | None]] = []
         for url in pages:
@@ -158,7 +145,7 @@ async def batch_status(pool: asyncpg.Pool, batch_id: str, *, items: bool = True)
     if batch is None:
         return None
     counts = await queries.batch_counts(pool, batch_id)
-    ended = sum(counts[k] for k in ("completed", "failed", "cancelled", "rejected"))
+    ended = sum(counts[k] for k in (*FINAL_STATUSES, "rejected"))
     body = {"batch_id": str(batch["id"]), "status": batch["status"], "source": batch["source"],
             "total": batch["total"], "ended": ended, "counts": counts, "concurrency": batch["concurrency"],
             "options": batch["options"], "webhook_url": batch["webhook_url"], "workflow_id": batch["workflow_id"],

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from typing import Literal
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
@@ -31,7 +30,7 @@ from pageperfect.sources.guard import (
     resolve_checked,
     validate_url,
 )
-from pageperfect.models import STAGE_NAMES, AnalysisOptions, JobInput, KeywordRow
+from pageperfect.models import FINAL_STATUSES, JobInput, JobOptions, KeywordRow
 from pageperfect.settings import Settings
 from workflows.pageperfect import (
     JOB_ATTRIBUTE,
@@ -41,13 +40,12 @@ from workflows.pageperfect import (
     temporal_priority,
     workflow_id_for_page,
 )
-from workflows.stages import WORKFLOW_QUEUE, queue_name
+from pageperfect.stages import WORKFLOW_QUEUE, queue_name
 
-StageName = Literal[STAGE_NAMES]  # type: ignore[valid-type]
 MAX_INLINE_KEYWORDS = 50_000
 
 
-class JobRequest(BaseModel):
+class JobRequest(JobOptions):
     """POST /v1/jobs. Give `url`, or the `page_id` of a page PagePerfect already knows."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
@@ -58,12 +56,6 @@ class JobRequest(BaseModel):
     url: str | None = Field(default=None, max_length=2048)
     page_id: int | None = Field(default=None, ge=1, le=2**63 - 1)  # a Postgres BIGINT
     keywords: list[KeywordRow] | None = Field(default=None, max_length=MAX_INLINE_KEYWORDS)
-    skip_steps: list[StageName] = Field(default_factory=list, max_length=len(STAGE_NAMES))
-    force_update: bool = False
-    priority: int = Field(default=0, ge=0, le=10, description="0 (default) to 10 (most urgent)")
-    max_attempts: int | None = Field(default=None, ge=1, le=50)
-    retry_delay_seconds: float | None = Field(default=None, ge=0.1, le=3600)
-    options: AnalysisOptions = Field(default_factory=AnalysisOptions)
     webhook_url: str | None = Field(default=None, max_length=2048,
                                     description="Gets a signed POST when the job completes, fails or is cancelled")
 
@@ -239,7 +231,7 @@ async def _closed_after_its_end(pool: asyncpg.Pool, client: Client, workflow_id:
     """Whether the run of a job whose row is final closes within `wait` seconds (it has only its
     last workflow task left: the job row is written by its final activity)."""
     existing = await queries.get_job(pool, job_id)
-    if existing is None or existing["status"] not in ("completed", "failed", "cancelled"):
+    if existing is None or existing["status"] not in FINAL_STATUSES:
         return False
     handle = client.get_workflow_handle(workflow_id, run_id=run_id)
     deadline = asyncio.get_running_loop().time() + wait

@@ -13,14 +13,25 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from db import queries
-from workflows.stages import STAGES_BY_NAME
+from pageperfect.models import FINAL_STATUSES, JobStatus, StageStatus
+from pageperfect.stages import STAGES_BY_NAME
 
-_FINAL_WORKFLOW = {
-    WorkflowExecutionStatus.COMPLETED: "completed",
-    WorkflowExecutionStatus.FAILED: "failed",
-    WorkflowExecutionStatus.CANCELED: "cancelled",
-    WorkflowExecutionStatus.TERMINATED: "failed",
-    WorkflowExecutionStatus.TIMED_OUT: "failed",
+# A closed run's status as a job's: terminated and timed out are failures.
+CLOSED_AS = {
+    WorkflowExecutionStatus.COMPLETED: JobStatus.COMPLETED,
+    WorkflowExecutionStatus.FAILED: JobStatus.FAILED,
+    WorkflowExecutionStatus.CANCELED: JobStatus.CANCELLED,
+    WorkflowExecutionStatus.TERMINATED: JobStatus.FAILED,
+    WorkflowExecutionStatus.TIMED_OUT: JobStatus.FAILED,
+}
+
+
+# An activity's ending event: the stage status it means, and the event's attributes that name the attempt.
+_ACTIVITY_ENDINGS = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: (StageStatus.COMPLETED, "activity_task_completed_event_attributes"),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: (StageStatus.FAILED, "activity_task_failed_event_attributes"),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: (StageStatus.FAILED, "activity_task_timed_out_event_attributes"),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: (StageStatus.CANCELLED, "activity_task_canceled_event_attributes"),
 }
 
 
@@ -41,18 +52,13 @@ async def stages_from_history(client: Client, workflow_id: str, run_id: str) -> 
             name = event.activity_task_scheduled_event_attributes.activity_type.name
             if name in STAGES_BY_NAME:
                 scheduled[event.event_id] = name
-                truth[name] = StageTruth("processing", 0)
+                truth[name] = StageTruth(StageStatus.PROCESSING, 0)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             attrs = event.activity_task_started_event_attributes
             if attrs.scheduled_event_id in scheduled:
                 truth[scheduled[attrs.scheduled_event_id]].attempt = attrs.attempt
         else:
-            outcome = {
-                EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: ("completed", "activity_task_completed_event_attributes"),
-                EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: ("failed", "activity_task_failed_event_attributes"),
-                EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: ("failed", "activity_task_timed_out_event_attributes"),
-                EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: ("cancelled", "activity_task_canceled_event_attributes"),
-            }.get(kind)
+            outcome = _ACTIVITY_ENDINGS.get(kind)
             if outcome:
                 attrs = getattr(event, outcome[1])
                 ended = scheduled.get(attrs.scheduled_event_id)
@@ -65,7 +71,7 @@ async def stages_from_history(client: Client, workflow_id: str, run_id: str) -> 
             truth[name].attempt = max(truth[name].attempt, pending.attempt)
             if pending.attempt > 1 and pending.HasField("last_failure"):
                 truth[name].status = "retrying"
-    job_status = _FINAL_WORKFLOW.get(description.status, "processing") if description.status else "processing"
+    job_status = CLOSED_AS.get(description.status, JobStatus.PROCESSING) if description.status else JobStatus.PROCESSING
     return job_status, truth
 
 
@@ -94,7 +100,7 @@ async def reconcile(pool: asyncpg.Pool, client: Client, *, job_id: str | None = 
                                                attempt=fact.attempt, max_attempts=None)
         # The job row's final status is written by the run's last activity, a moment before the run
         # closes: a final row over a running history is that moment, not a difference to undo.
-        closing = job_status == "processing" and job["status"] in ("completed", "failed", "cancelled")
+        closing = job_status == JobStatus.PROCESSING and job["status"] in FINAL_STATUSES
         if job["status"] != job_status and not closing:
             differences.append(f"{job['id']}: mirror {job['status']}, history {job_status}")
             if write:

@@ -58,15 +58,15 @@ async def load_report(pool: asyncpg.Pool, job: asyncpg.Record) -> ReportData:
     result = await build_result(pool, job)
     ids = await artifact_ids(pool, job)
     segments, vectors = [], []
-    if ids["segment_embed"]:
-        for row in await queries.get_segments(pool, ids["segment_embed"]):
+    if ids["segment_sets"]:
+        for row in await queries.get_segments(pool, ids["segment_sets"]):
             record = dict(row)
             vectors.append(queries.unpack_vector(record.pop("embedding")))
             record["heading_path"] = list(record["heading_path"])
             segments.append(record)
     centroids = {}
-    if ids["keyword_clustering"]:
-        for row in await queries.get_clusters(pool, ids["keyword_clustering"]):
+    if ids["cluster_sets"]:
+        for row in await queries.get_clusters(pool, ids["cluster_sets"]):
             centroids[row["cluster_id"]] = queries.unpack_vector(row["centroid"])
     dim = vectors[0].shape[0] if vectors else 0
     return ReportData(

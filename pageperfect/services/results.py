@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from db import queries
+from pageperfect.stages import ARTIFACT_STAGE
 
 # Embedders that run on this machine, as the note names them.
 LOCAL_EMBEDDERS = {
@@ -29,24 +30,29 @@ def offline_note(embedding: dict | None, llm: dict | None) -> str | None:
     return None
 
 
-async def _artifact(pool: asyncpg.Pool, page_id: int, stages: dict[str, Any], stage: str) -> int | None:
-    summary = stages.get(stage) or await queries.latest_stage_output(pool, page_id, stage) or {}
-    return summary.get("artifact_id")
-
-
 async def artifact_ids(pool: asyncpg.Pool, job: asyncpg.Record) -> dict[str, int | None]:
-    """The id of what each stage stored for this job (a skipped stage: the page's latest)."""
+    """The id of each artifact (by its table, as the stage table names them) the job's result reads.
+
+    A stage the job ran: what it stored; a stage the job skipped: the page's latest; a stage the
+    job has not reached (or never will): none, never another job's output.
+    """
     stages = (job["result"] or {}).get("stages", {})
-    return {stage: await _artifact(pool, job["page_id"], stages, stage)
-            for stage in ("wait_crawl", "segment_embed", "keyword_clustering", "gap_analysis", "rewrite_draft")}
+    skipped = set((job["payload"] or {}).get("skip_steps") or [])
+    ids: dict[str, int | None] = {}
+    for artifact, stage in ARTIFACT_STAGE.items():
+        summary = stages.get(stage)
+        if summary is None and stage in skipped:
+            summary = await queries.latest_stage_output(pool, job["page_id"], stage)
+        ids[artifact] = (summary or {}).get("artifact_id")
+    return ids
 
 
 async def build_result(pool: asyncpg.Pool, job: asyncpg.Record) -> dict[str, Any]:
     stages = (job["result"] or {}).get("stages", {})
     page = await queries.get_page(pool, job["page_id"])
     ids = await artifact_ids(pool, job)
-    crawl_id, segment_set_id, report_id = ids["wait_crawl"], ids["segment_embed"], ids["gap_analysis"]
-    draft_set_id, cluster_set_id = ids["rewrite_draft"], ids["keyword_clustering"]
+    crawl_id, segment_set_id, report_id = ids["crawls"], ids["segment_sets"], ids["gap_reports"]
+    draft_set_id, cluster_set_id = ids["draft_sets"], ids["cluster_sets"]
 
     crawl = await queries.get_crawl(pool, crawl_id) if crawl_id else None
     segment_set = await queries.get_segment_set(pool, segment_set_id) if segment_set_id else None

@@ -28,10 +28,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from pageperfect.sources.guard import GuardError, parse_allowed_hosts, validate_url
 from pageperfect.settings import Settings
-from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, BatchInput, BatchJobOptions, GscImportInput
+from pageperfect.models import JobOptions
+from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, BatchInput, GscImportInput
 from workflows.batch import BATCH_WORKFLOW, PagePerfectBatchWorkflow
 from workflows.gsc_import import GSC_IMPORT_WORKFLOW, PagePerfectGscImportWorkflow
-from workflows.stages import WORKFLOW_QUEUE, queue_name
+from pageperfect.stages import WORKFLOW_QUEUE, queue_name
 
 KINDS = {BATCH_WORKFLOW: "reanalyze", GSC_IMPORT_WORKFLOW: "gsc-import"}
 
@@ -86,7 +87,7 @@ async def _create(client: Client, schedule_id: str, schedule: Schedule) -> None:
 
 async def create_reanalyze_schedule(
     client: Client, schedule_id: str, urls: list[str], *, every: timedelta, settings: Settings,
-    jobs: BatchJobOptions | None = None, concurrency: int = DEFAULT_CONCURRENCY, webhook_url: str | None = None,
+    jobs: JobOptions | None = None, concurrency: int = DEFAULT_CONCURRENCY, webhook_url: str | None = None,
     queue_prefix: str | None = None, note: str = "",
 ) -> str:
     """Every `every`, a batch over the pages (the first one after `every`, or now with trigger)."""
@@ -100,7 +101,7 @@ async def create_reanalyze_schedule(
         except GuardError as err:
             raise ScheduleError(f"webhook_url: {err}") from err
     prefix = queue_prefix or settings.queue_prefix
-    batch = BatchInput(urls=pages, concurrency=concurrency, jobs=jobs or BatchJobOptions(), webhook_url=webhook_url,
+    batch = BatchInput(urls=pages, concurrency=concurrency, jobs=jobs or JobOptions(), webhook_url=webhook_url,
                        source=f"schedule:{schedule_id}", queue_prefix=prefix, poll_seconds=settings.batch_poll_seconds)
     await _create(client, schedule_id, Schedule(
         action=ScheduleActionStartWorkflow(PagePerfectBatchWorkflow.run, batch, id=f"pageperfect-batch-{schedule_id}",

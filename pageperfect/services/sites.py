@@ -19,13 +19,13 @@ from temporalio.service import RPCError
 
 from db import queries
 from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, MAX_CONCURRENCY, SiteInput
-from pageperfect.models import KeywordRow
-from pageperfect.services.batch_intake import BatchJobFields, BatchRequest, store_batch
+from pageperfect.models import JobOptions, KeywordRow
+from pageperfect.services.batch_intake import BatchRequest, store_batch
 from pageperfect.services.intake import IntakeError
 from pageperfect.settings import Settings
 from pageperfect.sources.guard import GuardError, normalize_url
 from workflows.site import PagePerfectSiteWorkflow, site_workflow_id
-from workflows.stages import WORKFLOW_QUEUE, queue_name
+from pageperfect.stages import WORKFLOW_QUEUE, queue_name
 
 MIN_SITE_PAGES = 2
 
@@ -47,7 +47,7 @@ class SearchConsoleRange(BaseModel):
     end_date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
 
 
-class SiteRequest(BatchJobFields):
+class SiteRequest(JobOptions):
     """POST /v1/sites: the site's page-and-query rows (or a Search Console property and date range)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rows": [
@@ -139,7 +139,7 @@ async def create_site(request: SiteRequest, *, pool: asyncpg.Pool, client: Clien
     """Stores the site's pages as a batch and starts the site workflow; refuses bad input storing nothing."""
     grouped = grouped if grouped is not None else await rows_for(request, pool)
     batch = BatchRequest(urls=list(grouped), keywords=grouped, concurrency=request.concurrency,
-                         **request.model_dump(include=set(BatchJobFields.model_fields)))
+                         **request.model_dump(include=set(JobOptions.model_fields)))
     stored = await store_batch(batch, pool=pool, settings=settings, source="site", keyword_source=f"site:{source}")
     site_id = str(uuid.uuid4())
     workflow_id = site_workflow_id(site_id)

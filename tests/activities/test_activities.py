@@ -39,6 +39,11 @@ class PollingCrawler:
     def __init__(self) -> None:
         self.polls = 0
 
+    async def poll_until_done(self) -> CrawlResult:
+        while (result := await self.poll("ticket")) is None:
+            pass
+        return result
+
     async def poll(self, ticket_id: str) -> CrawlResult | None:
         self.polls += 1
         if self.polls < 3:
@@ -150,6 +155,36 @@ async def test_wait_crawl_without_its_crawl_fails_for_good(installed, pool):
     with pytest.raises(ApplicationError) as err:
         await env.run(wait_crawl, StageInput(job=job, previous={"submit_crawl": {"artifact_id": 2**40}}))
     assert err.value.type == "MissingInput" and err.value.non_retryable
+
+
+async def _an_earlier_jobs_crawl(pool, job: JobInput) -> int:
+    """A crawl another job of the page made and stored as its submit_crawl output, already fetched."""
+    crawl_id = await queries.insert_crawl(pool, page_id=job.page_id, job_id=job.job_id, provider="polling",
+                                          requested_url=job.url, external_id="earlier")
+    await queries.store_crawl_result(pool, crawl_id, await PollingCrawler().poll_until_done())
+    await queries.record_stage_output(pool, job.page_id, "submit_crawl", f"earlier-{crawl_id}", str(uuid.uuid4()),
+                                      {"stage": "submit_crawl", "artifact_id": crawl_id})
+    return crawl_id
+
+
+async def test_a_stage_reading_what_is_not_among_its_inputs_fails_instead_of_reading_another_jobs(installed, pool):
+    """A wrong `after` (wait_crawl given no submit_crawl) fails loudly, although the page has an earlier crawl."""
+    job = await a_job(pool)
+    await _an_earlier_jobs_crawl(pool, job)
+    env, _ = environment()
+    with pytest.raises(ApplicationError) as err:
+        await env.run(wait_crawl, StageInput(job=job, previous={}))
+    assert err.value.type == "MissingInput" and err.value.non_retryable
+    assert "reads the output of submit_crawl, which is not among its inputs" in err.value.message
+    assert await queries.latest_stage_output(pool, job.page_id, "wait_crawl") is None  # nothing of the earlier job read
+
+
+async def test_a_stage_the_job_skips_is_read_from_the_pages_latest_output(installed, pool):
+    job = await a_job(pool, skip_steps=["submit_crawl"])
+    crawl_id = await _an_earlier_jobs_crawl(pool, job)
+    env, _ = environment()
+    summary = await env.run(wait_crawl, StageInput(job=job, previous={}))
+    assert (summary.status, summary.artifact_id) == ("completed", crawl_id)
 
 
 @pytest.mark.parametrize("status", ["completed", "failed", "cancelled"])

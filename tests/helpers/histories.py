@@ -45,7 +45,7 @@ from tests.helpers.workflows import (
 from workflows.batch import BATCH_WORKFLOW, batch_workflow_id
 from workflows.gsc_import import GSC_IMPORT_WORKFLOW
 from workflows.pageperfect import PagePerfectWorkflow
-from workflows.stages import WORKFLOW_QUEUE, queue_name
+from pageperfect.stages import WORKFLOW_QUEUE, queue_name
 from workflows.webhook import WEBHOOK_WORKFLOW, webhook_workflow_id
 
 HISTORIES = REPO / "tests" / "histories"
@@ -69,6 +69,13 @@ async def _ended(handle: WorkflowHandle) -> WorkflowHandle:
     except Exception:  # failed or cancelled: that is the scenario's ending
         pass
     return handle
+
+
+@scenario("job-completed-inputs-after")
+async def job_completed_inputs_after(client, mocks, prefix):
+    """A job run to the end, each stage given the summaries of exactly its `after` (the stage-inputs-are-their-after
+    patch)."""
+    return await _ended(await start_job(client, job_input(prefix)))
 
 
 @scenario("job-failed")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import httpx
 import uvicorn
 
+from pageperfect.models import FINAL_STATUSES
 from pageperfect.runtime.stack import free_port
 from pageperfect.settings import Settings
 from tests.helpers.settings import TEST_API_KEY
@@ -29,7 +30,14 @@ class Pipeline:
         assert response.status_code in (200, 202), response.text
         return response.json()
 
-    async def wait(self, job_id: str, *, timeout: float = 90, statuses=("completed", "failed", "cancelled")) -> dict:
+    async def completed_result(self, **body) -> tuple[dict, dict]:
+        """Submit a job, wait for it to complete: the submission's answer and the job's result."""
+        submitted = await self.submit(**body)
+        job = await self.wait(submitted["job_id"])
+        assert job["status"] == "completed", job
+        return submitted, (await self.http.get(f"/v1/jobs/{submitted['job_id']}/result")).json()
+
+    async def wait(self, job_id: str, *, timeout: float = 90, statuses=tuple(FINAL_STATUSES)) -> dict:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             job = (await self.http.get(f"/v1/jobs/{job_id}")).json()

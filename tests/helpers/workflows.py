@@ -48,7 +48,7 @@ from pageperfect.models import JobInput, JobOutcome, StageSummary
 from pageperfect.runtime.worker import worker_interceptors
 from workflows.pageperfect import WORKFLOW_NAME, workflow_id_for_page
 from workflows.registry import WORKFLOWS
-from workflows.stages import STAGES_BY_NAME, WORKFLOW_QUEUE, queue_name
+from pageperfect.stages import STAGES_BY_NAME, WORKFLOW_QUEUE, queue_name
 
 # Heartbeats go out at once (the SDK's default holds them back up to 30 s): a cancel is seen quickly.
 HEARTBEAT_THROTTLE = timedelta(milliseconds=50)

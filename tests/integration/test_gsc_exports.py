@@ -5,19 +5,18 @@ other headers, empty exports, ZIP names with colons, site-wide exports. Fixtures
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import random
 import subprocess
 import sys
 import uuid
-import zipfile
 
 import pytest
 
 from pageperfect.analysis.embeddings import text_hash
 from pageperfect.analysis.long_queries import embedding_text
 from tests.conftest import DEMO
+from tests.helpers.data import make_zip
 
 HEADER = ["Top queries", "Clicks", "Impressions", "CTR", "Position"]
 
@@ -35,14 +34,6 @@ def prompt(words: int = 400, seed: int = 1) -> str:
     tail = " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9)))
                     for _ in range(words))
     return "i'm in my mid-50s with a modest income, how does this compare " + tail
-
-
-def make_zip(files: dict[str, str | bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
 
 
 def page_url() -> str:

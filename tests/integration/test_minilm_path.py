@@ -37,10 +37,7 @@ async def test_a_job_on_the_offline_semantic_embedder(pipeline_factory, site):
     pipeline = await pipeline_factory(embedding_provider="minilm")
     url = site.add("/minilm-path.html", site.handler.routes["/index.html"][2])
     keywords = demo_keywords()
-    first = await pipeline.submit(url=url, keywords=keywords)
-    job = await pipeline.wait(first["job_id"])
-    assert job["status"] == "completed", job
-    result = (await pipeline.http.get(f"/v1/jobs/{first['job_id']}/result")).json()
+    _, result = await pipeline.completed_result(url=url, keywords=keywords)
     assert result["providers"]["embedding"] == {"provider": "minilm", "model": MiniLMEmbedder.model}
     assert result["providers"]["offline"] is True
     assert "all-MiniLM-L6-v2" in result["providers"]["note"] and "hashing" not in result["providers"]["note"]

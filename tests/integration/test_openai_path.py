@@ -16,10 +16,7 @@ async def test_batched_embeddings_cache_and_drafts(pipeline_factory, site, pool)
                                           embedding_model=model)
         url = site.add("/openai-path.html", site.handler.routes["/index.html"][2])
         keywords = demo_keywords()
-        first = await pipeline.submit(url=url, keywords=keywords)
-        job = await pipeline.wait(first["job_id"])
-        assert job["status"] == "completed", job
-        result = (await pipeline.http.get(f"/v1/jobs/{first['job_id']}/result")).json()
+        _, result = await pipeline.completed_result(url=url, keywords=keywords)
         embedded = stub.inputs["embeddings"]
         # Every segment and query went in a handful of requests, not one request per item.
         assert embedded >= result["stats"]["segments"] + len(keywords) - 5

@@ -8,7 +8,7 @@ from tests.helpers.data import demo_keywords
 from tests.helpers.faults import GatedCrawler, NeverDoneCrawler
 from tests.helpers.polling import until
 from tests.openai_server import OpenAIStub
-from workflows.stages import STAGES
+from pageperfect.stages import STAGES
 
 
 async def _stage_rows(pool, job_id: str) -> dict[str, dict]:

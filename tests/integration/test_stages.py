@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.helpers.data import demo_keywords, pages
-from workflows.stages import STAGES
+from pageperfect.stages import STAGES
 
 
 async def test_stages_report_both_backlogs(pipeline_factory, site):

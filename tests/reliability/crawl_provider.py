@@ -18,6 +18,8 @@ import uuid
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.helpers.http import serve
+
 
 class CrawlProviderStub:
     def __init__(self, api_key: str = "scraper-test-key") -> None:
@@ -38,9 +40,7 @@ class CrawlProviderStub:
         class Handler(_Handler):
             owner = stub
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server, _ = serve(Handler)
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
         return self
 

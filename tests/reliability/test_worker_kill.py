@@ -38,7 +38,7 @@ from tests.helpers.settings import DEMO, make_settings
 from tests.openai_server import OpenAIStub
 from tests.reliability.conftest import WorkerProcess
 from tests.reliability.crawl_provider import CrawlProviderStub
-from workflows.stages import STAGES
+from pageperfect.stages import STAGES
 
 TIMEOUT_SCALE = 0.1  # heartbeats 3-6 s, submit_crawl's start-to-close 9 s
 HANG = 120.0  # longer than any case needs: the killed attempt never gets its answer

@@ -21,22 +21,23 @@ REPO = Path(__file__).resolve().parents[2]
 PROJECT = ("pageperfect", "api", "workflows", "activities", "db")
 CONSUMERS = ("tests", "bench", "scripts")  # they may import anything but the worker script
 
-# The top-level modules that everything may import: data shapes, workflow messages, settings.
-CORE = {"pageperfect.models", "pageperfect.messages", "pageperfect.settings"}
+# The top-level modules that everything may import: data shapes, the stage table, workflow messages, settings.
+CORE = {"pageperfect.models", "pageperfect.stages", "pageperfect.messages", "pageperfect.settings"}
 
 # package -> the packages it may import (besides itself and the standard library and third parties).
 ALLOWED: dict[str, set[str]] = {
     "pageperfect": set(),
-    "pageperfect.models": set(),
+    "pageperfect.models": {"pageperfect.stages"},
+    "pageperfect.stages": set(),  # the stage table: plain data, read by every layer
     "pageperfect.settings": set(),
     "pageperfect.messages": {"pageperfect.models"},
     "pageperfect.demo": set(),
     "pageperfect.sources": {"pageperfect.models"},
     # The embedders' Retry-After handling is the HTTP clients' one (sources.retry_after).
     "pageperfect.analysis": {"pageperfect.models", "pageperfect.sources"},
-    "db": {"pageperfect.models"},
-    # Deterministic workflow code: data shapes and messages only, passed through the sandbox.
-    "workflows": {"pageperfect.models", "pageperfect.messages"},
+    "db": {"pageperfect.models", "pageperfect.stages"},
+    # Deterministic workflow code: data shapes, the stage table and messages only, passed through the sandbox.
+    "workflows": {"pageperfect.models", "pageperfect.stages", "pageperfect.messages"},
     "pageperfect.services": CORE | {"pageperfect.analysis", "pageperfect.sources", "db", "workflows"},
     "activities": CORE | {"pageperfect.analysis", "pageperfect.sources", "pageperfect.services", "db", "workflows"},
     # The worker construction puts the activities and workflows together.
@@ -201,12 +202,13 @@ def test_the_checks_catch_a_forbidden_import_and_a_cycle():
     assert any("outside imports_passed_through" in p for p in violations(unpassed))
 
 
-PACKAGES = ["pageperfect.models", "pageperfect.messages", "pageperfect.settings", "pageperfect.sources",
-            "pageperfect.analysis", "db", "workflows", "pageperfect.services", "activities", "pageperfect.runtime",
-            "api", "pageperfect.ops", "pageperfect.cli"]
+PACKAGES = ["pageperfect.models", "pageperfect.stages", "pageperfect.messages", "pageperfect.settings",
+            "pageperfect.sources", "pageperfect.analysis", "db", "workflows", "pageperfect.services", "activities",
+            "pageperfect.runtime", "api", "pageperfect.ops", "pageperfect.cli"]
 
 # What importing a package must not load: the analysis is plain functions, workflow code stays light.
 MUST_NOT_LOAD = {
+    "pageperfect.stages": {"temporalio", "pydantic", "pageperfect.models"},
     "pageperfect.analysis": {"temporalio", "asyncpg", "fastapi", "db", "api", "workflows", "activities"},
     "pageperfect.sources": {"temporalio", "asyncpg", "fastapi", "db", "api", "workflows", "activities"},
     "workflows": {"numpy", "sklearn", "fastapi", "asyncpg", "db", "api", "activities"},

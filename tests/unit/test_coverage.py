@@ -96,7 +96,7 @@ def test_analyze_evidence_explains_and_ranks():
     p_vectors = np.array([[0, 1, 0], [0, 0, 1]], dtype=np.float32)
     ev = _evidence(queries, q_vectors, segments, p_vectors, subject=frozenset({"monstera"}))
     clusters = clusters_from_labels(rows, q_vectors, np.array([0, 0, 1, 1]))
-    report = analyze_evidence(clusters, queries, np.array([r.impressions for r in rows]), ev,
+    report = analyze_evidence(clusters, np.array([r.impressions for r in rows]), ev,
                               summarize=lambda part: summarize_members(rows, q_vectors, part))
     gap, covered = report.gaps
     assert gap.has_gap and not covered.has_gap
@@ -115,7 +115,7 @@ def test_near_identical_gaps_are_merged_into_one():
     q_vectors = np.array([[1, 0, 0], [0.999, 0.04, 0], [0, 1, 0]], dtype=np.float32)
     ev = _evidence(queries, q_vectors, [seg(0, "Light matters.")], np.array([[0, 1, 0]], dtype=np.float32))
     clusters = clusters_from_labels(rows, q_vectors, np.array([0, 1, 2]))  # the two cat queries apart
-    report = analyze_evidence(clusters, queries, np.ones(3), ev,
+    report = analyze_evidence(clusters, np.ones(3), ev,
                               summarize=lambda part: summarize_members(rows, q_vectors, part))
     gaps = [g for g in report.gaps if g.has_gap]
     assert len(gaps) == 1 and sorted(gaps[0].keywords) == ["fig safe for cats", "fig toxic to cats"]

@@ -259,6 +259,15 @@ async def _crawl_error(crawler: DirectCrawler, url: str) -> CrawlError:
     return caught.value
 
 
+async def _fresh_crawl_error(url: str, allow: AllowList, **options) -> CrawlError:
+    """The error of a crawl by a crawler of its own, made with these options and closed after."""
+    crawler = DirectCrawler(allow, **options)
+    try:
+        return await _crawl_error(crawler, url)
+    finally:
+        await crawler.aclose()
+
+
 # --- direct crawler: pages ---------------------------------------------------------------
 
 
@@ -360,13 +369,10 @@ async def test_redirect_hop_is_checked_against_the_allow_list(site: _Site) -> No
 
 
 async def test_host_resolving_to_loopback_is_blocked_without_the_allow_list(site: _Site) -> None:
-    crawler = DirectCrawler(AllowList(), connect_timeout=2, read_timeout=2)
-    try:
-        error = await _crawl_error(crawler, f"http://localhost:{site.server_address[1]}/utf8")
-        assert (error.kind, error.retryable) == ("BlockedAddress", False)
-        assert "localhost resolves to 127.0.0.1" in str(error)
-    finally:
-        await crawler.aclose()
+    error = await _fresh_crawl_error(f"http://localhost:{site.server_address[1]}/utf8", AllowList(),
+                                     connect_timeout=2, read_timeout=2)
+    assert (error.kind, error.retryable) == ("BlockedAddress", False)
+    assert "localhost resolves to 127.0.0.1" in str(error)
 
 
 async def test_redirect_loop_is_reported(site: _Site, crawler: DirectCrawler) -> None:
@@ -376,13 +382,9 @@ async def test_redirect_loop_is_reported(site: _Site, crawler: DirectCrawler) ->
 
 
 async def test_endless_redirects_stop_at_the_limit(site: _Site) -> None:
-    crawler = DirectCrawler(LOOPBACK, max_redirects=4)
-    try:
-        error = await _crawl_error(crawler, f"{site.base}/chain")
-        assert (error.kind, error.retryable) == ("TooManyRedirects", False)
-        assert "more than 4" in str(error)
-    finally:
-        await crawler.aclose()
+    error = await _fresh_crawl_error(f"{site.base}/chain", LOOPBACK, max_redirects=4)
+    assert (error.kind, error.retryable) == ("TooManyRedirects", False)
+    assert "more than 4" in str(error)
 
 
 async def test_redirect_back_with_a_new_cookie_is_not_a_loop(site: _Site, crawler: DirectCrawler) -> None:

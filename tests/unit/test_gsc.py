@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import json
 import threading
-import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -27,6 +25,8 @@ from pageperfect.sources.gsc import (
     read_export,
 )
 from pageperfect.models import KeywordFilters, KeywordRow
+from tests.helpers.data import make_zip
+from tests.helpers.http import send_json
 
 HEADER = "Top queries,Clicks,Impressions,CTR,Position\n"
 REALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
@@ -251,14 +251,6 @@ def test_a_large_file_is_read_whole():  # its speed is measured in bench/gsc_imp
 
 
 # --------------------------------------------------------------------------- ZIP export
-
-
-def make_zip(files: dict[str, str | bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
 
 
 EXPORT_FILES = {
@@ -496,14 +488,7 @@ class FakeSearchConsole:
                 pass
 
             def _send(self, status: int, body: dict, headers: dict | None = None):
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
+                send_json(self, status, body, headers)
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))

@@ -8,10 +8,10 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import CancelledError
 
-from pageperfect.messages import BatchJobOptions
+from pageperfect.models import JobOptions
 from tests.helpers.workflows import BatchBook, block_until_cancelled
 from workflows.batch import BATCH_WORKFLOW, PagePerfectBatchWorkflow, batch_workflow_id
-from workflows.stages import WORKFLOW_QUEUE, queue_name
+from pageperfect.stages import WORKFLOW_QUEUE, queue_name
 
 
 def urls(count: int) -> list[str]:
@@ -117,7 +117,7 @@ async def test_cancelling_a_batch_cancels_its_running_jobs_and_starts_no_more(cl
     book = BatchBook(prefix, urls(3))
     book.install(mocks)
     mocks.on("wait_crawl", block_until_cancelled)
-    handle = await start_batch(client, book, concurrency=2, jobs=BatchJobOptions(max_attempts=1))
+    handle = await start_batch(client, book, concurrency=2, jobs=JobOptions(max_attempts=1))
     await mocks.wait_for(lambda: len(mocks.of("wait_crawl")) == 2, what="two jobs in wait_crawl")
     await handle.cancel()
     with pytest.raises(WorkflowFailureError) as failure:

@@ -51,3 +51,32 @@ async def test_a_fresh_run_of_each_scenario_replays(client, engine, name):
     assert workflow_type(history) == workflow_type(read_history_file(HISTORIES / f"{name}.json"))
     outcome = await replay_history(history, engine=engine)
     assert outcome.ok, outcome.error
+
+
+def _with_a_new_stage(monkeypatch, *, patch: str | None) -> None:
+    """The stage table with one more stage at its end, as the table's checklist for adding a stage has it."""
+    import dataclasses
+
+    from pageperfect import stages
+
+    extra = dataclasses.replace(stages.STAGES_BY_NAME["rewrite_draft"], name="publish_draft", after=("rewrite_draft",),
+                                artifact="published_drafts", patch=patch)
+    monkeypatch.setattr(stages, "STAGES", (*stages.STAGES, extra))
+
+
+JOB_HISTORIES = [path for path in KEPT if workflow_type(read_history_file(path)) == "PagePerfect"]
+
+
+@pytest.mark.parametrize("path", JOB_HISTORIES, ids=lambda p: p.stem)
+async def test_a_stage_added_under_its_patch_keeps_the_kept_histories_replaying(monkeypatch, path):
+    _with_a_new_stage(monkeypatch, patch="stage-publish_draft")
+    outcome = await replay_history(read_history_file(path), engine=replayer(make_settings(), quiet=True))
+    assert outcome.ok, f"{path.name} no longer replays with the new stage: {outcome.error}"
+
+
+async def test_a_stage_added_without_a_patch_breaks_the_runs_in_flight(monkeypatch):
+    """The check above is not vacuous: the same stage without its patch is scheduled in the old runs."""
+    _with_a_new_stage(monkeypatch, patch=None)
+    outcome = await replay_history(read_history_file(HISTORIES / "demo-completed.json"),
+                                   engine=replayer(make_settings(), quiet=True))
+    assert not outcome.ok

@@ -12,7 +12,7 @@ from pageperfect.messages import SiteInput
 from tests.helpers.workflows import BatchBook, block_until_cancelled
 from workflows.batch import batch_workflow_id
 from workflows.site import SITE_WORKFLOW, site_workflow_id
-from workflows.stages import WORKFLOW_QUEUE, queue_name
+from pageperfect.stages import WORKFLOW_QUEUE, queue_name
 
 
 def site_book(prefix: str, count: int = 3) -> BatchBook:

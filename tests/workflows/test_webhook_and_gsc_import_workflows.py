@@ -11,7 +11,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from pageperfect.messages import GscImportInput, WebhookCall
 from tests.helpers.workflows import page_id, refused_once
 from workflows.gsc_import import GSC_IMPORT_WORKFLOW
-from workflows.stages import WORKFLOW_QUEUE, queue_name
+from pageperfect.stages import WORKFLOW_QUEUE, queue_name
 from workflows.webhook import WEBHOOK_WORKFLOW, webhook_workflow_id
 
 
