@@ -26,7 +26,7 @@ MIN_PAGES = 2
 async def load_site_page(pool, embedder, cache, job, model) -> SitePage | str:
     """A completed job's stored results as a SitePage, or why it cannot be one."""
     ids = await artifact_ids(pool, job)
-    segment_set_id, cluster_set_id, report_id = ids["segment_embed"], ids["keyword_clustering"], ids["gap_analysis"]
+    segment_set_id, cluster_set_id, report_id = ids["segment_sets"], ids["cluster_sets"], ids["gap_reports"]
     if not (segment_set_id and cluster_set_id and report_id):
         return "the job stored no segments, clusters or gap report"
     segment_set = await queries.get_segment_set(pool, segment_set_id)

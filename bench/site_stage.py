@@ -117,7 +117,7 @@ def page_analysis_seconds(pages) -> float:
                                  eps=0.3, min_samples=2)
         evidence = Evidence(page.queries, page.query_vectors, page.stripped_vectors, page.subject, page.passages,
                             page.passage_vectors, model)
-        analyze_evidence(clusters, page.queries, page.impressions, evidence,
+        analyze_evidence(clusters, page.impressions, evidence,
                          summarize=lambda part, rows=rows, v=page.query_vectors: summarize_members(rows, v, part))
     return (time.perf_counter() - started) / len(pages)
 

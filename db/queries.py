@@ -924,7 +924,7 @@ async def set_site_stage(conn: Conn, site_id: str, stage: str) -> None:
 async def site_jobs(conn: Conn, site_id: str) -> list[asyncpg.Record]:
     """The site's pages with their jobs (from its batch), in the batch's order."""
     return await conn.fetch(
-        """SELECT i.position, i.url, i.job_id, j.status, j.page_id, j.result
+        """SELECT i.position, i.url, i.job_id, j.status, j.page_id, j.result, j.payload
            FROM pageperfect_sites s
            JOIN pageperfect_batch_items i ON i.batch_id = s.batch_id
            LEFT JOIN pageperfect_jobs j ON j.id = i.job_id

@@ -394,7 +394,7 @@ def _check_pair(page: SitePage, p: int, other: int, groups: list[int], evidence:
     """The page's gaps `groups` decided against the other page's passages; a covered one is kept in `best`."""
     clusters = [_to_cluster(page, page.groups[g], centroids[p][g]) for g in groups]
     owner = {i: g for g in groups for i in page.groups[g].members}
-    report = analyze(clusters, page.queries, page.impressions, evidence, score=score,
+    report = analyze(clusters, page.impressions, evidence, score=score,
                      summarize=lambda rows, page=page: _summarized(page, rows))
     for decided in report.gaps:
         # A gap whose queries the other page answers only in part is split by the decision: the covered part.

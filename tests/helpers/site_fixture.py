@@ -267,7 +267,7 @@ async def analyze_offline(embedder, base_url: str = "https://bean-notes.example"
         clusters = group_queries(rows, query_vectors, stripped, subject, method="intents", eps=defaults.eps,
                                  min_samples=defaults.min_samples)
         evidence = Evidence(texts, query_vectors, stripped, subject, passages, passage_vectors, model)
-        report = analyze_evidence(clusters, texts, np.array([r.impressions for r in rows]), evidence,
+        report = analyze_evidence(clusters, np.array([r.impressions for r in rows]), evidence,
                                   summarize=lambda part, rows=rows, qv=query_vectors: summarize_members(rows, qv, part))
         out.append(site_page(url, f"job-{name}", rows, query_vectors, stripped, subject, report.gaps, passages,
                              passage_vectors, report.coverage_score))
