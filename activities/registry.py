@@ -25,15 +25,18 @@ from activities.keyword_clustering import keyword_clustering
 from activities.rewrite_draft import rewrite_draft
 from activities.search_console import import_search_console
 from activities.segment_embed import segment_embed
+from activities.site import finalize_site, site_analysis
 from activities.webhook import send_webhook
-from pageperfect.stages import CONTROL_QUEUE, STAGES
+from pageperfect.stages import COMPUTE_QUEUE, CONTROL_QUEUE, STAGES
 
 STAGE_ACTIVITIES: tuple[Callable, ...] = (submit_crawl, wait_crawl, segment_embed, keyword_clustering, gap_analysis,
                                           rewrite_draft)
 # Bookkeeping beside the stages, on the control queue: the job's ending, batches, webhooks, Search Console imports.
 CONTROL_ACTIVITIES: tuple[Callable, ...] = (finalize_job, open_batch, prepare_batch_job, link_running_job,
                                             batch_job_status, reject_batch_page, close_batch, send_webhook,
-                                            import_search_console)
+                                            import_search_console, finalize_site)
+# The site workflow's stage over its pages' results: CPU work, on the compute queue.
+SITE_ACTIVITIES: tuple[Callable, ...] = (site_analysis,)
 
 
 def activity_name(function: Callable) -> str:
@@ -44,7 +47,9 @@ def activity_name(function: Callable) -> str:
     return name
 
 
-ACTIVITIES: dict[str, Callable] = {activity_name(f): f for f in (*STAGE_ACTIVITIES, *CONTROL_ACTIVITIES)}
+ACTIVITIES: dict[str, Callable] = {
+    activity_name(f): f for f in (*STAGE_ACTIVITIES, *CONTROL_ACTIVITIES, *SITE_ACTIVITIES)
+}
 
 
 def activities_by_queue() -> dict[str, list[Callable]]:
@@ -57,4 +62,5 @@ def activities_by_queue() -> dict[str, list[Callable]]:
     for stage in STAGES:
         by_queue.setdefault(stage.queue, []).append(stages[stage.name])
     by_queue.setdefault(CONTROL_QUEUE, []).extend(CONTROL_ACTIVITIES)
+    by_queue.setdefault(COMPUTE_QUEUE, []).extend(SITE_ACTIVITIES)
     return by_queue

@@ -22,6 +22,7 @@ from api.routes_gsc import router as gsc_router
 from api.routes_batches import router as batches_router
 from api.routes_ops import router as ops_router
 from api.routes_stages import router as stages_router
+from api.routes_sites import router as sites_router
 from api.lookup import job_or_404
 from db import queries
 from db.pool import create_pool
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     app.include_router(ops_router)  # tune, report
     app.include_router(batches_router)
     app.include_router(stages_router)
+    app.include_router(sites_router)
     app.add_middleware(RequestMetrics)  # outermost: counts every answer, 413s and 401s included
     app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.state.settings, app.state.queue_prefix = settings, queue_prefix or settings.queue_prefix

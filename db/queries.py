@@ -889,3 +889,159 @@ async def prune_artifacts(conn: asyncpg.Connection | PoolConnectionProxy, cutoff
         """WITH gone AS (DELETE FROM embedding_cache WHERE used_at < $1 RETURNING 1) SELECT count(*) FROM gone""",
         cutoff)
     return removed
+
+
+# ---------------------------------------------------------------- sites (docs/SITE.md)
+
+async def insert_site(conn: Conn, site_id: str, *, batch_id: str, source: str, pages: int, options: dict,
+                      workflow_id: str) -> None:
+    await conn.execute(
+        """INSERT INTO pageperfect_sites (id, batch_id, source, pages, options, workflow_id, stage)
+           VALUES ($1, $2, $3, $4, $5, $6, 'pages')""",
+        site_id, batch_id, source, pages, options, workflow_id,
+    )
+
+
+async def set_site_run(conn: Conn, site_id: str, run_id: str) -> None:
+    await conn.execute("UPDATE pageperfect_sites SET run_id = $2, updated_at = now() WHERE id = $1", site_id, run_id)
+
+
+async def delete_site(conn: Conn, site_id: str) -> None:
+    await conn.execute("DELETE FROM pageperfect_sites WHERE id = $1", site_id)
+
+
+async def get_site(conn: Conn, site_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM pageperfect_sites WHERE id = $1", site_id)
+
+
+async def set_site_stage(conn: Conn, site_id: str, stage: str) -> None:
+    await conn.execute(
+        "UPDATE pageperfect_sites SET stage = $2, updated_at = now() WHERE id = $1 AND status = 'running'",
+        site_id, stage,
+    )
+
+
+async def site_jobs(conn: Conn, site_id: str) -> list[asyncpg.Record]:
+    """The site's pages with their jobs (from its batch), in the batch's order."""
+    return await conn.fetch(
+        """SELECT i.position, i.url, i.job_id, j.status, j.page_id, j.result, j.payload
+           FROM pageperfect_sites s
+           JOIN pageperfect_batch_items i ON i.batch_id = s.batch_id
+           LEFT JOIN pageperfect_jobs j ON j.id = i.job_id
+           WHERE s.id = $1 ORDER BY i.position""",
+        site_id,
+    )
+
+
+async def store_site_result(conn: Conn, site_id: str, result: Any) -> None:
+    """The site stage's findings (an analysis.site.SiteResult), replacing any of an earlier attempt."""
+    async with transaction(conn) as conn:
+        for table in ("pageperfect_site_links", "pageperfect_site_cases", "pageperfect_site_pages",
+                      "pageperfect_site_intent_pages"):  # fixed names; case pages go with their cases
+            await conn.execute(f"DELETE FROM {table} WHERE site_id = $1", site_id)
+        await conn.executemany(
+            """INSERT INTO pageperfect_site_pages (site_id, rank, url, job_id, coverage, queries, impressions, gaps,
+                                                   opportunity, top_gaps)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+            [(site_id, rank, p["url"], p["job_id"], p["coverage"], p["queries"], p["impressions"], p["gaps"],
+              p["opportunity"], p["top_gaps"]) for rank, p in enumerate(result.pages)])
+        await conn.executemany(
+            """INSERT INTO pageperfect_site_cases (site_id, case_id, intent, queries, total_impressions, evenness,
+                                                   severity, recommendation, reasons)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+            [(site_id, i, c["intent"], c["queries"], c["total_impressions"], c["evenness"], c["severity"],
+              c["recommendation"], c["reasons"]) for i, c in enumerate(result.cannibalization)])
+        await conn.executemany(
+            """INSERT INTO pageperfect_site_case_pages (site_id, case_id, position, url, job_id, impressions, clicks,
+                   position_avg, impression_share, click_share, queries, passage, passage_cosine)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
+            [(site_id, i, n, p["url"], p["job_id"], p["impressions"], p["clicks"], p["position"],
+              p["impression_share"], p["click_share"], p["queries"], p["passage"], p["passage_cosine"])
+             for i, c in enumerate(result.cannibalization) for n, p in enumerate(c["pages"])])
+        await conn.executemany(
+            """INSERT INTO pageperfect_site_links (site_id, link_id, from_url, from_job_id, cluster_id, intent,
+                   queries, to_url, to_job_id, to_segment_id, anchor_text, passage, coverage, original_score, score,
+                   reason)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)""",
+            [(site_id, i, x["from_url"], x["from_job_id"], x["cluster_id"], x["intent"], x["queries"], x["to_url"],
+              x["to_job_id"], x["to_segment_id"], x["anchor_text"], x["passage"], x["coverage"],
+              x["original_score"], x["score"], x["reason"]) for i, x in enumerate(result.links)])
+        await conn.executemany(
+            """INSERT INTO pageperfect_site_intent_pages (site_id, intent_id, intent, url, impressions)
+               VALUES ($1, $2, $3, $4, $5)""",
+            [(site_id, i["intent_id"], i["intent"], url, impressions)
+             for i in result.intents for url, impressions in i["pages"].items()])
+        await conn.execute(
+            "UPDATE pageperfect_sites SET stats = $2, updated_at = now() WHERE id = $1", site_id, result.stats)
+
+
+async def site_result_rows(conn: Conn, site_id: str) -> dict[str, list[asyncpg.Record]]:
+    return {
+        "pages": await conn.fetch("SELECT * FROM pageperfect_site_pages WHERE site_id = $1 ORDER BY rank", site_id),
+        "cases": await conn.fetch("SELECT * FROM pageperfect_site_cases WHERE site_id = $1 ORDER BY case_id",
+                                  site_id),
+        "case_pages": await conn.fetch(
+            "SELECT * FROM pageperfect_site_case_pages WHERE site_id = $1 ORDER BY case_id, position", site_id),
+        "links": await conn.fetch("SELECT * FROM pageperfect_site_links WHERE site_id = $1 ORDER BY link_id",
+                                  site_id),
+        "intents": await conn.fetch(
+            "SELECT * FROM pageperfect_site_intent_pages WHERE site_id = $1 ORDER BY intent_id, url", site_id),
+    }
+
+
+async def finalize_site(conn: Conn, *, site_id: str, status: str, stage: str | None, error: str | None,
+                        workflow_id: str, run_id: str) -> None:
+    """The site's final row and, for a failure, its dead letter, in one transaction; idempotent."""
+    async with transaction(conn) as conn:
+        await conn.execute(
+            """UPDATE pageperfect_sites SET status = $2, error = $3, completed_at = coalesce(completed_at, now()),
+                      updated_at = now(), stage = coalesce($4, stage)
+               WHERE id = $1""",
+            site_id, status, error, stage,
+        )
+        if status == "failed":
+            await conn.execute(
+                """INSERT INTO pageperfect_site_dead_letters (site_id, workflow_id, run_id, stage, failure_reason,
+                                                              error_details)
+                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (workflow_id, run_id) DO NOTHING""",
+                site_id, workflow_id, run_id, stage, (error or "failed").split("\n")[0][:500], error,
+            )
+
+
+async def mirror_site_stage(conn: Conn, *, site_id: str, stage: str, status: str, attempt: int,
+                            started_at: datetime, completed_at: datetime | None, duration_ms: float | None,
+                            last_error: str | None) -> None:
+    """A site stage attempt's row; moves forward only (a later attempt, or a later status of the same one)."""
+    await conn.execute(
+        f"""INSERT INTO pageperfect_site_stages AS s (site_id, stage, status, attempt_count, started_at, completed_at,
+                                                     duration_ms, last_error)
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM pageperfect_sites WHERE id = $1)
+           ON CONFLICT (site_id, stage) DO UPDATE SET status = EXCLUDED.status,
+               attempt_count = EXCLUDED.attempt_count, started_at = EXCLUDED.started_at,
+               completed_at = EXCLUDED.completed_at, duration_ms = EXCLUDED.duration_ms,
+               last_error = coalesce(EXCLUDED.last_error, s.last_error), updated_at = now()
+           WHERE EXCLUDED.attempt_count > s.attempt_count
+              OR (EXCLUDED.attempt_count = s.attempt_count
+                  AND {_STATUS_RANK_SQL.format(col="EXCLUDED.status")} >= {_STATUS_RANK_SQL.format(col="s.status")})""",
+        site_id, stage, status, attempt, started_at, completed_at, duration_ms, last_error,
+    )
+
+
+async def site_gsc_rows(conn: Conn, page_prefix: str | None, host: str | None,
+                        date_range: str) -> dict[str, list[KeywordRow]]:
+    """A Search Console property's imported rows for one date range ("start/end"), grouped by page URL:
+    pages under a URL-prefix property, or on a domain property's host and its subdomains."""
+    rows = await conn.fetch(
+        """SELECT page_url, query, clicks, impressions, ctr, position FROM gsc_keywords
+           WHERE date_range = $3
+             AND (($1::text IS NOT NULL AND starts_with(page_url, $1))
+                  OR ($2::text IS NOT NULL AND (substring(page_url from '^[a-z]+://([^/:]+)') = $2
+                                                OR substring(page_url from '^[a-z]+://([^/:]+)') LIKE '%.' || $2)))
+           ORDER BY page_url, impressions DESC""",
+        page_prefix, host, date_range,
+    )
+    out: dict[str, list[KeywordRow]] = {}
+    for r in rows:
+        out.setdefault(r["page_url"], []).append(KeywordRow.model_construct(
+            query=r["query"], clicks=r["clicks"], impressions=r["impressions"], ctr=r["ctr"], position=r["position"]))
+    return out

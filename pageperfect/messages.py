@@ -123,3 +123,32 @@ class RejectBatchPage(BaseModel):
 class CloseBatch(BaseModel):
     batch_id: str
     status: str
+
+
+# ---------------------------------------------------------------- PagePerfectSite
+
+
+class SiteInput(BaseModel):
+    """The site workflow's argument: ids and options. Its pages and keywords are stored as its batch's rows."""
+
+    site_id: str
+    batch_id: str
+    concurrency: int = DEFAULT_CONCURRENCY
+    jobs: JobOptions = Field(default_factory=JobOptions)
+    queue_prefix: str = "pageperfect"
+    poll_seconds: float = 30.0
+
+
+class SiteStageInput(BaseModel):
+    site_id: str
+    score: str = "striking"
+    top_gaps: int = 5
+
+
+class FinalizeSite(BaseModel):
+    site_id: str
+    status: Literal["completed", "failed", "cancelled"]
+    stage: str | None = None
+    error: str | None = None
+    workflow_id: str
+    run_id: str

@@ -15,7 +15,8 @@ from typing import Optional
 import httpx
 import typer
 
-from pageperfect.cli import analyze, batch, common, dead_letters, gsc, jobs, keys, mirror, prune, replay, schedules
+from pageperfect.cli import (analyze, batch, common, dead_letters, gsc, jobs, keys, mirror, prune, replay, schedules,
+                             site)
 from pageperfect.cli.common import console, err_console, fail, finish
 from pageperfect.settings import Settings
 
@@ -32,6 +33,7 @@ app.add_typer(analyze.analyze_app)
 app.add_typer(replay.replay_app)
 app.add_typer(batch.batch_app)
 app.add_typer(prune.prune_app)
+app.add_typer(site.site_app)
 
 
 @app.callback()

@@ -25,6 +25,7 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 from db import queries
 from pageperfect.models import StageStatus
 from pageperfect.stages import STAGES_BY_NAME
+from workflows.site import SITE_STAGE
 
 log = logging.getLogger("pageperfect.mirror")
 
@@ -159,6 +160,9 @@ class _MirrorInbound(ActivityInboundInterceptor):
         info = activity.info()
         stage = STAGES_BY_NAME.get(info.activity_type)
         job = getattr(input.args[0], "job", None) if input.args else None
+        site_id = getattr(input.args[0], "site_id", None) if input.args else None
+        if info.activity_type == SITE_STAGE and site_id:
+            return await self._site_attempt(input, info, site_id)
         if stage is None or job is None:
             return await self.next.execute_activity(input)
         max_attempts = info.retry_policy.maximum_attempts if info.retry_policy else None
@@ -186,6 +190,33 @@ class _MirrorInbound(ActivityInboundInterceptor):
                      metadata={"counts": getattr(result, "counts", {}), "artifact_id": getattr(result, "artifact_id",
                                                                                                None)})
         return result
+
+    async def _site_attempt(self, input: ExecuteActivityInput, info: activity.Info, site_id: str) -> Any:
+        """The site stage's attempts, as its site's stage row."""
+        started = datetime.now(UTC)
+        self._record_site(info, site_id, "processing", started, None, None)
+        try:
+            result = await self.next.execute_activity(input)
+        except BaseException as err:
+            if _is_cancel(err):
+                status = "cancelled"
+            else:
+                status = "retrying" if retry_outlook(err, info)[0] else "failed"
+            self._record_site(info, site_id, status, started, datetime.now(UTC), _error_text(err))
+            raise
+        self._record_site(info, site_id, "completed", started, datetime.now(UTC), None)
+        return result
+
+    def _record_site(self, info: activity.Info, site_id: str, status: str, started_at: datetime,
+                     completed_at: datetime | None, last_error: str | None) -> None:
+        duration = (completed_at - started_at).total_seconds() * 1000 if completed_at else None
+
+        async def write(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
+            await queries.mirror_site_stage(conn, site_id=site_id, stage=info.activity_type, status=status,
+                                            attempt=info.attempt, started_at=started_at, completed_at=completed_at,
+                                            duration_ms=duration, last_error=last_error)
+
+        self._writer.submit(site_id, write)
 
     def _record(self, info: activity.Info, job_id: str, *, status: str, started_at: datetime,
                 max_attempts: int | None, message: str, completed_at: datetime | None = None,

@@ -69,8 +69,19 @@ def _normalized_pages(urls: list[str], settings: Settings) -> tuple[list[str], i
     return unique, len(pages) - len(unique)
 
 
-async def create_batch(request: BatchRequest, *, pool: asyncpg.Pool, client: Client, settings: Settings,
-                       queue_prefix: str | None = None, source: str = "api") -> CreatedBatch:
+@dataclass
+class StoredBatch:
+    batch_id: str
+    workflow_id: str
+    pages: list[str]
+    duplicates: int
+    jobs: JobOptions
+    webhook_url: str | None
+
+
+async def store_batch(request: BatchRequest, *, pool: asyncpg.Pool, settings: Settings,
+                      source: str = "api", keyword_source: str = "batch") -> StoredBatch:
+    """The batch's checked pages and keyword sets and its rows, stored; nothing is started (a 4xx stores none)."""
     pages, duplicates = _normalized_pages(request.urls, settings)
     webhook_url = (await check_webhook_url(request.webhook_url, parse_allowed_hosts(settings.allowed_hosts))
                    if request.webhook_url else None)
@@ -90,7 +101,6 @@ async def create_batch(request: BatchRequest, *, pool: asyncpg.Pool, client: Cli
 
     batch_id = str(uuid.uuid4())
     workflow_id = batch_workflow_id(batch_id)
-    prefix = queue_prefix or settings.queue_prefix
     jobs = JobOptions.model_validate(request.model_dump(include=set(JobOptions.model_fields)))
     async with queries.transaction(pool) as conn:
         items: list[tuple[str, int | None, str | None]] = []
@@ -98,16 +108,25 @@ async def create_batch(request: BatchRequest, *, pool: asyncpg.Pool, client: Cli
             set_id = None
             if keywords.get(url):
                 page_id = await queries.get_or_create_page(conn, url)
-                set_id = await queries.create_keyword_set(conn, page_id, keywords[url], source="batch")
+                set_id = await queries.create_keyword_set(conn, page_id, keywords[url], source=keyword_source)
             items.append((url, set_id, None))
         await queries.insert_batch(conn, batch_id, source=source, concurrency=request.concurrency,
                                    options=jobs.model_dump(mode="json"), webhook_url=webhook_url,
                                    workflow_id=workflow_id, run_id=None, items=items)
+    return StoredBatch(batch_id, workflow_id, pages, duplicates, jobs, webhook_url)
+
+
+async def create_batch(request: BatchRequest, *, pool: asyncpg.Pool, client: Client, settings: Settings,
+                       queue_prefix: str | None = None, source: str = "api") -> CreatedBatch:
+    stored = await store_batch(request, pool=pool, settings=settings, source=source)
+    batch_id, workflow_id = stored.batch_id, stored.workflow_id
+    prefix = queue_prefix or settings.queue_prefix
     try:
         handle = await client.start_workflow(
             PagePerfectBatchWorkflow.run,
-            BatchInput(batch_id=batch_id, concurrency=request.concurrency, jobs=jobs, webhook_url=webhook_url,
-                       source=source, queue_prefix=prefix, poll_seconds=settings.batch_poll_seconds),
+            BatchInput(batch_id=batch_id, concurrency=request.concurrency, jobs=stored.jobs,
+                       webhook_url=stored.webhook_url, source=source, queue_prefix=prefix,
+                       poll_seconds=settings.batch_poll_seconds),
             id=workflow_id,
             task_queue=queue_name(prefix, WORKFLOW_QUEUE),
         )
@@ -117,7 +136,7 @@ async def create_batch(request: BatchRequest, *, pool: asyncpg.Pool, client: Cli
                                "try again") from err
     run_id = handle.result_run_id or ""
     await queries.set_batch_run(pool, batch_id, workflow_id, run_id)
-    return CreatedBatch(batch_id, workflow_id, run_id, len(pages), duplicates)
+    return CreatedBatch(batch_id, workflow_id, run_id, len(stored.pages), stored.duplicates)
 
 
 async def batch_status(pool: asyncpg.Pool, batch_id: str, *, items: bool = True) -> dict | None:

@@ -180,6 +180,47 @@ async def gsc_import_completed(client, mocks, prefix):
         GSC_IMPORT_WORKFLOW, inp, id=f"gsc-import-{page_id()}", task_queue=queue_name(prefix, WORKFLOW_QUEUE)))
 
 
+async def _start_site(client, book: BatchBook) -> WorkflowHandle:
+    import uuid
+
+    from pageperfect.messages import SiteInput
+    from workflows.site import SITE_WORKFLOW, site_workflow_id
+
+    inp = SiteInput(site_id=str(uuid.uuid4()), batch_id=str(uuid.uuid4()), concurrency=2, queue_prefix=book.prefix,
+                    poll_seconds=0.05)
+    return await client.start_workflow(SITE_WORKFLOW, inp, id=site_workflow_id(inp.site_id),
+                                       task_queue=queue_name(book.prefix, WORKFLOW_QUEUE), result_type=dict)
+
+
+@scenario("site-completed")
+async def site_completed(client, mocks, prefix):
+    """A site of three pages: its batch child runs them two at a time, the site stage is retried once, the ending."""
+    book = BatchBook(prefix, [f"https://example.test/site/{i}" for i in range(3)])
+    book.install(mocks)
+
+    async def site_stage(call):
+        if call.attempt == 1:
+            raise ApplicationError("Postgres went away", type="ConnectionError")
+        return {"pages_analysed": 3, "pages_skipped": 0, "cases": 1, "links": 1, "site_intents": 5}
+
+    mocks.on("site_analysis", site_stage)
+    return await _ended(await _start_site(client, book))
+
+
+@scenario("site-cancelled")
+async def site_cancelled(client, mocks, prefix):
+    """Cancelled while its pages' jobs run: the batch child and its jobs are cancelled, then the site's ending."""
+    book = BatchBook(prefix, [f"https://example.test/site-cancel/{i}" for i in range(3)])
+    book.install(mocks)
+    mocks.on("wait_crawl", block_until_cancelled)
+    handle = await _start_site(client, book)
+    await mocks.wait_for(lambda: len(mocks.of("wait_crawl")) == 2, what="two jobs in wait_crawl")
+    await handle.cancel()
+    await _ended(handle)
+    await mocks.wait_for(lambda: mocks.of("finalize_site"), what="the site's ending")
+    return handle
+
+
 async def record(client: Client, name: str) -> str:
     """Run the scenario on this server with fresh mocked workers; the kept run's history as JSON."""
     mocks = MockActivities()
