@@ -20,8 +20,21 @@ TIME_LIMIT = 100  # seconds; .ci/run allows a little more around it
 def main(extra: list[str]) -> int:
     with tempfile.TemporaryDirectory() as folder:
         report = Path(folder) / "audit.json"
-        command = [sys.executable, "-m", "pip_audit", "--progress-spinner", "off", "--skip-editable",
-                   "--timeout", "15", "--format", "json", "--output", str(report), *extra]
+        command = [
+            sys.executable,
+            "-m",
+            "pip_audit",
+            "--progress-spinner",
+            "off",
+            "--skip-editable",
+            "--timeout",
+            "15",
+            "--format",
+            "json",
+            "--output",
+            str(report),
+            *extra,
+        ]
         try:
             run = subprocess.run(command, capture_output=True, text=True, timeout=TIME_LIMIT)
         except subprocess.TimeoutExpired:
@@ -48,11 +61,15 @@ def main(extra: list[str]) -> int:
         lines = (run.stderr or run.stdout).strip().splitlines()
         return skip(f"pip-audit exited {run.returncode} ({lines[-1] if lines else 'no message'})")
     if not audited:
-        return skip(f"none of the {len(dependencies)} installed packages could be looked up "
-                    "in the vulnerability data (offline, or versions it does not know)")
+        return skip(
+            f"none of the {len(dependencies)} installed packages could be looked up "
+            "in the vulnerability data (offline, or versions it does not know)"
+        )
     unaudited = len(dependencies) - len(audited)
-    print(f"dependency audit: passed, no known vulnerabilities in {len(audited)} package(s)"
-          + (f"; {unaudited} could not be looked up" if unaudited else ""))
+    print(
+        f"dependency audit: passed, no known vulnerabilities in {len(audited)} package(s)"
+        + (f"; {unaudited} could not be looked up" if unaudited else "")
+    )
     return 0
 
 

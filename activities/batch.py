@@ -39,9 +39,16 @@ async def open_batch(req: OpenBatch) -> int:
             seen.add(normalized)
             items.append((normalized, None, None))
     return await queries.insert_batch(
-        pool, req.batch_id, source=req.batch.source, concurrency=req.batch.concurrency,
-        options=req.batch.jobs.model_dump(mode="json"), webhook_url=req.batch.webhook_url,
-        workflow_id=req.workflow_id, run_id=req.run_id, items=items)
+        pool,
+        req.batch_id,
+        source=req.batch.source,
+        concurrency=req.batch.concurrency,
+        options=req.batch.jobs.model_dump(mode="json"),
+        webhook_url=req.batch.webhook_url,
+        workflow_id=req.workflow_id,
+        run_id=req.run_id,
+        items=items,
+    )
 
 
 @activity.defn(name="prepare_batch_job")
@@ -64,8 +71,14 @@ async def prepare_batch_job(req: PrepareBatchJob) -> PreparedJob:
         return PreparedJob(linked_job_id=str(item["job_id"]))
     try:
         request = JobRequest(url=item["url"], **req.jobs.model_dump())
-        job, payload = await prepare_job(request, pool=pool, settings=res.settings, queue_prefix=req.queue_prefix,
-                                         job_id=req.job_id, keyword_set_id=item["keyword_set_id"])
+        job, payload = await prepare_job(
+            request,
+            pool=pool,
+            settings=res.settings,
+            queue_prefix=req.queue_prefix,
+            job_id=req.job_id,
+            keyword_set_id=item["keyword_set_id"],
+        )
     except IntakeError as err:
         await queries.reject_batch_item(pool, req.batch_id, req.position, err.message)
         return PreparedJob(rejected=err.message)
@@ -74,8 +87,9 @@ async def prepare_batch_job(req: PrepareBatchJob) -> PreparedJob:
         await queries.reject_batch_item(pool, req.batch_id, req.position, reason)
         return PreparedJob(rejected=reason)
     payload.update(batch_id=req.batch_id, batch_position=req.position, job=job.model_dump(mode="json"))
-    stored = await queries.insert_batch_job(pool, req.batch_id, req.position, job, payload,
-                                            workflow_id_for_page(job.page_id))
+    stored = await queries.insert_batch_job(
+        pool, req.batch_id, req.position, job, payload, workflow_id_for_page(job.page_id)
+    )
     if not stored:
         return PreparedJob(rejected="the batch is no longer running")
     return PreparedJob(job=job, search_url=search_url)
@@ -84,8 +98,9 @@ async def prepare_batch_job(req: PrepareBatchJob) -> PreparedJob:
 @activity.defn(name="link_running_job")
 async def link_running_job(req: LinkRunningJob) -> str:
     """The page's running job, now the batch's job for that page; "" when it has ended meanwhile."""
-    linked = await queries.link_running_job(resources().pool, req.batch_id, req.position, req.own_job_id,
-                                            req.workflow_id)
+    linked = await queries.link_running_job(
+        resources().pool, req.batch_id, req.position, req.own_job_id, req.workflow_id
+    )
     return linked or ""
 
 
@@ -124,7 +139,9 @@ async def close_batch(req: CloseBatch) -> dict:
     pool = resources().pool
     await queries.close_batch(pool, req.batch_id, req.status)
     batch = await queries.get_batch(pool, req.batch_id)
-    return {"batch_id": req.batch_id, "status": req.status, "total": batch["total"] if batch else 0,
-            "counts": await queries.batch_counts(pool, req.batch_id)}
-
-
+    return {
+        "batch_id": req.batch_id,
+        "status": req.status,
+        "total": batch["total"] if batch else 0,
+        "counts": await queries.batch_counts(pool, req.batch_id),
+    }

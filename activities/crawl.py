@@ -18,7 +18,9 @@ from pageperfect.models import StageInput, StageSummary
 def crawl_failure(err: CrawlError) -> ApplicationError:
     retry_after = getattr(err, "retry_after", None)
     return ApplicationError(
-        str(err), type=err.kind, non_retryable=not err.retryable,
+        str(err),
+        type=err.kind,
+        non_retryable=not err.retryable,
         next_retry_delay=timedelta(seconds=retry_after) if retry_after else None,
     )
 
@@ -34,13 +36,18 @@ async def submit_crawl(inp: StageInput) -> StageSummary:
         except CrawlError as err:
             raise crawl_failure(err) from err
         crawl_id = await queries.insert_crawl(
-            res.pool, page_id=inp.job.page_id, job_id=inp.job.job_id, provider=crawler.name,
-            requested_url=inp.job.url, external_id=ticket.ticket_id,
+            res.pool,
+            page_id=inp.job.page_id,
+            job_id=inp.job.job_id,
+            provider=crawler.name,
+            requested_url=inp.job.url,
+            external_id=ticket.ticket_id,
         )
         if ticket.result is not None:
             await queries.store_crawl_result(res.pool, crawl_id, ticket.result)
         return StageSummary(
-            stage="submit_crawl", artifact_id=crawl_id,
+            stage="submit_crawl",
+            artifact_id=crawl_id,
             info={"provider": crawler.name, "fetched": ticket.result is not None},
             counts={"bytes": ticket.result.bytes if ticket.result else 0},
         )
@@ -74,11 +81,14 @@ async def wait_crawl(inp: StageInput) -> StageSummary:
         delay *= 1.5
     reused = inp.previous.get("submit_crawl", {}).get("status") == "reused"
     summary = StageSummary(
-        stage="wait_crawl", status="reused" if reused else "completed", artifact_id=crawl_id,
+        stage="wait_crawl",
+        status="reused" if reused else "completed",
+        artifact_id=crawl_id,
         counts={"bytes": crawl["bytes"] or 0, "http_status": crawl["http_status"] or 0},
         info={"final_url": crawl["final_url"], "provider": crawl["provider"], "job_id": inp.job.job_id},
     )
     if not reused:  # what a later job that skips the crawl reads
-        await queries.record_stage_output(res.pool, inp.job.page_id, "wait_crawl", str(crawl_id), inp.job.job_id,
-                                          summary.model_dump(mode="json"))
+        await queries.record_stage_output(
+            res.pool, inp.job.page_id, "wait_crawl", str(crawl_id), inp.job.job_id, summary.model_dump(mode="json")
+        )
     return summary

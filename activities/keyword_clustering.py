@@ -31,8 +31,11 @@ async def keyword_clustering(inp: StageInput) -> StageSummary:
     min_samples = options.min_samples if options.min_samples is not None else defaults.min_samples
     neighbors = options.neighbors if options.neighbors is not None else defaults.neighbors
     resolution = options.resolution if options.resolution is not None else defaults.resolution
-    params = {"eps": eps, "min_samples": min_samples} if method == "dbscan" else {
-        "neighbors": neighbors, "resolution": resolution}
+    params = (
+        {"eps": eps, "min_samples": min_samples}
+        if method == "dbscan"
+        else {"neighbors": neighbors, "resolution": resolution}
+    )
     content_hash = None
     if job.keyword_set_id is not None:
         content_hash = await queries.keyword_set_hash(res.pool, job.keyword_set_id)
@@ -57,25 +60,62 @@ async def keyword_clustering(inp: StageInput) -> StageSummary:
             embeddings, stats = await heartbeating(embed_with_cache(embedder, texts, res.embedding_cache))
             vectors = embeddings[: len(rows)]
             if method == "intents":
-                stripped = embeddings[len(rows):]
-            clusters = await run_cpu(group_queries, rows, vectors, stripped, subject, method=method, eps=eps,
-                                     min_samples=min_samples, neighbors=neighbors, resolution=resolution)
+                stripped = embeddings[len(rows) :]
+            clusters = await run_cpu(
+                group_queries,
+                rows,
+                vectors,
+                stripped,
+                subject,
+                method=method,
+                eps=eps,
+                min_samples=min_samples,
+                neighbors=neighbors,
+                resolution=resolution,
+            )
         set_id = await queries.insert_cluster_set(
-            res.pool, page_id=job.page_id, keyword_set_id=job.keyword_set_id, job_id=job.job_id,
-            provider=embedder.name, model=embedder.model, eps=eps, min_samples=min_samples,
-            keyword_count=len(rows), clusters=clusters, method=method, params=params, subject=subject,
-            long_queries=[r.query for r in long_rows], long_queries_included=options.include_long_queries,
+            res.pool,
+            page_id=job.page_id,
+            keyword_set_id=job.keyword_set_id,
+            job_id=job.job_id,
+            provider=embedder.name,
+            model=embedder.model,
+            eps=eps,
+            min_samples=min_samples,
+            keyword_count=len(rows),
+            clusters=clusters,
+            method=method,
+            params=params,
+            subject=subject,
+            long_queries=[r.query for r in long_rows],
+            long_queries_included=options.include_long_queries,
         )
         return StageSummary(
-            stage="keyword_clustering", artifact_id=set_id,
-            counts={"keywords": len(rows), "clusters": len(clusters),
-                    "singletons": sum(1 for c in clusters if c.size == 1),
-                    "grouped_share": round(grouped_share(clusters), 4), "long_queries": len(long_rows),
-                    **{f"embed_{k}": v for k, v in stats.items()}},
-            info={"method": method, **params, "embedding_provider": embedder.name,
-                  "include_long_queries": options.include_long_queries},
+            stage="keyword_clustering",
+            artifact_id=set_id,
+            counts={
+                "keywords": len(rows),
+                "clusters": len(clusters),
+                "singletons": sum(1 for c in clusters if c.size == 1),
+                "grouped_share": round(grouped_share(clusters), 4),
+                "long_queries": len(long_rows),
+                **{f"embed_{k}": v for k, v in stats.items()},
+            },
+            info={
+                "method": method,
+                **params,
+                "embedding_provider": embedder.name,
+                "include_long_queries": options.include_long_queries,
+            },
         )
 
-    key = fingerprint(content_hash, options.filters.model_dump(), method, params, embedder.name, embedder.model,
-                      options.include_long_queries)
+    key = fingerprint(
+        content_hash,
+        options.filters.model_dump(),
+        method,
+        params,
+        embedder.name,
+        embedder.model,
+        options.include_long_queries,
+    )
     return await reuse_or_run(inp, "keyword_clustering", key, run)

@@ -29,12 +29,27 @@ from activities.site import finalize_site, site_analysis
 from activities.webhook import send_webhook
 from pageperfect.stages import COMPUTE_QUEUE, CONTROL_QUEUE, STAGES
 
-STAGE_ACTIVITIES: tuple[Callable, ...] = (submit_crawl, wait_crawl, segment_embed, keyword_clustering, gap_analysis,
-                                          rewrite_draft)
+STAGE_ACTIVITIES: tuple[Callable, ...] = (
+    submit_crawl,
+    wait_crawl,
+    segment_embed,
+    keyword_clustering,
+    gap_analysis,
+    rewrite_draft,
+)
 # Bookkeeping beside the stages, on the control queue: the job's ending, batches, webhooks, Search Console imports.
-CONTROL_ACTIVITIES: tuple[Callable, ...] = (finalize_job, open_batch, prepare_batch_job, link_running_job,
-                                            batch_job_status, reject_batch_page, close_batch, send_webhook,
-                                            import_search_console, finalize_site)
+CONTROL_ACTIVITIES: tuple[Callable, ...] = (
+    finalize_job,
+    open_batch,
+    prepare_batch_job,
+    link_running_job,
+    batch_job_status,
+    reject_batch_page,
+    close_batch,
+    send_webhook,
+    import_search_console,
+    finalize_site,
+)
 # The site workflow's stage over its pages' results: CPU work, on the compute queue.
 SITE_ACTIVITIES: tuple[Callable, ...] = (site_analysis,)
 
@@ -56,8 +71,9 @@ def activities_by_queue() -> dict[str, list[Callable]]:
     """Which activities each kind of queue serves: each stage's on the queue its row of the stage table names."""
     stages = {activity_name(f): f for f in STAGE_ACTIVITIES}
     if set(stages) != {stage.name for stage in STAGES}:
-        raise RuntimeError(f"the stage activities {sorted(stages)} are not the stage table's "
-                           f"{sorted(stage.name for stage in STAGES)}")
+        raise RuntimeError(
+            f"the stage activities {sorted(stages)} are not the stage table's {sorted(stage.name for stage in STAGES)}"
+        )
     by_queue: dict[str, list[Callable]] = {}
     for stage in STAGES:
         by_queue.setdefault(stage.queue, []).append(stages[stage.name])

@@ -29,28 +29,49 @@ async def rewrite_draft(inp: StageInput) -> StageSummary:
         for gap in gaps:
             best = gap["best_match"] or {}
             index = position.get(best.get("segment_id"))
-            around = segments[max(0, index - 1): index + 2] if index is not None else []
+            around = segments[max(0, index - 1) : index + 2] if index is not None else []
             neighbours = [s["text"] for s in around if s["segment_id"] != best["segment_id"]]
             context = GapContext(
-                cluster_id=gap["cluster_id"], representative=gap["representative"], keywords=list(gap["keywords"]),
-                total_impressions=gap["total_impressions"], avg_position=gap["avg_position"],
-                best_segment_id=best.get("segment_id"), best_heading_path=list(best.get("heading_path") or []),
-                best_text=best.get("text"), neighbours=neighbours,
+                cluster_id=gap["cluster_id"],
+                representative=gap["representative"],
+                keywords=list(gap["keywords"]),
+                total_impressions=gap["total_impressions"],
+                avg_position=gap["avg_position"],
+                best_segment_id=best.get("segment_id"),
+                best_heading_path=list(best.get("heading_path") or []),
+                best_text=best.get("text"),
+                neighbours=neighbours,
                 missing_words=list(((gap["explanation"] or {}).get("words") or {}).get("missing") or []),
             )
             # A passage far below the gap threshold is unrelated: draft a new section after it instead.
-            drafts.append(await heartbeating(draft_for_gap(
-                context, page["title"] if page else None, llm, similarity=best.get("similarity"),
-                min_rewrite_similarity=report["threshold"] / 2)))
+            drafts.append(
+                await heartbeating(
+                    draft_for_gap(
+                        context,
+                        page["title"] if page else None,
+                        llm,
+                        similarity=best.get("similarity"),
+                        min_rewrite_similarity=report["threshold"] / 2,
+                    )
+                )
+            )
             activity.heartbeat(len(drafts))
         set_id = await queries.insert_draft_set(
-            res.pool, page_id=job.page_id, job_id=job.job_id, gap_report_id=report_id,
-            llm_provider=llm.name if llm else "brief", llm_model=llm.model if llm else None, drafts=drafts,
+            res.pool,
+            page_id=job.page_id,
+            job_id=job.job_id,
+            gap_report_id=report_id,
+            llm_provider=llm.name if llm else "brief",
+            llm_model=llm.model if llm else None,
+            drafts=drafts,
         )
         return StageSummary(
-            stage="rewrite_draft", artifact_id=set_id,
-            counts={"drafts": sum(1 for d in drafts if d.kind == "draft"),
-                    "briefs": sum(1 for d in drafts if d.kind == "brief")},
+            stage="rewrite_draft",
+            artifact_id=set_id,
+            counts={
+                "drafts": sum(1 for d in drafts if d.kind == "draft"),
+                "briefs": sum(1 for d in drafts if d.kind == "brief"),
+            },
             info={"llm": f"{llm.name}/{llm.model}" if llm else "none (offline briefs)"},
         )
 

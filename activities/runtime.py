@@ -49,8 +49,13 @@ def build_embedder(provider: str | None = None, settings: Settings | None = None
 
     settings = settings or get_settings()
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-    return make_embedder(provider or settings.embedding_provider, api_key=key, base_url=settings.openai_base_url,
-                         model=settings.embedding_model, timeout=settings.provider_timeout_seconds)
+    return make_embedder(
+        provider or settings.embedding_provider,
+        api_key=key,
+        base_url=settings.openai_base_url,
+        model=settings.embedding_model,
+        timeout=settings.provider_timeout_seconds,
+    )
 
 
 def build_providers(settings: Settings) -> tuple[Any, Any, Any | None]:
@@ -82,5 +87,11 @@ async def build_resources(settings: Settings, pool: asyncpg.Pool) -> Resources:
         # A local model is loaded when the worker starts: a missing package fails here, not in a job,
         # and the first job does not wait for it.
         await asyncio.to_thread(embedder.load)
-    return Resources(settings=settings, pool=pool, crawler=crawler, embedder=embedder, llm=llm,
-                     embedding_cache=PostgresEmbeddingCache(pool))
+    return Resources(
+        settings=settings,
+        pool=pool,
+        crawler=crawler,
+        embedder=embedder,
+        llm=llm,
+        embedding_cache=PostgresEmbeddingCache(pool),
+    )

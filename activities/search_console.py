@@ -21,13 +21,17 @@ SOURCE = "search-analytics-api"
 def _credentials() -> dict:
     path = resources().settings.gsc_credentials_file
     if not path:
-        raise permanent("MissingCredentials", "PAGEPERFECT_GSC_CREDENTIALS is not set on the worker: "
-                                              "point it at the service account's JSON key file")
+        raise permanent(
+            "MissingCredentials",
+            "PAGEPERFECT_GSC_CREDENTIALS is not set on the worker: point it at the service account's JSON key file",
+        )
     try:
         return json.loads(path.read_text())
     except OSError as err:
-        raise permanent("MissingCredentials", f"the key file PAGEPERFECT_GSC_CREDENTIALS names cannot be read "
-                                              f"({type(err).__name__})") from None
+        raise permanent(
+            "MissingCredentials",
+            f"the key file PAGEPERFECT_GSC_CREDENTIALS names cannot be read ({type(err).__name__})",
+        ) from None
     except ValueError:
         raise permanent("MissingCredentials", "the key file PAGEPERFECT_GSC_CREDENTIALS names is not JSON") from None
 
@@ -59,12 +63,18 @@ async def import_search_console(req: GscImportRequest) -> dict:
                         await query
     except SearchConsoleError as err:
         refused = err.status is not None and 400 <= err.status < 500 and err.status != 429
-        raise ApplicationError(str(err), type="SearchConsoleRefused" if refused else "SearchConsoleError",
-                               non_retryable=refused) from None
+        raise ApplicationError(
+            str(err), type="SearchConsoleRefused" if refused else "SearchConsoleError", non_retryable=refused
+        ) from None
     date_range = f"{req.start_date}/{req.end_date}"
     async with resources().pool.acquire() as conn:
         async with conn.transaction():  # all pages or none
             for url, rows in pages.items():
                 await queries.store_gsc_rows(conn, url, rows, date_range=date_range, source=SOURCE)
-    return {"site_url": req.site_url, "date_range": date_range, "pages": len(pages),
-            "rows": sum(len(rows) for rows in pages.values()), "skipped_rows": client.skipped_rows}
+    return {
+        "site_url": req.site_url,
+        "date_range": date_range,
+        "pages": len(pages),
+        "rows": sum(len(rows) for rows in pages.values()),
+        "skipped_rows": client.skipped_rows,
+    }

@@ -32,15 +32,26 @@ async def segment_embed(inp: StageInput) -> StageSummary:
         embeddings, stats = await heartbeating(embed_with_cache(embedder, texts, res.embedding_cache))
         activity.heartbeat()
         set_id = await queries.insert_segment_set(
-            res.pool, page_id=inp.job.page_id, crawl_id=crawl_id, job_id=inp.job.job_id, page=page,
-            provider=embedder.name, model=embedder.model, embeddings=embeddings,
+            res.pool,
+            page_id=inp.job.page_id,
+            crawl_id=crawl_id,
+            job_id=inp.job.job_id,
+            page=page,
+            provider=embedder.name,
+            model=embedder.model,
+            embeddings=embeddings,
         )
         await queries.update_page_meta(res.pool, inp.job.page_id, page.title, page.meta_description)
         return StageSummary(
-            stage="segment_embed", artifact_id=set_id,
+            stage="segment_embed",
+            artifact_id=set_id,
             counts={"segments": len(page.segments), **{f"embed_{k}": v for k, v in stats.items()}},
-            info={"extractor": page.extractor, "embedding_provider": embedder.name,
-                  "embedding_model": embedder.model, "truncated": bool(getattr(page, "truncated", False))},
+            info={
+                "extractor": page.extractor,
+                "embedding_provider": embedder.name,
+                "embedding_model": embedder.model,
+                "truncated": bool(getattr(page, "truncated", False)),
+            },
         )
 
     key = fingerprint(EXTRACTOR_VERSION, crawl_id, embedder.name, embedder.model)

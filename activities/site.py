@@ -35,8 +35,10 @@ async def load_site_page(pool, embedder, cache, job, model) -> SitePage | str:
     if segment_set is None or cluster_set is None or report is None:
         return "the job's results are no longer stored (pruned?)"
     if (segment_set["embedding_provider"], segment_set["embedding_model"]) != (embedder.name, embedder.model):
-        return (f"its segments were embedded with {segment_set['embedding_provider']}/"
-                f"{segment_set['embedding_model']}, the site stage embeds with {embedder.name}/{embedder.model}")
+        return (
+            f"its segments were embedded with {segment_set['embedding_provider']}/"
+            f"{segment_set['embedding_model']}, the site stage embeds with {embedder.name}/{embedder.model}"
+        )
     subject = frozenset(cluster_set["subject"] or [])
     by_query: dict[str, KeywordRow] = {}
     if cluster_set["keyword_set_id"] is not None:
@@ -44,11 +46,21 @@ async def load_site_page(pool, embedder, cache, job, model) -> SitePage | str:
         by_query = {r.query: r for r in stored}
     gaps = await queries.get_gaps(pool, report_id)
     texts = list(dict.fromkeys(q for g in gaps for q in g["keywords"]))
-    rows = [by_query.get(q) or KeywordRow.model_construct(query=q, clicks=0, impressions=0, ctr=0, position=1)
-            for q in texts]
+    rows = [
+        by_query.get(q) or KeywordRow.model_construct(query=q, clicks=0, impressions=0, ctr=0, position=1)
+        for q in texts
+    ]
     segment_rows = await queries.get_segments(pool, segment_set_id)
-    segments = [SimpleNamespace(segment_id=r["segment_id"], heading_path=list(r["heading_path"]), text=r["text"],
-                                kind=r["kind"], heading_level=r["heading_level"]) for r in segment_rows]
+    segments = [
+        SimpleNamespace(
+            segment_id=r["segment_id"],
+            heading_path=list(r["heading_path"]),
+            text=r["text"],
+            kind=r["kind"],
+            heading_level=r["heading_level"],
+        )
+        for r in segment_rows
+    ]
     matrix = queries.unpack_vectors(r["embedding"] for r in segment_rows)
     passages = passages_of(segments, model.passages)
     sentences = [p.embed_text for p in passages if p.kind != "segment"]  # sentences and windows
@@ -58,11 +70,24 @@ async def load_site_page(pool, embedder, cache, job, model) -> SitePage | str:
     vectors, _ = await embed_with_cache(embedder, wanted, cache)
     n = len(texts)
     segment_vector = {s.segment_id: v for s, v in zip(segments, matrix)}
-    sentence_vectors = iter(vectors[2 * n:])
-    passage_vectors = (np.stack([segment_vector[p.segment_id] if p.kind == "segment" else next(sentence_vectors)
-                                 for p in passages]) if passages else np.zeros((0, vectors.shape[1]), np.float32))
-    return site_page(job["url"], str(job["job_id"]), rows, vectors[:n], vectors[n:2 * n], subject, gaps, passages,
-                     passage_vectors, report["coverage_score"])
+    sentence_vectors = iter(vectors[2 * n :])
+    passage_vectors = (
+        np.stack([segment_vector[p.segment_id] if p.kind == "segment" else next(sentence_vectors) for p in passages])
+        if passages
+        else np.zeros((0, vectors.shape[1]), np.float32)
+    )
+    return site_page(
+        job["url"],
+        str(job["job_id"]),
+        rows,
+        vectors[:n],
+        vectors[n : 2 * n],
+        subject,
+        gaps,
+        passages,
+        passage_vectors,
+        report["coverage_score"],
+    )
 
 
 @activity.defn(name="site_analysis")
@@ -76,8 +101,11 @@ async def site_analysis(req: SiteStageInput) -> dict:
     await queries.set_site_stage(pool, req.site_id, "site_analysis")
     model = defaults_for(res.embedder.name).coverage
     if model is None:
-        raise permanent("BadInput", f"the site analysis decides coverage from evidence, which the "
-                                    f"{res.embedder.name} embedder has no weights for: use minilm or openai")
+        raise permanent(
+            "BadInput",
+            f"the site analysis decides coverage from evidence, which the "
+            f"{res.embedder.name} embedder has no weights for: use minilm or openai",
+        )
     pages: list[SitePage] = []
     skipped: dict[str, str] = {}
     for job in await queries.site_jobs(pool, req.site_id):
@@ -91,16 +119,29 @@ async def site_analysis(req: SiteStageInput) -> dict:
             pages.append(loaded)
     if len(pages) < MIN_PAGES:
         why = "; ".join(f"{url}: {reason}" for url, reason in list(skipped.items())[:5])
-        raise permanent("NotEnoughPages", f"{len(pages)} of the site's pages were analysed, a site needs "
-                                          f"{MIN_PAGES}: {why}")
+        raise permanent(
+            "NotEnoughPages", f"{len(pages)} of the site's pages were analysed, a site needs {MIN_PAGES}: {why}"
+        )
     result = await run_cpu(analyze_site, pages, model, score=req.score, top_gaps=req.top_gaps)
     result.stats["skipped"] = skipped
     await queries.store_site_result(pool, req.site_id, result)
-    return {"pages_analysed": len(pages), "pages_skipped": len(skipped), "cases": len(result.cannibalization),
-            "links": len(result.links), "site_intents": result.stats["site_intents"]}
+    return {
+        "pages_analysed": len(pages),
+        "pages_skipped": len(skipped),
+        "cases": len(result.cannibalization),
+        "links": len(result.links),
+        "site_intents": result.stats["site_intents"],
+    }
 
 
 @activity.defn(name="finalize_site")
 async def finalize_site(req: FinalizeSite) -> None:
-    await queries.finalize_site(resources().pool, site_id=req.site_id, status=req.status, stage=req.stage,
-                                error=req.error, workflow_id=req.workflow_id, run_id=req.run_id)
+    await queries.finalize_site(
+        resources().pool,
+        site_id=req.site_id,
+        status=req.status,
+        stage=req.stage,
+        error=req.error,
+        workflow_id=req.workflow_id,
+        run_id=req.run_id,
+    )

@@ -17,8 +17,19 @@ from pageperfect.messages import WebhookCall
 
 log = logging.getLogger(__name__)
 
-_JOB_FIELDS = ("page_id", "url", "status", "stage", "error", "attempt_count", "workflow_id", "run_id",
-               "created_at", "started_at", "completed_at")
+_JOB_FIELDS = (
+    "page_id",
+    "url",
+    "status",
+    "stage",
+    "error",
+    "attempt_count",
+    "workflow_id",
+    "run_id",
+    "created_at",
+    "started_at",
+    "completed_at",
+)
 
 
 async def webhook_payload(call: WebhookCall, delivery_id: str) -> dict:
@@ -29,15 +40,25 @@ async def webhook_payload(call: WebhookCall, delivery_id: str) -> dict:
         if job is None:
             raise permanent("NotFound", f"job {call.id} is not in Postgres")
         stages = await queries.get_job_stages(pool, call.id)
-        data = {"job_id": call.id, **{k: job[k] for k in _JOB_FIELDS},
-                "stages": {s["stage"]: s["status"] for s in stages}}
+        data = {
+            "job_id": call.id,
+            **{k: job[k] for k in _JOB_FIELDS},
+            "stages": {s["stage"]: s["status"] for s in stages},
+        }
     else:
         batch = await queries.get_batch(pool, call.id)
         if batch is None:
             raise permanent("NotFound", f"batch {call.id} is not in Postgres")
-        data = {"batch_id": call.id, "status": batch["status"], "total": batch["total"], "source": batch["source"],
-                "workflow_id": batch["workflow_id"], "created_at": batch["created_at"],
-                "completed_at": batch["completed_at"], "counts": await queries.batch_counts(pool, call.id)}
+        data = {
+            "batch_id": call.id,
+            "status": batch["status"],
+            "total": batch["total"],
+            "source": batch["source"],
+            "workflow_id": batch["workflow_id"],
+            "created_at": batch["created_at"],
+            "completed_at": batch["completed_at"],
+            "counts": await queries.batch_counts(pool, call.id),
+        }
     data["status"] = call.status  # the ending announced, even if a later run has touched the row since
     return {"id": delivery_id, "type": f"{call.kind}.{call.status}", "occurred_at": call.occurred_at, "data": data}
 
@@ -48,21 +69,30 @@ async def send_webhook(call: WebhookCall) -> dict:
     secret = res.settings.webhook_secret
     if secret is None or not secret.get_secret_value():
         # Retryable on purpose: once the operator sets the secret and restarts the worker, it goes out.
-        log.error("webhook for %s %s not sent: PAGEPERFECT_WEBHOOK_SECRET is not set on this worker", call.kind,
-                  call.id)
-        raise ApplicationError("PAGEPERFECT_WEBHOOK_SECRET is not set on the worker; webhooks are never sent unsigned",
-                               type="WebhookSecretMissing")
+        log.error(
+            "webhook for %s %s not sent: PAGEPERFECT_WEBHOOK_SECRET is not set on this worker", call.kind, call.id
+        )
+        raise ApplicationError(
+            "PAGEPERFECT_WEBHOOK_SECRET is not set on the worker; webhooks are never sent unsigned",
+            type="WebhookSecretMissing",
+        )
     delivery_id = activity.info().workflow_id or ""  # the delivery's own workflow: always set
     payload = await webhook_payload(call, delivery_id)
     try:
-        delivered = await deliver(call.url, payload, secret=secret.get_secret_value(),
-                                  allow=parse_allowed_hosts(res.settings.allowed_hosts),
-                                  delivery_id=delivery_id, event=payload["type"])
+        delivered = await deliver(
+            call.url,
+            payload,
+            secret=secret.get_secret_value(),
+            allow=parse_allowed_hosts(res.settings.allowed_hosts),
+            delivery_id=delivery_id,
+            event=payload["type"],
+        )
     except GuardError as err:
         raise permanent(err.kind, str(err)) from None
     except WebhookRefused as err:
         raise ApplicationError(str(err), type="WebhookRefused") from None
     except httpx.HTTPError as err:
-        raise ApplicationError(f"the receiver could not be reached: {type(err).__name__}",
-                               type="WebhookUnreachable") from None
+        raise ApplicationError(
+            f"the receiver could not be reached: {type(err).__name__}", type="WebhookUnreachable"
+        ) from None
     return {"delivery_id": delivery_id, "status": delivered.status, "type": payload["type"]}

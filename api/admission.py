@@ -28,8 +28,11 @@ class Admission:
     @asynccontextmanager
     async def slot(self):
         if self._slots.locked() and self._waiting >= self.max_waiting:
-            raise IntakeError(503, f"{self.max_waiting} job submits are already waiting; try again shortly",
-                              headers={"Retry-After": "1"})
+            raise IntakeError(
+                503,
+                f"{self.max_waiting} job submits are already waiting; try again shortly",
+                headers={"Retry-After": "1"},
+            )
         self._waiting += 1
         try:
             await self._slots.acquire()

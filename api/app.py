@@ -81,9 +81,14 @@ def _too_large(limit: int) -> JSONResponse:
     return JSONResponse({"detail": f"request body over {limit // (1024 * 1024)} MB"}, status_code=413)
 
 
-def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = None,
-               client: Client | None = None, queue_prefix: str | None = None,
-               migrate_on_start: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    pool: asyncpg.Pool | None = None,
+    client: Client | None = None,
+    queue_prefix: str | None = None,
+    migrate_on_start: bool = False,
+) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -94,8 +99,9 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
 
             await migrate_dsn(_required(settings.database_dsn, "DATABASE_URL"))
         app.state.pool = pool or await create_pool(_required(settings.database_dsn, "DATABASE_URL"))
-        app.state.client = client or await connect(_required(settings.temporal_address, "TEMPORAL_ADDRESS"),
-                                                   settings.temporal_namespace, settings=settings)
+        app.state.client = client or await connect(
+            _required(settings.temporal_address, "TEMPORAL_ADDRESS"), settings.temporal_namespace, settings=settings
+        )
         try:
             yield
         finally:
@@ -125,8 +131,9 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError):
         # The offending input is left out: it may be huge, or NaN, which JSON cannot carry.
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-                  for e in err.errors()][:50]
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in err.errors()
+        ][:50]
         message = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors[:5])
         return JSONResponse({"detail": errors, "message": message}, status_code=422)
 
@@ -136,8 +143,9 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
 
     @app.exception_handler(RPCError)
     async def _temporal_down(request: Request, err: RPCError):
-        return JSONResponse({"detail": f"Temporal is not answering ({err.message}); try again shortly"},
-                            status_code=503)
+        return JSONResponse(
+            {"detail": f"Temporal is not answering ({err.message}); try again shortly"}, status_code=503
+        )
 
     @app.exception_handler(asyncpg.PostgresConnectionError)
     @app.exception_handler(asyncpg.InterfaceError)  # a pooled connection that died with its server
@@ -145,20 +153,37 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
     @app.exception_handler(ConnectionError)
     @app.exception_handler(OSError)
     async def _postgres_down(request: Request, err: Exception):
-        return JSONResponse({"detail": f"Postgres is not answering ({type(err).__name__}); try again shortly"},
-                            status_code=503)
+        return JSONResponse(
+            {"detail": f"Postgres is not answering ({type(err).__name__}); try again shortly"}, status_code=503
+        )
 
-    @app.post("/v1/jobs", status_code=202, summary="Start a job for a page", responses={
-        200: {"description": "The page already has a running job: that job, with `existing` true",
-              "content": {"application/json": {}}},
-        404: {"description": "No page with that page_id"}})
+    @app.post(
+        "/v1/jobs",
+        status_code=202,
+        summary="Start a job for a page",
+        responses={
+            200: {
+                "description": "The page already has a running job: that job, with `existing` true",
+                "content": {"application/json": {}},
+            },
+            404: {"description": "No page with that page_id"},
+        },
+    )
     async def create_job(body: JobRequest, request: Request) -> JSONResponse:
         async with admission.slot():
-            submitted = await submit_job(body, pool=request.app.state.pool, client=request.app.state.client,
-                                         settings=settings, queue_prefix=queue_prefix)
+            submitted = await submit_job(
+                body,
+                pool=request.app.state.pool,
+                client=request.app.state.client,
+                settings=settings,
+                queue_prefix=queue_prefix,
+            )
         content = {
-            "job_id": submitted.job_id, "workflow_id": submitted.workflow_id, "run_id": submitted.run_id,
-            "page_id": submitted.page_id, "url": submitted.url,
+            "job_id": submitted.job_id,
+            "workflow_id": submitted.workflow_id,
+            "run_id": submitted.run_id,
+            "page_id": submitted.page_id,
+            "url": submitted.url,
             "status": "running" if submitted.existing else "queued",
             "existing": submitted.existing,
             "status_url": str(request.url_for("get_job", job_id=submitted.job_id)),
@@ -166,9 +191,12 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
         return JSONResponse(content, status_code=200 if submitted.existing else 202)
 
     @app.get("/v1/jobs", summary="List jobs")
-    async def list_jobs(request: Request, status: str | None = Query(default=None, max_length=20),
-                        stage: str | None = Query(default=None, max_length=40),
-                        limit: int = Query(default=50, ge=1, le=500)) -> list[dict]:
+    async def list_jobs(
+        request: Request,
+        status: str | None = Query(default=None, max_length=20),
+        stage: str | None = Query(default=None, max_length=40),
+        limit: int = Query(default=50, ge=1, le=500),
+    ) -> list[dict]:
         rows = await queries.list_jobs(request.app.state.pool, status=status, stage=stage, limit=limit)
         return [_jsonable(dict(r)) for r in rows]
 
@@ -178,9 +206,26 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
         job = await job_or_404(pool, job_id)
         stages = await queries.get_job_stages(pool, str(job_id))
         body = _job_json(job)
-        body["stages"] = [_jsonable({k: r[k] for k in (
-            "stage", "status", "attempt_count", "max_attempts", "reused", "started_at", "completed_at",
-            "duration_ms", "last_error", "next_retry_at")}) for r in stages]
+        body["stages"] = [
+            _jsonable(
+                {
+                    k: r[k]
+                    for k in (
+                        "stage",
+                        "status",
+                        "attempt_count",
+                        "max_attempts",
+                        "reused",
+                        "started_at",
+                        "completed_at",
+                        "duration_ms",
+                        "last_error",
+                        "next_retry_at",
+                    )
+                }
+            )
+            for r in stages
+        ]
         body["result_url"] = str(request.url_for("get_result", job_id=str(job_id)))
         return body
 
@@ -229,10 +274,30 @@ def create_app(settings: Settings | None = None, *, pool: asyncpg.Pool | None = 
 
 
 def _job_json(job: asyncpg.Record) -> dict:
-    return _jsonable({k: job[k] for k in (
-        "id", "page_id", "url", "status", "stage", "priority", "max_attempts", "attempt_count",
-        "retry_delay_seconds", "error", "workflow_id", "run_id", "created_at", "updated_at", "started_at",
-        "completed_at")} | {"job_id": job["id"]})
+    return _jsonable(
+        {
+            k: job[k]
+            for k in (
+                "id",
+                "page_id",
+                "url",
+                "status",
+                "stage",
+                "priority",
+                "max_attempts",
+                "attempt_count",
+                "retry_delay_seconds",
+                "error",
+                "workflow_id",
+                "run_id",
+                "created_at",
+                "updated_at",
+                "started_at",
+                "completed_at",
+            )
+        }
+        | {"job_id": job["id"]}
+    )
 
 
 def _jsonable(value: Any) -> Any:

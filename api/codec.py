@@ -19,10 +19,22 @@ from pageperfect.settings import Settings
 
 OPERATIONS = ("encode", "decode")
 # Payloads in protobuf JSON: metadata values and data are base64.
-PAYLOADS = {"type": "object", "required": ["payloads"], "properties": {"payloads": {"type": "array", "items": {
-    "type": "object", "properties": {
-        "metadata": {"type": "object", "additionalProperties": {"type": "string", "format": "byte"}},
-        "data": {"type": "string", "format": "byte"}}}}}}
+PAYLOADS = {
+    "type": "object",
+    "required": ["payloads"],
+    "properties": {
+        "payloads": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "metadata": {"type": "object", "additionalProperties": {"type": "string", "format": "byte"}},
+                    "data": {"type": "string", "format": "byte"},
+                },
+            },
+        }
+    },
+}
 
 
 def codec_router(codec: EncryptionCodec | None) -> APIRouter:
@@ -47,11 +59,17 @@ def codec_router(codec: EncryptionCodec | None) -> APIRouter:
         body = {"payloads": json_format.MessageToDict(Payloads(payloads=converted)).get("payloads", [])}
         return JSONResponse(body)
 
-    @router.post("/codec/{operation}", summary="Temporal codec server: encode or decode payloads",
-                 openapi_extra={"requestBody": {"required": True,
-                                                "content": {"application/json": {"schema": PAYLOADS}}}},
-                 responses={200: {"description": "The payloads, encoded or decoded",
-                                  "content": {"application/json": {"schema": PAYLOADS}}}})
+    @router.post(
+        "/codec/{operation}",
+        summary="Temporal codec server: encode or decode payloads",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": PAYLOADS}}}},
+        responses={
+            200: {
+                "description": "The payloads, encoded or decoded",
+                "content": {"application/json": {"schema": PAYLOADS}},
+            }
+        },
+    )
     async def with_header_key(operation: str, request: Request) -> Response:
         return await convert(operation, request)
 
@@ -72,9 +90,13 @@ class CodecCORS:
 
     def __init__(self, app, origins: list[str]) -> None:
         self.app = app
-        self.cors = CORSMiddleware(app, allow_origins=origins, allow_methods=["POST"],
-                                   allow_headers=["Content-Type", "Authorization", "X-Namespace"],
-                                   allow_credentials=True)
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["POST"],
+            allow_headers=["Content-Type", "Authorization", "X-Namespace"],
+            allow_credentials=True,
+        )
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/codec/"):

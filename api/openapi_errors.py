@@ -34,8 +34,10 @@ _REASONS = {
 
 
 def _error(status: str) -> dict[str, Any]:
-    return {"description": _REASONS[status],
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        "description": _REASONS[status],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
 
 
 def error_statuses(path: str, operation: dict[str, Any]) -> list[str]:

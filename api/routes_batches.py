@@ -22,13 +22,26 @@ router = APIRouter()
 
 async def _start(request: Request, body: BatchRequest, source: str) -> JSONResponse:
     state = request.app.state
-    created = await create_batch(body, pool=state.pool, client=state.client, settings=state.settings,
-                                 queue_prefix=state.queue_prefix, source=source)
-    return JSONResponse({
-        "batch_id": created.batch_id, "workflow_id": created.workflow_id, "run_id": created.run_id,
-        "pages": created.pages, "duplicates_dropped": created.duplicates, "status": "running",
-        "status_url": str(request.url_for("get_batch", batch_id=created.batch_id)),
-    }, status_code=202)
+    created = await create_batch(
+        body,
+        pool=state.pool,
+        client=state.client,
+        settings=state.settings,
+        queue_prefix=state.queue_prefix,
+        source=source,
+    )
+    return JSONResponse(
+        {
+            "batch_id": created.batch_id,
+            "workflow_id": created.workflow_id,
+            "run_id": created.run_id,
+            "pages": created.pages,
+            "duplicates_dropped": created.duplicates,
+            "status": "running",
+            "status_url": str(request.url_for("get_batch", batch_id=created.batch_id)),
+        },
+        status_code=202,
+    )
 
 
 @router.post("/v1/batches", status_code=202, summary="Start one job per page, a few at a time")
@@ -42,9 +55,12 @@ async def create_batch_from_csv(
     file: UploadFile = File(..., description="CSV with the columns page, query, clicks, impressions, ctr, position"),
     concurrency: int = Form(default=DEFAULT_CONCURRENCY, ge=1, le=MAX_CONCURRENCY),
     webhook_url: str | None = Form(default=None, max_length=2048),
-    options: str | None = Form(default=None, max_length=20_000,
-                               description='What every job shares, as JSON: {"skip_steps": [], "force_update": '
-                                           'false, "priority": 0, "max_attempts": 3, "options": {"top_gaps": 5}}'),
+    options: str | None = Form(
+        default=None,
+        max_length=20_000,
+        description='What every job shares, as JSON: {"skip_steps": [], "force_update": '
+        'false, "priority": 0, "max_attempts": 3, "options": {"top_gaps": 5}}',
+    ),
 ) -> JSONResponse:
     try:
         shared = JobOptions.model_validate_json(options) if options else JobOptions()
@@ -58,8 +74,13 @@ async def create_batch_from_csv(
     if not grouped:
         raise HTTPException(422, f"{file.filename or 'the file'} has no rows")
     try:
-        body = BatchRequest(urls=list(grouped), keywords=grouped, concurrency=concurrency, webhook_url=webhook_url,
-                            **shared.model_dump())
+        body = BatchRequest(
+            urls=list(grouped),
+            keywords=grouped,
+            concurrency=concurrency,
+            webhook_url=webhook_url,
+            **shared.model_dump(),
+        )
     except ValidationError as err:
         first = err.errors()[0]
         raise HTTPException(422, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from err
@@ -69,13 +90,16 @@ async def create_batch_from_csv(
 @router.get("/v1/batches", summary="Batches, newest first")
 async def list_batches(request: Request, limit: int = Query(default=50, ge=1, le=500)) -> list[dict]:
     pool = request.app.state.pool
-    return [jsonable_encoder(await batch_status(pool, str(row["id"]), items=False))
-            for row in await queries.list_batches(pool, limit)]
+    return [
+        jsonable_encoder(await batch_status(pool, str(row["id"]), items=False))
+        for row in await queries.list_batches(pool, limit)
+    ]
 
 
 @router.get("/v1/batches/{batch_id}", name="get_batch", summary="A batch: its pages counted by status")
-async def get_batch(batch_id: uuid.UUID, request: Request,
-                    pages: bool = Query(default=True, description="List every page with its job")) -> dict:
+async def get_batch(
+    batch_id: uuid.UUID, request: Request, pages: bool = Query(default=True, description="List every page with its job")
+) -> dict:
     state = request.app.state
     body = await batch_status(state.pool, str(batch_id), items=pages)
     if body is None:
@@ -91,8 +115,11 @@ async def _ended_outside(state, body: dict) -> bool:
         described = await state.client.get_workflow_handle(body["workflow_id"]).describe()  # its latest run
     except RPCError:
         return False  # Temporal away, or the run not visible yet: the row is the answer for now
-    if described.status in (WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.FAILED,
-                            WorkflowExecutionStatus.TIMED_OUT):
+    if described.status in (
+        WorkflowExecutionStatus.TERMINATED,
+        WorkflowExecutionStatus.FAILED,
+        WorkflowExecutionStatus.TIMED_OUT,
+    ):
         await queries.close_batch(state.pool, body["batch_id"], "failed")
         return True
     return False
@@ -111,4 +138,3 @@ async def cancel_batch(batch_id: uuid.UUID, request: Request) -> dict:
         raise HTTPException(409, f"batch {batch_id} is no longer running")
     await handle.cancel()
     return {"batch_id": str(batch_id), "status": "cancelling"}
-

@@ -24,8 +24,9 @@ router = APIRouter()
 class TuneBody(TuneRequest):
     """POST /v1/jobs/{id}/tune. The same bounds as a new job's settings."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"max_attempts": 8,
-                                                                               "retry_delay_seconds": 30}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"max_attempts": 8, "retry_delay_seconds": 30}]}
+    )
 
     @model_validator(mode="after")
     def _asks_for_something(self) -> TuneBody:
@@ -54,12 +55,18 @@ async def tune_job(job_id: uuid.UUID, body: TuneBody, request: Request) -> dict:
         if err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
             raise HTTPException(409, f"job {job_id} is no longer running ({err.message})") from err
         raise
-    await queries.set_job_retry_settings(pool, str(job_id), max_attempts=progress.max_attempts,
-                                         retry_delay_seconds=progress.retry_delay_seconds)
-    return {"job_id": str(job_id), "status": progress.status, "current_stage": progress.current_stage,
-            "max_attempts": progress.max_attempts, "retry_delay_seconds": progress.retry_delay_seconds,
-            "applies_to": [s.stage for s in progress.stages if s.status == "pending"],
-            "running": [s.stage for s in progress.stages if s.status == "processing"]}
+    await queries.set_job_retry_settings(
+        pool, str(job_id), max_attempts=progress.max_attempts, retry_delay_seconds=progress.retry_delay_seconds
+    )
+    return {
+        "job_id": str(job_id),
+        "status": progress.status,
+        "current_stage": progress.current_stage,
+        "max_attempts": progress.max_attempts,
+        "retry_delay_seconds": progress.retry_delay_seconds,
+        "applies_to": [s.stage for s in progress.stages if s.status == "pending"],
+        "running": [s.stage for s in progress.stages if s.status == "processing"],
+    }
 
 
 @router.get("/v1/jobs/{job_id}/report", response_class=HTMLResponse, summary="The job's report as an HTML page")
@@ -72,5 +79,7 @@ async def job_report(job_id: uuid.UUID, request: Request) -> HTMLResponse:
         raise HTTPException(409, f"job {job_id} is {job['status']}; the report is there once it completes")
     data = await load_report(pool, job)
     page = await asyncio.to_thread(render_report, data)  # the projection is numpy work: off the event loop
-    return HTMLResponse(page, headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-                                       "Referrer-Policy": "no-referrer"})
+    return HTMLResponse(
+        page,
+        headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"},
+    )

@@ -20,12 +20,27 @@ from pageperfect.sources.gsc import GscFormatError, parse_page_query_csv
 
 router = APIRouter()
 
-_BODY = {"requestBody": {"content": {
-    "application/json": {"schema": SiteRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
-    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-        "file": {"type": "string", "format": "binary",
-                 "description": "CSV with the columns page, query, clicks, impressions, ctr, position"},
-        "options": {"type": "string", "description": "The other SiteRequest fields as JSON"}}}}}}}
+_BODY = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": SiteRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "CSV with the columns page, query, clicks, impressions, ctr, position",
+                        },
+                        "options": {"type": "string", "description": "The other SiteRequest fields as JSON"},
+                    },
+                }
+            },
+        }
+    }
+}
 
 
 def _first_error(err: ValidationError) -> str:
@@ -33,8 +48,12 @@ def _first_error(err: ValidationError) -> str:
     return f"{'.'.join(str(p) for p in first['loc']) or 'body'}: {first['msg']}"
 
 
-@router.post("/v1/sites", status_code=202, summary="Analyse a site: its pages, then cannibalization and links",
-             openapi_extra=_BODY)
+@router.post(
+    "/v1/sites",
+    status_code=202,
+    summary="Analyse a site: its pages, then cannibalization and links",
+    openapi_extra=_BODY,
+)
 async def create_site_route(request: Request) -> JSONResponse:
     """JSON rows (or a Search Console property and date range), or a page-and-query CSV upload."""
     state = request.app.state
@@ -46,8 +65,7 @@ async def create_site_route(request: Request) -> JSONResponse:
             raise HTTPException(422, "file: a page-and-query CSV is required")
         options = form.get("options")
         try:
-            body = SiteRequest.model_validate({**json.loads(options if isinstance(options, str) else "{}"),
-                                               "rows": []})
+            body = SiteRequest.model_validate({**json.loads(options if isinstance(options, str) else "{}"), "rows": []})
         except (ValidationError, ValueError) as err:
             why = _first_error(err) if isinstance(err, ValidationError) else str(err)
             raise HTTPException(422, f"options: {why}") from err
@@ -64,13 +82,27 @@ async def create_site_route(request: Request) -> JSONResponse:
         except ValidationError as err:
             raise HTTPException(422, _first_error(err)) from err
         source = "gsc" if body.search_console else "api"
-    created = await create_site(body, pool=state.pool, client=state.client, settings=state.settings,
-                                queue_prefix=state.queue_prefix, source=source, grouped=grouped)
-    return JSONResponse({
-        "site_id": created.site_id, "batch_id": created.batch_id, "workflow_id": created.workflow_id,
-        "run_id": created.run_id, "pages": created.pages, "status": "running",
-        "status_url": str(request.url_for("get_site", site_id=created.site_id)),
-    }, status_code=202)
+    created = await create_site(
+        body,
+        pool=state.pool,
+        client=state.client,
+        settings=state.settings,
+        queue_prefix=state.queue_prefix,
+        source=source,
+        grouped=grouped,
+    )
+    return JSONResponse(
+        {
+            "site_id": created.site_id,
+            "batch_id": created.batch_id,
+            "workflow_id": created.workflow_id,
+            "run_id": created.run_id,
+            "pages": created.pages,
+            "status": "running",
+            "status_url": str(request.url_for("get_site", site_id=created.site_id)),
+        },
+        status_code=202,
+    )
 
 
 @router.get("/v1/sites/{site_id}", name="get_site", summary="A site analysis: its status and counts")
@@ -85,9 +117,15 @@ async def get_site(site_id: uuid.UUID, request: Request) -> dict:
             body["progress"] = await handle.query("progress")
             described = await handle.describe()
             if described.status in (WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT):
-                await queries.finalize_site(state.pool, site_id=str(site_id), status="failed", stage=body["stage"],
-                                            error=f"the site's workflow was {described.status.name.lower()}",
-                                            workflow_id=body["workflow_id"], run_id=body["run_id"] or "")
+                await queries.finalize_site(
+                    state.pool,
+                    site_id=str(site_id),
+                    status="failed",
+                    stage=body["stage"],
+                    error=f"the site's workflow was {described.status.name.lower()}",
+                    workflow_id=body["workflow_id"],
+                    run_id=body["run_id"] or "",
+                )
                 body = await site_status(state.pool, str(site_id)) or body
         except Exception:  # noqa: BLE001 - Temporal away or the run not visible yet: the row is the answer
             pass
@@ -104,8 +142,10 @@ async def get_site_report(site_id: uuid.UUID, request: Request) -> HTMLResponse:
     """Self-contained: inline styles and SVG, nothing loaded from anywhere."""
     result = await site_result(request.app.state.pool, str(site_id))
     page = await asyncio.to_thread(render_site_report, result)
-    return HTMLResponse(page, headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-                                       "Referrer-Policy": "no-referrer"})
+    return HTMLResponse(
+        page,
+        headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"},
+    )
 
 
 @router.post("/v1/sites/{site_id}/cancel", status_code=202, summary="Cancel a site analysis and its page jobs")

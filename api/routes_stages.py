@@ -21,9 +21,14 @@ router = APIRouter()
 async def describe_queue(client: Client, name: str, task_type: TaskQueueType.ValueType) -> dict:
     """Temporal's own view of one task queue: the approximate backlog and its age, rates, pollers."""
     try:
-        answer = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-            namespace=client.namespace, task_queue=TaskQueue(name=name), task_queue_type=task_type,
-            report_stats=True))
+        answer = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=name),
+                task_queue_type=task_type,
+                report_stats=True,
+            )
+        )
     except RPCError as err:  # the SQL half of the answer is still worth having
         return {"name": name, "error": f"Temporal did not answer: {err.message}"}
     stats = answer.stats
@@ -45,22 +50,28 @@ async def stages(request: Request) -> dict:
     kinds = [k for k in ALL_QUEUES if k != WORKFLOW_QUEUE]
     described = await asyncio.gather(
         describe_queue(state.client, queue_name(prefix, WORKFLOW_QUEUE), TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
-        *(describe_queue(state.client, queue_name(prefix, k), activity_type) for k in kinds))
+        *(describe_queue(state.client, queue_name(prefix, k), activity_type) for k in kinds),
+    )
     queues = {WORKFLOW_QUEUE: {"kind": WORKFLOW_QUEUE, "task_type": "workflow", **described[0]}}
     queues.update({k: {"kind": k, "task_type": "activity", **d} for k, d in zip(kinds, described[1:])})
     backlog = {r["stage"]: dict(r) for r in await queries.stage_backlog(state.pool)}
     empty = {"ready": 0, "in_flight": 0, "retrying": 0, "oldest_waiting": None}
-    return jsonable_encoder({
-        "queue_prefix": prefix,
-        "stages": [{
-            "stage": stage.name,
-            "description": stage.description,
-            "queue_kind": stage.queue,
-            "task_queue": queues[stage.queue],  # shared by the stages on the same queue
-            "start_to_close_seconds": stage.start_to_close.total_seconds(),
-            "heartbeat_seconds": stage.heartbeat.total_seconds() if stage.heartbeat else None,
-            "max_attempts": stage.retry.attempts,
-            "backlog": {k: v for k, v in backlog.get(stage.name, empty).items() if k != "stage"},
-        } for stage in STAGES],
-        "queues": list(queues.values()),
-    })
+    return jsonable_encoder(
+        {
+            "queue_prefix": prefix,
+            "stages": [
+                {
+                    "stage": stage.name,
+                    "description": stage.description,
+                    "queue_kind": stage.queue,
+                    "task_queue": queues[stage.queue],  # shared by the stages on the same queue
+                    "start_to_close_seconds": stage.start_to_close.total_seconds(),
+                    "heartbeat_seconds": stage.heartbeat.total_seconds() if stage.heartbeat else None,
+                    "max_attempts": stage.retry.attempts,
+                    "backlog": {k: v for k, v in backlog.get(stage.name, empty).items() if k != "stage"},
+                }
+                for stage in STAGES
+            ],
+            "queues": list(queues.values()),
+        }
+    )

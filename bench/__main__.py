@@ -86,8 +86,11 @@ def main() -> None:
     try:
         crashed = asyncio.run(run_all(names, args.quick))
         print(f"\nload average at end: {_load()}")
-        print(f"{len(names) - len(crashed)} of {len(names)} benchmarks ran in {time.perf_counter() - started:.0f} s"
-              + (f"; crashed: {', '.join(crashed)}" if crashed else ""), flush=True)
+        print(
+            f"{len(names) - len(crashed)} of {len(names)} benchmarks ran in {time.perf_counter() - started:.0f} s"
+            + (f"; crashed: {', '.join(crashed)}" if crashed else ""),
+            flush=True,
+        )
         code = 1 if crashed else 0
     finally:
         sys.stdout.flush()

@@ -35,9 +35,11 @@ class BareSixStages:
         summaries: dict[str, dict] = {}
         for stage in STAGES:
             summary: StageSummary = await workflow.execute_activity(
-                f"bare_{stage.name}", StageInput(job=job, previous=summaries),
+                f"bare_{stage.name}",
+                StageInput(job=job, previous=summaries),
                 task_queue=queue_name(job.queue_prefix, stage.queue),
-                start_to_close_timeout=timedelta(minutes=1), result_type=StageSummary,
+                start_to_close_timeout=timedelta(minutes=1),
+                result_type=StageSummary,
             )
             summaries[stage.name] = summary.model_dump(mode="json")
         return {"job_id": job.job_id, "status": "completed", "stages": summaries}
@@ -47,12 +49,19 @@ def bare_workers(client, prefix: str, limit: int) -> list:
     """One worker per queue kind the stage table uses, with the same concurrency limit as PagePerfect's."""
     from temporalio.worker import Worker
 
-    workers = [Worker(client, task_queue=queue_name(prefix, WORKFLOW_QUEUE), workflows=[BareSixStages],
-                      max_concurrent_workflow_tasks=limit)]
+    workers = [
+        Worker(
+            client,
+            task_queue=queue_name(prefix, WORKFLOW_QUEUE),
+            workflows=[BareSixStages],
+            max_concurrent_workflow_tasks=limit,
+        )
+    ]
     by_queue: dict[str, list] = {}
     for stage in STAGES:
         by_queue.setdefault(stage.queue, []).append(NOOP_ACTIVITIES[stage.name])
     for kind, activities in by_queue.items():
-        workers.append(Worker(client, task_queue=queue_name(prefix, kind), activities=activities,
-                              max_concurrent_activities=limit))
+        workers.append(
+            Worker(client, task_queue=queue_name(prefix, kind), activities=activities, max_concurrent_activities=limit)
+        )
     return workers

@@ -79,8 +79,9 @@ def _case_function(case: str, matrix: np.ndarray, threads: int):
     if case == "approx":
         return lambda m: dbscan_labels(m, eps=EPS, min_samples=MIN_SAMPLES, approximate=True, threads=threads)
     if case == "cluster_keywords":
-        rows = [KeywordRow(query=f"query {i}", impressions=float(i % 97), position=1 + i % 40)
-                for i in range(len(matrix))]
+        rows = [
+            KeywordRow(query=f"query {i}", impressions=float(i % 97), position=1 + i % 40) for i in range(len(matrix))
+        ]
 
         def run(m: np.ndarray) -> np.ndarray:
             clusters = cluster_keywords(rows[: len(m)], m, eps=EPS, min_samples=MIN_SAMPLES, threads=threads)
@@ -96,13 +97,16 @@ def _case_function(case: str, matrix: np.ndarray, threads: int):
         def run(m: np.ndarray):
             with threadpool_limits(limits=threads, user_api="blas"):
                 return func(m)
+
         return run
 
     if case == "dbscan":
         return limited(lambda m: DBSCAN(eps=EPS, min_samples=MIN_SAMPLES, metric="cosine").fit(m).labels_)
     if case == "matmul":
+
         def product(m: np.ndarray) -> None:
             m @ m.T  # the n-by-n float32 similarities, dropped at once
+
         return limited(product)
     raise ValueError(f"unknown case {case}")
 
@@ -128,12 +132,26 @@ def child(case: str, data: Path, threads: int, repeats: int, labels_out: Path | 
 
 def run_case(case: str, data: Path, threads: int, repeats: int, workdir: Path, timeout: float) -> dict:
     labels_out = workdir / f"{data.stem}-{case}-{threads}.npy"
-    args = [sys.executable, "-m", "bench.clustering", "--case", case, "--data", str(data), "--threads", str(threads),
-            "--repeats", str(repeats), "--labels-out", str(labels_out)]
+    args = [
+        sys.executable,
+        "-m",
+        "bench.clustering",
+        "--case",
+        case,
+        "--data",
+        str(data),
+        "--threads",
+        str(threads),
+        "--repeats",
+        str(repeats),
+        "--labels-out",
+        str(labels_out),
+    ]
     # One BLAS thread pool per process, sized by the case (threadpool_limits), not by the environment.
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
-    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout, env=env, cwd=Path(__file__).resolve().parents[1]
+    )
     if done.returncode != 0:
         raise RuntimeError(f"clustering case {case} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -149,8 +167,10 @@ async def run(quick: bool, stack: object = None) -> None:
     sizes = [2000] if quick else [2000, 20000]
     threads = default_blas_threads()
     all_cores = os.cpu_count() or 1
-    title(f"clustering: {DIMS} dims, eps={EPS}, min_samples={MIN_SAMPLES}, {threads} BLAS thread(s) "
-          f"(the default: cores - 1), {all_cores} cores")
+    title(
+        f"clustering: {DIMS} dims, eps={EPS}, min_samples={MIN_SAMPLES}, {threads} BLAS thread(s) "
+        f"(the default: cores - 1), {all_cores} cores"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-clustering-") as tmp:
         workdir = Path(tmp)
         for n in sizes:
@@ -163,34 +183,57 @@ async def run(quick: bool, stack: object = None) -> None:
                 for case in ("radius", "matmul"):
                     results[f"{case}_all"] = run_case(case, data, all_cores, repeats, workdir, timeout)
             exact = results["dbscan"]["labels"]
-            print(f"  -- n = {n:,}: {len(set(exact)) - (1 if -1 in exact else 0)} clusters, "
-                  f"{np.mean(exact == -1):.1%} noise (exact DBSCAN)")
+            print(
+                f"  -- n = {n:,}: {len(set(exact)) - (1 if -1 in exact else 0)} clusters, "
+                f"{np.mean(exact == -1):.1%} noise (exact DBSCAN)"
+            )
             for case, r in results.items():
-                figure(f"{case:<17} n={n:<6}",
-                       f"{r['seconds'] * 1000:9.1f} ms, peak RSS {r['peak_rss'] / 2**20:7.0f} MB "
-                       f"({(r['peak_rss'] - r['rss_before']) / 2**20:6.0f} MB above loaded data)")
+                figure(
+                    f"{case:<17} n={n:<6}",
+                    f"{r['seconds'] * 1000:9.1f} ms, peak RSS {r['peak_rss'] / 2**20:7.0f} MB "
+                    f"({(r['peak_rss'] - r['rss_before']) / 2**20:6.0f} MB above loaded data)",
+                )
             radius, approx, matmul = results["radius"], results["approx"], results["matmul"]
             same = float(np.mean(radius["labels"] == exact))
             keywords_same = float(adjusted_rand_score(exact, results["cluster_keywords"]["labels"]))
             figure("cluster_keywords partition vs exact (ARI)", f"{keywords_same:.4f}")
-            ratio(f"clustering.labels_identical_{n}", same, "1 (identical to DBSCAN(metric='cosine'))",
-                  bool(np.array_equal(radius["labels"], exact)))
+            ratio(
+                f"clustering.labels_identical_{n}",
+                same,
+                "1 (identical to DBSCAN(metric='cosine'))",
+                bool(np.array_equal(radius["labels"], exact)),
+            )
             time_ratio = radius["seconds"] / matmul["seconds"]
-            ratio(f"clustering.time_vs_matmul_{n}", time_ratio, f"<= {TIME_TARGET} (both {threads} thread(s))",
-                  time_ratio <= TIME_TARGET)
+            ratio(
+                f"clustering.time_vs_matmul_{n}",
+                time_ratio,
+                f"<= {TIME_TARGET} (both {threads} thread(s))",
+                time_ratio <= TIME_TARGET,
+            )
             if "radius_all" in results:
                 all_ratio = results["radius_all"]["seconds"] / results["matmul_all"]["seconds"]
-                ratio(f"clustering.time_vs_matmul_all_cores_{n}", all_ratio,
-                      f"<= {TIME_TARGET} (both {all_cores} threads)",
-                      all_ratio <= TIME_TARGET)
+                ratio(
+                    f"clustering.time_vs_matmul_all_cores_{n}",
+                    all_ratio,
+                    f"<= {TIME_TARGET} (both {all_cores} threads)",
+                    all_ratio <= TIME_TARGET,
+                )
             peak_mb = max(radius["peak_rss"], results["cluster_keywords"]["peak_rss"]) / 2**20
-            ratio(f"clustering.peak_rss_mb_{n}", peak_mb, f"< {MEMORY_TARGET_MB} MB, whole process",
-                  peak_mb < MEMORY_TARGET_MB)
+            ratio(
+                f"clustering.peak_rss_mb_{n}",
+                peak_mb,
+                f"< {MEMORY_TARGET_MB} MB, whole process",
+                peak_mb < MEMORY_TARGET_MB,
+            )
             speedup = matmul["seconds"] / approx["seconds"]
             ari = float(adjusted_rand_score(exact, approx["labels"]))
             ratio(f"clustering.approx_ari_{n}", ari, f">= {APPROX_ARI_TARGET}", ari >= APPROX_ARI_TARGET)
-            ratio(f"clustering.approx_speedup_vs_matmul_{n}", speedup, f">= {APPROX_SPEEDUP_TARGET}",
-                  speedup >= APPROX_SPEEDUP_TARGET)
+            ratio(
+                f"clustering.approx_speedup_vs_matmul_{n}",
+                speedup,
+                f">= {APPROX_SPEEDUP_TARGET}",
+                speedup >= APPROX_SPEEDUP_TARGET,
+            )
         if not quick:
             await _separated_topics(workdir, sizes[-1], threads)
     if quick:
@@ -206,11 +249,17 @@ async def _separated_topics(workdir: Path, n: int, threads: int) -> None:
     exact = run_case("radius", data, threads, 1, workdir, 900)
     approx = run_case("approx", data, threads, 1, workdir, 900)
     ari = float(adjusted_rand_score(exact["labels"], approx["labels"]))
-    print(f"  -- n = {n:,}, separated topics: {len(set(exact['labels'])) - 1} clusters, "
-          f"{np.mean(exact['labels'] == -1):.1%} noise")
+    print(
+        f"  -- n = {n:,}, separated topics: {len(set(exact['labels'])) - 1} clusters, "
+        f"{np.mean(exact['labels'] == -1):.1%} noise"
+    )
     figure(f"radius / approx n={n}", f"{exact['seconds'] * 1000:9.1f} ms / {approx['seconds'] * 1000:9.1f} ms")
-    ratio(f"clustering.approx_ari_separated_{n}", ari, f">= {APPROX_ARI_TARGET} (separated topics)",
-          ari >= APPROX_ARI_TARGET)
+    ratio(
+        f"clustering.approx_ari_separated_{n}",
+        ari,
+        f">= {APPROX_ARI_TARGET} (separated topics)",
+        ari >= APPROX_ARI_TARGET,
+    )
 
 
 def main() -> None:

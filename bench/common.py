@@ -34,14 +34,15 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-
-
 def warn(text: str) -> None:
     print(f"  note: {text}", file=sys.stdout, flush=True)
 
 
 def cores_used(before: dict[str, float], after: dict[str, float], seconds: float) -> str:
     """CPU seconds per party over a run, divided by its wall time: how many cores each kept busy."""
-    parts = [f"{name} {(after[name] - before[name]) / seconds:.2f}" for name in after
-             if after[name] - before[name] > 0.005 * seconds]
+    parts = [
+        f"{name} {(after[name] - before[name]) / seconds:.2f}"
+        for name in after
+        if after[name] - before[name] > 0.005 * seconds
+    ]
     return ", ".join(parts) + f" (of {os.cpu_count()} cores)"

@@ -52,8 +52,12 @@ async def run(quick: bool, stack: object = None) -> None:
             started = time.perf_counter()
             await embed_with_cache(embedder, segments, cache)
             await embed_with_cache(embedder, queries, cache)
-            runs[label] = (stub.requests["embeddings"], stub.inputs["embeddings"], embedder.input_tokens,
-                           time.perf_counter() - started)
+            runs[label] = (
+                stub.requests["embeddings"],
+                stub.inputs["embeddings"],
+                embedder.input_tokens,
+                time.perf_counter() - started,
+            )
             await embedder.close()
 
         # The old system: one request per text, one at a time, nothing kept. --quick times a
@@ -66,16 +70,26 @@ async def run(quick: bool, stack: object = None) -> None:
         started = time.perf_counter()
         for text in sample:
             await embedder.embed([text])
-        old = (round(stub.requests["embeddings"] * scale), round(stub.inputs["embeddings"] * scale),
-               round(embedder.input_tokens * scale), (time.perf_counter() - started) * scale)
+        old = (
+            round(stub.requests["embeddings"] * scale),
+            round(stub.inputs["embeddings"] * scale),
+            round(embedder.input_tokens * scale),
+            (time.perf_counter() - started) * scale,
+        )
         await embedder.close()
 
     old_label = "one request per text" + (" (1/4 sample, scaled)" if quick else "")
     for label, (requests, inputs, tokens, seconds) in [(old_label, old), *runs.items()]:
-        figure(f"{label:<40}", f"{requests:5d} requests, {inputs:5d} inputs, {tokens:7,d} input tokens, "
-                                f"{seconds * 1000:8.0f} ms")
+        figure(
+            f"{label:<40}",
+            f"{requests:5d} requests, {inputs:5d} inputs, {tokens:7,d} input tokens, {seconds * 1000:8.0f} ms",
+        )
     first, second = runs["first job"], runs["same texts again"]
     fewer = old[0] / first[0] if first[0] else float("inf")
     ratio("embedding_cost.repeat_job_requests", second[0], "0 requests with the same cache", second[0] == 0)
-    ratio("embedding_cost.fewer_requests", fewer, f">= {REQUEST_RATIO_TARGET}x fewer than one per text",
-          fewer >= REQUEST_RATIO_TARGET)
+    ratio(
+        "embedding_cost.fewer_requests",
+        fewer,
+        f">= {REQUEST_RATIO_TARGET}x fewer than one per text",
+        fewer >= REQUEST_RATIO_TARGET,
+    )

@@ -36,8 +36,32 @@ REPEATS = 3
 # measured 4.41-6.79 times csv.reader on this machine (2 shared cores; docs/BENCHMARKS.md section 10).
 TARGET = 6.3
 
-WORDS = ("shed", "base", "garden", "log", "cabin", "roof", "felt", "how", "to", "build", "best", "cheap", "wooden",
-         "metal", "uk", "size", "8x6", "concrete", "plastic", "door", "window", "insulate", "summer", "house")
+WORDS = (
+    "shed",
+    "base",
+    "garden",
+    "log",
+    "cabin",
+    "roof",
+    "felt",
+    "how",
+    "to",
+    "build",
+    "best",
+    "cheap",
+    "wooden",
+    "metal",
+    "uk",
+    "size",
+    "8x6",
+    "concrete",
+    "plastic",
+    "door",
+    "window",
+    "insulate",
+    "summer",
+    "house",
+)
 
 
 def export_bytes(rows: int, seed: int = 0) -> bytes:
@@ -57,8 +81,7 @@ def export_bytes(rows: int, seed: int = 0) -> bytes:
             query = f"{' '.join(words)} {i}"
         impressions = rng.randint(1, 5000)
         clicks = rng.randint(0, impressions // 10)
-        writer.writerow([query, clicks, impressions, f"{100 * clicks / impressions:.2f}%",
-                         f"{rng.uniform(1, 80):.2f}"])
+        writer.writerow([query, clicks, impressions, f"{100 * clicks / impressions:.2f}%", f"{rng.uniform(1, 80):.2f}"])
     return out.getvalue().encode()
 
 
@@ -92,8 +115,14 @@ def measure(rows: int, repeats: int = REPEATS) -> dict:
         baseline = min(baseline, seconds)
         seconds, parsed = _best(_candidate, data, 1)
         candidate = min(candidate, seconds)
-    return {"rows": rows, "bytes": len(data), "baseline_s": baseline, "candidate_s": candidate,
-            "baseline_rows": read, "parsed_rows": parsed}
+    return {
+        "rows": rows,
+        "bytes": len(data),
+        "baseline_s": baseline,
+        "candidate_s": candidate,
+        "baseline_rows": read,
+        "parsed_rows": parsed,
+    }
 
 
 async def run(quick: bool, stack: object = None) -> None:

@@ -34,9 +34,11 @@ async def run(quick: bool, stack) -> None:
             history = await handle.fetch_history()
             sizes[kind] = len(history.to_json())
             segments = finished.result["stages"]["segment_embed"]["counts"]["segments"]
-            figure(f"{len(html.encode()) / 1e6:5.2f} MB page",
-                   f"{sizes[kind]:8,d} bytes of history JSON, {len(history.events)} events, "
-                   f"{segments:.0f} segments, job {finished.seconds:5.1f} s")
+            figure(
+                f"{len(html.encode()) / 1e6:5.2f} MB page",
+                f"{sizes[kind]:8,d} bytes of history JSON, {len(history.events)} events, "
+                f"{segments:.0f} segments, job {finished.seconds:5.1f} s",
+            )
     small, large = sizes["h50k"], sizes["h5m"]
     ratio("history_size.small_page_kb", small / 1024, f"< {LIMIT_BYTES // 1024} KB", small < LIMIT_BYTES)
     ratio("history_size.large_page_kb", large / 1024, f"< {LIMIT_BYTES // 1024} KB", large < LIMIT_BYTES)

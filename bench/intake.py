@@ -42,11 +42,19 @@ def bare_app():
     async def create_job(request: Request) -> JSONResponse:
         body = await request.json()
         job_id = str(uuid.uuid4())
-        return JSONResponse({
-            "job_id": job_id, "workflow_id": "pageperfect-page-1", "run_id": str(uuid.uuid4()), "page_id": 1,
-            "url": body.get("url"), "status": "queued", "existing": False,
-            "status_url": str(request.url_for("create_job")) + "/" + job_id,
-        }, status_code=202)
+        return JSONResponse(
+            {
+                "job_id": job_id,
+                "workflow_id": "pageperfect-page-1",
+                "run_id": str(uuid.uuid4()),
+                "page_id": 1,
+                "url": body.get("url"),
+                "status": "queued",
+                "existing": False,
+                "status_url": str(request.url_for("create_job")) + "/" + job_id,
+            },
+            status_code=202,
+        )
 
     return app
 
@@ -57,8 +65,9 @@ async def _serve(stack, app, load_args: list[str], timeout: float) -> dict:
     from pageperfect.runtime.stack import free_port
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
+    )
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:
@@ -67,8 +76,16 @@ async def _serve(stack, app, load_args: list[str], timeout: float) -> dict:
             await asyncio.sleep(0.05)
         before = stack.cpu_seconds()
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.intake", "--load", f"http://127.0.0.1:{port}/v1/jobs", *load_args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+            sys.executable,
+            "-m",
+            "bench.intake",
+            "--load",
+            f"http://127.0.0.1:{port}/v1/jobs",
+            *load_args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=Path(__file__).resolve().parents[1],
+        )
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
         if process.returncode != 0:
             raise RuntimeError(f"load generator failed:\n{stderr.decode()[-3000:]}")
@@ -88,19 +105,26 @@ async def run(quick: bool, stack) -> None:
 
     seconds = 3 if quick else 20
     closed_requests = 300 if quick else 3000
-    title(f"intake: POST /v1/jobs with {KEYWORDS_PER_JOB} keywords; closed loop x{CONCURRENCY}, "
-          f"then open loop at {RATE:.0f}/s; {seconds} s each at most")
+    title(
+        f"intake: POST /v1/jobs with {KEYWORDS_PER_JOB} keywords; closed loop x{CONCURRENCY}, "
+        f"then open loop at {RATE:.0f}/s; {seconds} s each at most"
+    )
     prefix = f"intake{uuid.uuid4().hex[:6]}"
     settings = stack.settings()
-    apps = {"bare": bare_app, "intake": lambda: create_app(settings, pool=stack.pool, client=stack.client,
-                                                           queue_prefix=prefix)}
+    apps = {
+        "bare": bare_app,
+        "intake": lambda: create_app(settings, pool=stack.pool, client=stack.client, queue_prefix=prefix),
+    }
     results: dict[str, dict] = {}
     for name, make in apps.items():
         url_base = stack.site.url("intake", f"{prefix}-{name}")
         common = ["--url-base", url_base, "--seconds", str(seconds)]
-        closed = await _serve(stack, make(), [*common, "--concurrency", str(CONCURRENCY), "--requests",
-                                              str(closed_requests),
-                                       "--tag", "closed"], timeout=seconds + 60)
+        closed = await _serve(
+            stack,
+            make(),
+            [*common, "--concurrency", str(CONCURRENCY), "--requests", str(closed_requests), "--tag", "closed"],
+            timeout=seconds + 60,
+        )
         opened = await _serve(stack, make(), [*common, "--rate", str(RATE), "--tag", "open"], timeout=seconds + 60)
         if closed["done"] == 0:  # nothing accepted: the benchmark is broken, not slow
             raise RuntimeError(f"{name}: every POST /v1/jobs failed: {closed['statuses']}")
@@ -111,9 +135,12 @@ async def run(quick: bool, stack) -> None:
             half = await _serve(stack, make(), [*common, "--rate", str(within), "--tag", "half"], timeout=seconds + 60)
             loads.append((f"{within}/s", half))
         for label, r in loads:
-            figure(f"{name:<6} {label:<6}", f"{r['done']:5d} ok, {r['errors']:3d} errors in {r['elapsed']:5.1f} s = "
-                                           f"{r['done'] / r['elapsed']:7.1f} req/s; latency p50 {r['p50_ms']:6.1f} ms, "
-                                           f"p99 {r['p99_ms']:6.1f} ms, max {r['max_ms']:6.1f} ms")
+            figure(
+                f"{name:<6} {label:<6}",
+                f"{r['done']:5d} ok, {r['errors']:3d} errors in {r['elapsed']:5.1f} s = "
+                f"{r['done'] / r['elapsed']:7.1f} req/s; latency p50 {r['p50_ms']:6.1f} ms, "
+                f"p99 {r['p99_ms']:6.1f} ms, max {r['max_ms']:6.1f} ms",
+            )
             figure(f"{name:<6} {label:<6} cores busy", r["cores"])
             if r["statuses"]:
                 figure(f"{name:<6} {label:<6} statuses", r["statuses"])
@@ -123,8 +150,9 @@ async def run(quick: bool, stack) -> None:
     opened = results["intake"]["open"]
     p99 = opened["p99_ms"]
     clean = opened["errors"] == 0
-    ratio(f"intake.p99_ms_at_{RATE:.0f}_per_s", p99, f"< {P99_TARGET_MS:.0f} ms, no errors",
-          p99 < P99_TARGET_MS and clean)
+    ratio(
+        f"intake.p99_ms_at_{RATE:.0f}_per_s", p99, f"< {P99_TARGET_MS:.0f} ms, no errors", p99 < P99_TARGET_MS and clean
+    )
 
 
 # ----------------------------------------------------------------------------- the load generator (child process)
@@ -134,8 +162,16 @@ def _body(url_base: str, tag: str, i: int, keywords: list[dict]) -> dict:
     return {"url": f"{url_base}-{tag}-{i}.html", "keywords": keywords}
 
 
-async def load(target: str, *, url_base: str, tag: str, seconds: float, concurrency: int | None,
-               requests: int | None, rate: float | None) -> dict:
+async def load(
+    target: str,
+    *,
+    url_base: str,
+    tag: str,
+    seconds: float,
+    concurrency: int | None,
+    requests: int | None,
+    rate: float | None,
+) -> dict:
     # aiohttp rather than httpx here: with hundreds of requests waiting on a slow server, httpx's
     # connection pool spent ~8 ms of CPU per request (O(n) work per request in its pool), so an
     # open-loop generator collapsed before the server did (docs/BENCHMARKS.md, intake).
@@ -149,8 +185,10 @@ async def load(target: str, *, url_base: str, tag: str, seconds: float, concurre
 
     headers = {"Authorization": f"Bearer {BENCH_API_KEY}"}  # sent to the bare app too: same request bytes
     connector = aiohttp.TCPConnector(limit=0)  # one connection per request in flight, kept alive
-    async with aiohttp.ClientSession(connector=connector, headers=headers,
-                                     timeout=aiohttp.ClientTimeout(total=30)) as client:
+    async with aiohttp.ClientSession(
+        connector=connector, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
+    ) as client:
+
         async def send(i: int, scheduled: float) -> None:
             nonlocal errors
             status = None
@@ -208,8 +246,16 @@ async def load(target: str, *, url_base: str, tag: str, seconds: float, concurre
     ms = [x * 1000 for x in latencies]
     if unfinished:
         statuses["unfinished"] = unfinished
-    return {"done": len(latencies), "errors": errors, "elapsed": elapsed, "statuses": statuses, "cpu": cpu_seconds,
-            "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "max_ms": max(ms, default=float("nan"))}
+    return {
+        "done": len(latencies),
+        "errors": errors,
+        "elapsed": elapsed,
+        "statuses": statuses,
+        "cpu": cpu_seconds,
+        "p50_ms": percentile(ms, 50),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": max(ms, default=float("nan")),
+    }
 
 
 def main() -> None:
@@ -222,8 +268,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int)
     parser.add_argument("--rate", type=float)
     args = parser.parse_args()
-    result = asyncio.run(load(args.load, url_base=args.url_base, tag=args.tag, seconds=args.seconds,
-                              concurrency=args.concurrency, requests=args.requests, rate=args.rate))
+    result = asyncio.run(
+        load(
+            args.load,
+            url_base=args.url_base,
+            tag=args.tag,
+            seconds=args.seconds,
+            concurrency=args.concurrency,
+            requests=args.requests,
+            rate=args.rate,
+        )
+    )
     print(json.dumps(result))
 
 

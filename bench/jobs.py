@@ -30,8 +30,7 @@ async def pipeline_job(stack, prefix: str, settings: Settings, url: str, keyword
     """One job through the intake, Temporal and the workers; timed from submit to the workflow's result."""
     started = time.perf_counter()
     request = JobRequest(url=url, keywords=[KeywordRow(**k) for k in keywords])
-    submitted = await submit_job(request, pool=stack.pool, client=stack.client, settings=settings,
-                                 queue_prefix=prefix)
+    submitted = await submit_job(request, pool=stack.pool, client=stack.client, settings=settings, queue_prefix=prefix)
     if submitted.existing:
         raise RuntimeError(f"{url} already had a running job: every benchmark job needs its own page")
     handle = stack.client.get_workflow_handle(submitted.workflow_id, run_id=submitted.run_id)
@@ -55,16 +54,23 @@ async def monolith_job(stack, settings: Settings, url: str, keywords: list[dict]
     job_id = str(uuid.uuid4())
     async with pool.acquire() as conn:
         keyword_set_id = await queries.create_keyword_set(conn, page_id, rows, source="inline")
-        job = JobInput(job_id=job_id, page_id=page_id, url=url, queue_prefix="monolith",
-                       keyword_set_id=keyword_set_id, reuse_window_seconds=settings.reuse_window_seconds)
+        job = JobInput(
+            job_id=job_id,
+            page_id=page_id,
+            url=url,
+            queue_prefix="monolith",
+            keyword_set_id=keyword_set_id,
+            reuse_window_seconds=settings.reuse_window_seconds,
+        )
         await queries.insert_job(conn, job, {"url": url, "keyword_count": len(rows)}, f"monolith-{job_id}")
     env = ActivityEnvironment()
     summaries: dict[str, dict] = {}
     for stage in STAGES:
         summary = await env.run(ACTIVITIES[stage.name], StageInput(job=job, previous=summaries))
         summaries[stage.name] = summary.model_dump(mode="json")
-    await env.run(finalize_job, JobOutcome(job=job, status="completed", summaries=summaries,
-                                           workflow_id=f"monolith-{job_id}"))
+    await env.run(
+        finalize_job, JobOutcome(job=job, status="completed", summaries=summaries, workflow_id=f"monolith-{job_id}")
+    )
     return Finished(None, {"status": "completed", "stages": summaries}, time.perf_counter() - started)
 
 

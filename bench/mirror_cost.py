@@ -18,8 +18,9 @@ QUERIES = 300
 TARGET = 0.9
 
 
-async def _batch(stack, mirror: bool, count: int, tag: str, keywords: list[dict]) -> tuple[float, float, list[str],
-                                                                                           float]:
+async def _batch(
+    stack, mirror: bool, count: int, tag: str, keywords: list[dict]
+) -> tuple[float, float, list[str], float]:
     """(seconds to complete, seconds with the mirror flushed, job ids, CPU seconds) for `count` jobs at once."""
     import time
 
@@ -51,18 +52,25 @@ async def run(quick: bool, stack) -> None:
     run_id = uuid.uuid4().hex[:6]
     for r in range(rounds):
         for mirror in (False, True):
-            done, flushed, job_ids, cpu_seconds = await _batch(stack, mirror, count, f"{run_id}-{r}-{int(mirror)}",
-                                                               keywords)
+            done, flushed, job_ids, cpu_seconds = await _batch(
+                stack, mirror, count, f"{run_id}-{r}-{int(mirror)}", keywords
+            )
             totals[mirror] += flushed
             cpu[mirror] += cpu_seconds
             events = await stack.pool.fetchval(
-                "SELECT count(*) FROM pageperfect_job_events WHERE job_id = ANY($1::uuid[])", job_ids)
-            figure(f"round {r + 1}, mirror {'on ' if mirror else 'off'}",
-                   f"{done:6.2f} s to complete, {flushed:6.2f} s with mirror rows written "
-                   f"({count / flushed:5.2f} jobs/s; {cpu_seconds / count * 1000:4.0f} ms CPU per job; "
-                   f"{events} mirror events written)")
-    figure("CPU per job, all processes", f"mirror off {cpu[False] / (count * rounds) * 1000:.0f} ms, "
-                                         f"on {cpu[True] / (count * rounds) * 1000:.0f} ms "
-                                         f"(bench process, Temporal server, Postgres)")
+                "SELECT count(*) FROM pageperfect_job_events WHERE job_id = ANY($1::uuid[])", job_ids
+            )
+            figure(
+                f"round {r + 1}, mirror {'on ' if mirror else 'off'}",
+                f"{done:6.2f} s to complete, {flushed:6.2f} s with mirror rows written "
+                f"({count / flushed:5.2f} jobs/s; {cpu_seconds / count * 1000:4.0f} ms CPU per job; "
+                f"{events} mirror events written)",
+            )
+    figure(
+        "CPU per job, all processes",
+        f"mirror off {cpu[False] / (count * rounds) * 1000:.0f} ms, "
+        f"on {cpu[True] / (count * rounds) * 1000:.0f} ms "
+        f"(bench process, Temporal server, Postgres)",
+    )
     share = totals[False] / totals[True]
     ratio("mirror_cost.throughput_on_vs_off", share, f">= {TARGET}", share >= TARGET)

@@ -85,9 +85,18 @@ def child(texts_file: Path) -> dict:
     done = time.perf_counter()
     cpu = time.process_time() - cpu
     assert vectors.shape == (len(texts), embedder.dim) and np.all(np.isfinite(vectors))
-    return {"import": imported - started, "load": loaded - imported, "embed": done - loaded, "embed_cpu": cpu,
-            "total": done - started, "rss_before": rss_before, "peak_rss": _rss_bytes("VmHWM"),
-            "requests": embedder.requests, "threads": embedder.threads, "blas": blas_kernels()}
+    return {
+        "import": imported - started,
+        "load": loaded - imported,
+        "embed": done - loaded,
+        "embed_cpu": cpu,
+        "total": done - started,
+        "rss_before": rss_before,
+        "peak_rss": _rss_bytes("VmHWM"),
+        "requests": embedder.requests,
+        "threads": embedder.threads,
+        "blas": blas_kernels(),
+    }
 
 
 def blas_kernels() -> str:
@@ -105,9 +114,14 @@ def run_child(texts: list[str], workdir: Path, env: dict[str, str] | None = None
     texts_file.write_text(json.dumps(texts))
     environment = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "bench.offline_embedding", "--child", str(texts_file)],
-                          capture_output=True, text=True, timeout=300, env=environment,
-                          cwd=Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.offline_embedding", "--child", str(texts_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     if done.returncode != 0:
         raise RuntimeError(f"offline embedding child failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -147,13 +161,17 @@ async def run(quick: bool, stack: object = None) -> None:
     model = load_model()
     lengths = [len(ids) for ids in model.tokenize(texts)]
     flops = model.flops(lengths)
-    title(f"offline embedding: all-MiniLM-L6-v2 on numpy, {len(queries):,} queries and {len(segments)} segments, "
-          f"{os.cpu_count()} cores")
-    figure("tokens",
-           f"{sum(lengths[len(segments):]):,} in queries (mean {sum(lengths[len(segments):]) / len(queries):.1f}), "
-           f"{sum(lengths[:len(segments)]):,} in segments "
-           f"(mean {sum(lengths[:len(segments)]) / len(segments):.1f}); "
-           f"{flops / 1e9:.0f} GFLOP in matrix products")
+    title(
+        f"offline embedding: all-MiniLM-L6-v2 on numpy, {len(queries):,} queries and {len(segments)} segments, "
+        f"{os.cpu_count()} cores"
+    )
+    figure(
+        "tokens",
+        f"{sum(lengths[len(segments) :]):,} in queries (mean {sum(lengths[len(segments) :]) / len(queries):.1f}), "
+        f"{sum(lengths[: len(segments)]):,} in segments "
+        f"(mean {sum(lengths[: len(segments)]) / len(segments):.1f}); "
+        f"{flops / 1e9:.0f} GFLOP in matrix products",
+    )
 
     pinned = os.environ.get("OPENBLAS_CORETYPE")
     figure("BLAS", blas_kernels() + (f" (OPENBLAS_CORETYPE={pinned} in the environment)" if pinned else ""))
@@ -165,31 +183,44 @@ async def run(quick: bool, stack: object = None) -> None:
             if pinned:
                 own = run_child(texts, Path(tmp), unset=("OPENBLAS_CORETYPE",))
     added_mb = (cold["peak_rss"] - cold["rss_before"]) / 2**20
-    figure("cold process", f"import {cold['import']:.2f} s + load {cold['load']:.2f} s + embed {cold['embed']:.2f} s "
-                           f"= {cold['total']:.2f} s ({cold['process']:.2f} s with the interpreter's start); "
-                           f"{cold['requests']} chunks on {cold['threads']} threads, {cold['embed_cpu']:.2f} CPU s")
-    figure("cold process memory", f"RSS {cold['rss_before'] / 2**20:.0f} MB before the model, peak "
-                                  f"{cold['peak_rss'] / 2**20:.0f} MB: {added_mb:.0f} MB added")
+    figure(
+        "cold process",
+        f"import {cold['import']:.2f} s + load {cold['load']:.2f} s + embed {cold['embed']:.2f} s "
+        f"= {cold['total']:.2f} s ({cold['process']:.2f} s with the interpreter's start); "
+        f"{cold['requests']} chunks on {cold['threads']} threads, {cold['embed_cpu']:.2f} CPU s",
+    )
+    figure(
+        "cold process memory",
+        f"RSS {cold['rss_before'] / 2**20:.0f} MB before the model, peak "
+        f"{cold['peak_rss'] / 2**20:.0f} MB: {added_mb:.0f} MB added",
+    )
     if first is not None:
-        figure("first start on a machine (model.zip extracted)",
-               f"load {first['load']:.2f} s, total {first['total']:.2f} s")
+        figure(
+            "first start on a machine (model.zip extracted)",
+            f"load {first['load']:.2f} s, total {first['total']:.2f} s",
+        )
     if own is not None:
-        figure("cold process, OPENBLAS_CORETYPE unset (informational)",
-               f"{own['blas']}: load {own['load']:.2f} s + embed {own['embed']:.2f} s = {own['total']:.2f} s")
+        figure(
+            "cold process, OPENBLAS_CORETYPE unset (informational)",
+            f"{own['blas']}: load {own['load']:.2f} s + embed {own['embed']:.2f} s = {own['total']:.2f} s",
+        )
 
     # Warm: the forward pass against bare matmuls of its shapes, the best of a few runs each.
     embedder = MiniLMEmbedder()
     repeats = 1 if quick else 3
     warm = min(_timed(lambda: model.embed(texts, CHUNK_TOKENS, embedder.threads)) for _ in range(repeats))
-    chunk_sizes = [sum(lengths[i] for i in chunk) for chunk in model.chunks(model.tokenize(texts), CHUNK_TOKENS,
-                                                                            embedder.threads)]
+    chunk_sizes = [
+        sum(lengths[i] for i in chunk) for chunk in model.chunks(model.tokenize(texts), CHUNK_TOKENS, embedder.threads)
+    ]
     bare_seconds, bare_flops = min(bare_matmul_seconds(model, chunk_sizes) for _ in range(repeats))
     model_rate, bare_rate = flops / warm / 1e9, bare_flops / bare_seconds / 1e9
     figure("warm forward pass", f"{warm:.2f} s, {model_rate:.0f} GFLOP/s ({embedder.threads} threads of 1 BLAS thread)")
     figure("bare matmuls of its dense shapes", f"{bare_seconds:.2f} s, {bare_rate:.0f} GFLOP/s (BLAS on every core)")
     sequential = _timed(lambda: model.embed(texts, CHUNK_TOKENS, 1))
-    figure("warm forward pass, one thread (BLAS on every core)",
-           f"{sequential:.2f} s, {flops / sequential / 1e9:.0f} GFLOP/s")
+    figure(
+        "warm forward pass, one thread (BLAS on every core)",
+        f"{sequential:.2f} s, {flops / sequential / 1e9:.0f} GFLOP/s",
+    )
 
     model.profile = {}
     try:
@@ -198,8 +229,10 @@ async def run(quick: bool, stack: object = None) -> None:
     finally:
         model.profile = None
     total = sum(steps.values())
-    figure("where one thread's time goes", ", ".join(f"{name} {seconds / total:.0%}" for name, seconds in
-                                                     sorted(steps.items(), key=lambda kv: -kv[1])))
+    figure(
+        "where one thread's time goes",
+        ", ".join(f"{name} {seconds / total:.0%}" for name, seconds in sorted(steps.items(), key=lambda kv: -kv[1])),
+    )
 
     cache = MemoryEmbeddingCache()
     calls = []
@@ -211,18 +244,30 @@ async def run(quick: bool, stack: object = None) -> None:
     figure("model calls (chunks) through the cache", f"first job {calls[0]}, same texts again {calls[1]}")
     await asyncio.sleep(0)
 
-    ratio("offline_embedding.cold_seconds", cold["total"],
-          f"<= {COLD_TARGET_SECONDS:g} s, fresh process, load included",
-          cold["total"] <= COLD_TARGET_SECONDS)
-    ratio("offline_embedding.model_memory_mb", added_mb, f"<= {MEMORY_TARGET_MB} MB added by the model",
-          added_mb <= MEMORY_TARGET_MB)
-    ratio("offline_embedding.flop_rate_vs_matmul", model_rate / bare_rate,
-          f">= {FLOP_RATIO_TARGET:g} of bare numpy matmuls of the same shapes",
-          model_rate / bare_rate >= FLOP_RATIO_TARGET)
+    ratio(
+        "offline_embedding.cold_seconds",
+        cold["total"],
+        f"<= {COLD_TARGET_SECONDS:g} s, fresh process, load included",
+        cold["total"] <= COLD_TARGET_SECONDS,
+    )
+    ratio(
+        "offline_embedding.model_memory_mb",
+        added_mb,
+        f"<= {MEMORY_TARGET_MB} MB added by the model",
+        added_mb <= MEMORY_TARGET_MB,
+    )
+    ratio(
+        "offline_embedding.flop_rate_vs_matmul",
+        model_rate / bare_rate,
+        f">= {FLOP_RATIO_TARGET:g} of bare numpy matmuls of the same shapes",
+        model_rate / bare_rate >= FLOP_RATIO_TARGET,
+    )
     ratio("offline_embedding.repeat_model_calls", calls[1], "0 with the same cache", calls[1] == 0)
     if quick:
-        warn(f"--quick embeds {len(queries)} queries and {len(segments)} segments; the target is for "
-             f"{QUERIES:,} and {SEGMENTS} (a full run)")
+        warn(
+            f"--quick embeds {len(queries)} queries and {len(segments)} segments; the target is for "
+            f"{QUERIES:,} and {SEGMENTS} (a full run)"
+        )
 
 
 def _timed(func) -> float:

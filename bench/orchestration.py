@@ -42,11 +42,17 @@ async def bare_runs(stack, count: int, limit: int, repeats: int) -> tuple[list[f
     workers = bare_workers(stack.client, prefix, limit)
     tasks = [asyncio.create_task(w.run()) for w in workers]
     try:
+
         async def one(i: int) -> None:
-            job = JobInput(job_id=str(uuid.uuid4()), page_id=10_000_000 + i, url=stack.site.url("bare", str(i)),
-                           queue_prefix=prefix)
-            handle = await stack.client.start_workflow(BARE_WORKFLOW, job, id=f"{prefix}-{i}",
-                                                       task_queue=queue_name(prefix, WORKFLOW_QUEUE))
+            job = JobInput(
+                job_id=str(uuid.uuid4()),
+                page_id=10_000_000 + i,
+                url=stack.site.url("bare", str(i)),
+                queue_prefix=prefix,
+            )
+            handle = await stack.client.start_workflow(
+                BARE_WORKFLOW, job, id=f"{prefix}-{i}", task_queue=queue_name(prefix, WORKFLOW_QUEUE)
+            )
             await handle.result()
 
         await one(-1)  # warm-up: workers polling, sandbox loaded
@@ -93,8 +99,9 @@ async def run(quick: bool, stack) -> None:
         before = stack.cpu_seconds()
         pipeline_seconds = await many(count, lambda i: pipeline_job(stack, prefix, settings, url(f"tp-{i}"), keywords))
         pipeline_cores = cores_used(before, stack.cpu_seconds(), pipeline_seconds)
-        monolith_seconds = await many(count, lambda i: monolith_job(stack, settings, url(f"tm-{i}"), keywords),
-                                      limit=limit)
+        monolith_seconds = await many(
+            count, lambda i: monolith_job(stack, settings, url(f"tm-{i}"), keywords), limit=limit
+        )
         await group.writer.flush()
 
     pipe_ms = statistics.median(f.seconds for f in pipeline) * 1000
@@ -102,26 +109,40 @@ async def run(quick: bool, stack) -> None:
     segments = pipeline[0].result["stages"]["segment_embed"]["counts"]["segments"]
     clusters = pipeline[0].result["stages"]["keyword_clustering"]["counts"]["clusters"]
     figure("page", f"{segments:.0f} segments, {QUERIES} queries -> {clusters:.0f} clusters")
-    figure("pipeline, one job", f"{pipe_ms:8.0f} ms median of {repeats} "
-                                f"(work inside the stages {statistics.median(map(_stage_work_ms, pipeline)):.0f} ms)")
-    figure("monolith, one job", f"{mono_ms:8.0f} ms median of {repeats} "
-                                f"(work inside the stages {statistics.median(map(_stage_work_ms, monolith)):.0f} ms)")
+    figure(
+        "pipeline, one job",
+        f"{pipe_ms:8.0f} ms median of {repeats} "
+        f"(work inside the stages {statistics.median(map(_stage_work_ms, pipeline)):.0f} ms)",
+    )
+    figure(
+        "monolith, one job",
+        f"{mono_ms:8.0f} ms median of {repeats} "
+        f"(work inside the stages {statistics.median(map(_stage_work_ms, monolith)):.0f} ms)",
+    )
     figure("bare 6-activity workflow, one", f"{statistics.median(bare_singles) * 1000:8.0f} ms median of {repeats}")
     slow_pipe_ms = statistics.median(f.seconds for f in slow_pipeline) * 1000
     slow_mono_ms = statistics.median(f.seconds for f in slow_monolith) * 1000
-    figure(f"page answering in {SLOW_PAGE_SECONDS:g} s: pipeline / monolith",
-           f"{slow_pipe_ms:8.0f} ms / {slow_mono_ms:.0f} ms median of {repeats}")
+    figure(
+        f"page answering in {SLOW_PAGE_SECONDS:g} s: pipeline / monolith",
+        f"{slow_pipe_ms:8.0f} ms / {slow_mono_ms:.0f} ms median of {repeats}",
+    )
     figure(f"pipeline, {count} at once", f"{pipeline_seconds:8.1f} s = {count / pipeline_seconds:6.2f} jobs/s")
     figure(f"pipeline, {count} at once, cores busy", pipeline_cores)
-    figure(f"bare 6-activity workflow, {count} at once",
-           f"{bare_seconds:8.1f} s = {count / bare_seconds:6.2f} workflows/s")
-    figure(f"monolith, {count} jobs, {limit} at a time",
-           f"{monolith_seconds:8.1f} s = {count / monolith_seconds:6.2f} jobs/s")
+    figure(
+        f"bare 6-activity workflow, {count} at once", f"{bare_seconds:8.1f} s = {count / bare_seconds:6.2f} workflows/s"
+    )
+    figure(
+        f"monolith, {count} jobs, {limit} at a time",
+        f"{monolith_seconds:8.1f} s = {count / monolith_seconds:6.2f} jobs/s",
+    )
     single = pipe_ms / mono_ms
     ratio("orchestration.single_job_vs_monolith", single, f"<= {SINGLE_TARGET}", single <= SINGLE_TARGET)
     slow = slow_pipe_ms / slow_mono_ms
-    ratio("orchestration.single_job_vs_monolith_slow_page", slow,
-          f"<= {SINGLE_TARGET} (informational: the site takes {SLOW_PAGE_SECONDS:g} s; not the issue's fixture)",
-          slow <= SINGLE_TARGET)
+    ratio(
+        "orchestration.single_job_vs_monolith_slow_page",
+        slow,
+        f"<= {SINGLE_TARGET} (informational: the site takes {SLOW_PAGE_SECONDS:g} s; not the issue's fixture)",
+        slow <= SINGLE_TARGET,
+    )
     share = bare_seconds / pipeline_seconds
     ratio(f"orchestration.throughput_vs_bare_{count}", share, f">= {THROUGHPUT_TARGET}", share >= THROUGHPUT_TARGET)

@@ -40,8 +40,11 @@ NEEDS_STACK = True
 
 PLOT = Path(__file__).resolve().parents[1] / "docs" / "bench-scaling.png"
 CLUSTER_CASES = ("exact", "approx", "matmul")
-CASE_LABELS = {"exact": "dbscan_labels (exact)", "approx": "dbscan_labels(approximate=True)",
-               "matmul": "X @ X.T (float32)"}
+CASE_LABELS = {
+    "exact": "dbscan_labels (exact)",
+    "approx": "dbscan_labels(approximate=True)",
+    "matmul": "X @ X.T (float32)",
+}
 
 
 def _sizes(quick: bool) -> tuple[list[int], list[int], list[int]]:
@@ -64,6 +67,7 @@ def _cluster_call(case: str):
     def product(m: np.ndarray) -> None:
         with threadpool_limits(limits=1, user_api="blas"):
             m @ m.T  # the n-by-n similarities, dropped at once
+
     return product
 
 
@@ -95,8 +99,9 @@ async def throughput(stack, prefix, settings, url, keywords, counts: list[int], 
         rounds = 1 if quick else (3 if c <= 20 else 2)
         walls = []
         for r in range(rounds):
-            walls.append(await many(c, lambda i: pipeline_job(stack, prefix, settings, url(f"c{c}-r{r}-{i}"),
-                                                              keywords)))
+            walls.append(
+                await many(c, lambda i: pipeline_job(stack, prefix, settings, url(f"c{c}-r{r}-{i}"), keywords))
+            )
         wall = statistics.median(walls)
         results[c] = {"rounds": rounds, "wall": wall, "jobs_per_s": c / wall}
     return results
@@ -110,16 +115,24 @@ async def job_times(stack, prefix, settings, url, counts: list[int], quick: bool
         await pipeline_job(stack, prefix, settings, url(f"q{q}-warm"), keywords)
         repeats = 1 if quick else 3
         runs = [await pipeline_job(stack, prefix, settings, url(f"q{q}-{i}"), keywords) for i in range(repeats)]
-        clustering_ms = statistics.median(r.result["stages"]["keyword_clustering"].get("duration_ms", 0)
-                                          for r in runs)
+        clustering_ms = statistics.median(r.result["stages"]["keyword_clustering"].get("duration_ms", 0) for r in runs)
         clusters = runs[0].result["stages"]["keyword_clustering"]["counts"].get("clusters", float("nan"))
-        results[q] = {"repeats": repeats, "seconds": statistics.median(r.seconds for r in runs),
-                      "clustering_ms": clustering_ms, "clusters": clusters}
+        results[q] = {
+            "repeats": repeats,
+            "seconds": statistics.median(r.seconds for r in runs),
+            "clustering_ms": clustering_ms,
+            "clusters": clusters,
+        }
     return results
 
 
-def draw(path: Path, cluster: dict[str, dict[int, float]], jobs_at_once: dict[int, dict],
-         per_query: dict[int, dict], note: str) -> bool:
+def draw(
+    path: Path,
+    cluster: dict[str, dict[int, float]],
+    jobs_at_once: dict[int, dict],
+    per_query: dict[int, dict],
+    note: str,
+) -> bool:
     """The three panels; False (and one line said) when matplotlib is missing."""
     try:
         import matplotlib
@@ -171,7 +184,7 @@ def draw(path: Path, cluster: dict[str, dict[int, float]], jobs_at_once: dict[in
 
 def _growth(name: str, small: float, large: float, size_ratio: float, power: int, what: str) -> None:
     """A growth as a RATIO line; the target is the bound the algorithm sets, informational only."""
-    bound = size_ratio ** power
+    bound = size_ratio**power
     growth = large / small
     ratio(name, growth, f"<= {bound:g} ({what}; informational, not a project target)", growth <= bound)
 
@@ -179,15 +192,20 @@ def _growth(name: str, small: float, large: float, size_ratio: float, power: int
 async def run(quick: bool, stack) -> None:
     load_at_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     cluster_sizes, concurrency, query_counts = _sizes(quick)
-    title(f"scaling: clustering at {', '.join(f'{n:,}' for n in cluster_sizes)} queries; pipeline jobs/s at "
-          f"{', '.join(map(str, concurrency))} at once; one job at {', '.join(map(str, query_counts))} queries")
+    title(
+        f"scaling: clustering at {', '.join(f'{n:,}' for n in cluster_sizes)} queries; pipeline jobs/s at "
+        f"{', '.join(map(str, concurrency))} at once; one job at {', '.join(map(str, query_counts))} queries"
+    )
 
     cluster = await asyncio.to_thread(clustering_times, cluster_sizes)
     print(f"  -- clustering, {DIMS} dims, eps={EPS}, min_samples={MIN_SAMPLES}, 1 BLAS thread, best of repeats")
     print(f"  {'n':>7} | {'exact ms':>10} | {'approx ms':>10} | {'X@X.T ms':>10}")
     for n in cluster_sizes:
-        print(f"  {n:>7,} | {cluster['exact'][n] * 1000:10.1f} | {cluster['approx'][n] * 1000:10.1f} | "
-              f"{cluster['matmul'][n] * 1000:10.1f}", flush=True)
+        print(
+            f"  {n:>7,} | {cluster['exact'][n] * 1000:10.1f} | {cluster['approx'][n] * 1000:10.1f} | "
+            f"{cluster['matmul'][n] * 1000:10.1f}",
+            flush=True,
+        )
 
     stack.site.add("scaling", article_html(sections=SECTIONS))
     run_id = uuid.uuid4().hex[:6]
@@ -212,29 +230,57 @@ async def run(quick: bool, stack) -> None:
     print(f"  {'queries':>7} | {'runs':>4} | {'job ms':>8} | {'clustering stage ms':>19} | {'clusters':>8}")
     for q in query_counts:
         r = per_query[q]
-        print(f"  {q:>7} | {r['repeats']:>4} | {r['seconds'] * 1000:8.0f} | {r['clustering_ms']:19.0f} | "
-              f"{r['clusters']:8.0f}", flush=True)
+        print(
+            f"  {q:>7} | {r['repeats']:>4} | {r['seconds'] * 1000:8.0f} | {r['clustering_ms']:19.0f} | "
+            f"{r['clusters']:8.0f}",
+            flush=True,
+        )
 
     small, large = cluster_sizes[0], cluster_sizes[-1]
     for case in CLUSTER_CASES:
-        figure(f"growth {case}, {small:,} -> {large:,} queries",
-               f"{cluster[case][large] / cluster[case][small]:.1f}x (pairs grow {(large / small) ** 2:g}x)")
-    _growth(f"scaling.clustering_time_growth_exact_{small}_{large}", cluster["exact"][small],
-            cluster["exact"][large], large / small, 2, "the pairs' growth")
-    _growth(f"scaling.clustering_time_growth_approx_{small}_{large}", cluster["approx"][small],
-            cluster["approx"][large], large / small, 2, "the pairs' growth")
+        figure(
+            f"growth {case}, {small:,} -> {large:,} queries",
+            f"{cluster[case][large] / cluster[case][small]:.1f}x (pairs grow {(large / small) ** 2:g}x)",
+        )
+    _growth(
+        f"scaling.clustering_time_growth_exact_{small}_{large}",
+        cluster["exact"][small],
+        cluster["exact"][large],
+        large / small,
+        2,
+        "the pairs' growth",
+    )
+    _growth(
+        f"scaling.clustering_time_growth_approx_{small}_{large}",
+        cluster["approx"][small],
+        cluster["approx"][large],
+        large / small,
+        2,
+        "the pairs' growth",
+    )
     one, most = concurrency[0], concurrency[-1]
     gain = at_once[most]["jobs_per_s"] / at_once[one]["jobs_per_s"]
     figure(f"throughput gain, {one} -> {most} at once", f"{gain:.2f}x")
-    ratio(f"scaling.throughput_gain_{one}_{most}", gain, ">= 1 (more at once is no slower; informational, "
-          "not a project target)", gain >= 1)
+    ratio(
+        f"scaling.throughput_gain_{one}_{most}",
+        gain,
+        ">= 1 (more at once is no slower; informational, not a project target)",
+        gain >= 1,
+    )
     q0, q1 = query_counts[0], query_counts[-1]
-    _growth(f"scaling.job_time_growth_{q0}_{q1}_queries", per_query[q0]["seconds"], per_query[q1]["seconds"],
-            q1 / q0, 1, "the queries' growth")
+    _growth(
+        f"scaling.job_time_growth_{q0}_{q1}_queries",
+        per_query[q0]["seconds"],
+        per_query[q1]["seconds"],
+        q1 / q0,
+        1,
+        "the queries' growth",
+    )
 
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    note = (f"{os.cpu_count()} cores, load average {load_at_start} at start, {load} at end"
-            + (" (--quick sizes)" if quick else ""))
+    note = f"{os.cpu_count()} cores, load average {load_at_start} at start, {load} at end" + (
+        " (--quick sizes)" if quick else ""
+    )
     if quick:
         with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp:
             path = Path(tmp) / "bench-scaling.png"

@@ -73,29 +73,58 @@ def synthetic_site(pages: int, seed: int = 0):
         noise = rng.standard_normal((GROUPS_PER_PAGE, per_group, DIMS), dtype=np.float32) * 0.025
         vectors = _unit((centres[:, None, :] + noise).reshape(-1, DIMS))
         stripped = _unit(vectors + rng.standard_normal(vectors.shape, dtype=np.float32) * 0.01)
-        queries = [f"t{topic} intent{chosen[g]} aspect{k} page{p}" for g in range(GROUPS_PER_PAGE)
-                   for k in range(per_group)]
+        queries = [
+            f"t{topic} intent{chosen[g]} aspect{k} page{p}" for g in range(GROUPS_PER_PAGE) for k in range(per_group)
+        ]
         impressions = rng.integers(10, 2000, len(queries)).astype(np.float64)
         clicks = np.floor(impressions * rng.uniform(0.005, 0.08, len(queries)))
         positions = rng.uniform(1, 30, len(queries))
-        groups = [PageGroup(cluster_id=g, representative=queries[g * per_group],
-                            members=list(range(g * per_group, (g + 1) * per_group)), has_gap=g < GAPS_PER_PAGE,
-                            coverage=0.2 if g < GAPS_PER_PAGE else 0.9, opportunity_score=float(rng.uniform(0, 1)),
-                            segment_id=None if g < GAPS_PER_PAGE else f"p{p}s{g}")
-                  for g in range(GROUPS_PER_PAGE)]
+        groups = [
+            PageGroup(
+                cluster_id=g,
+                representative=queries[g * per_group],
+                members=list(range(g * per_group, (g + 1) * per_group)),
+                has_gap=g < GAPS_PER_PAGE,
+                coverage=0.2 if g < GAPS_PER_PAGE else 0.9,
+                opportunity_score=float(rng.uniform(0, 1)),
+                segment_id=None if g < GAPS_PER_PAGE else f"p{p}s{g}",
+            )
+            for g in range(GROUPS_PER_PAGE)
+        ]
         # Segments: one per covered group (near its centre), the rest on the topic's other intents.
         seg_centres = [centres[g] for g in range(GAPS_PER_PAGE, GROUPS_PER_PAGE)]
         others = rng.choice(GROUPS_PER_PAGE * 2, SEGMENTS_PER_PAGE - len(seg_centres))
         seg_centres += [intent_centres[topic, o] for o in others]
-        passage_vectors = _unit(np.stack(seg_centres) + rng.standard_normal((SEGMENTS_PER_PAGE, DIMS),
-                                                                            dtype=np.float32) * 0.03)
-        passages = [Passage(f"p{p}s{j}", [f"t{topic} heading {j}"], f"t{topic} section {j} of page {p} intent"
-                            f"{chosen[j] if j < GROUPS_PER_PAGE else others[j - GROUPS_PER_PAGE]}", "segment")
-                    for j in range(SEGMENTS_PER_PAGE)]
-        out.append(SitePage(url=f"https://site.example/p{p}", job_id=f"job-{p}", queries=queries,
-                            impressions=impressions, clicks=clicks, positions=positions, query_vectors=vectors,
-                            stripped_vectors=stripped, subject=frozenset(), groups=groups, passages=passages,
-                            passage_vectors=passage_vectors, coverage_score=0.8))
+        passage_vectors = _unit(
+            np.stack(seg_centres) + rng.standard_normal((SEGMENTS_PER_PAGE, DIMS), dtype=np.float32) * 0.03
+        )
+        passages = [
+            Passage(
+                f"p{p}s{j}",
+                [f"t{topic} heading {j}"],
+                f"t{topic} section {j} of page {p} intent"
+                f"{chosen[j] if j < GROUPS_PER_PAGE else others[j - GROUPS_PER_PAGE]}",
+                "segment",
+            )
+            for j in range(SEGMENTS_PER_PAGE)
+        ]
+        out.append(
+            SitePage(
+                url=f"https://site.example/p{p}",
+                job_id=f"job-{p}",
+                queries=queries,
+                impressions=impressions,
+                clicks=clicks,
+                positions=positions,
+                query_vectors=vectors,
+                stripped_vectors=stripped,
+                subject=frozenset(),
+                groups=groups,
+                passages=passages,
+                passage_vectors=passage_vectors,
+                coverage_score=0.8,
+            )
+        )
     return out
 
 
@@ -111,14 +140,28 @@ def page_analysis_seconds(pages) -> float:
     model = defaults_for("minilm").coverage
     started = time.perf_counter()
     for page in pages:
-        rows = [KeywordRow.model_construct(query=q, clicks=float(c), impressions=float(i), ctr=0.0, position=float(x))
-                for q, c, i, x in zip(page.queries, page.clicks, page.impressions, page.positions)]
-        clusters = group_queries(rows, page.query_vectors, page.stripped_vectors, page.subject, method="intents",
-                                 eps=0.3, min_samples=2)
-        evidence = Evidence(page.queries, page.query_vectors, page.stripped_vectors, page.subject, page.passages,
-                            page.passage_vectors, model)
-        analyze_evidence(clusters, page.impressions, evidence,
-                         summarize=lambda part, rows=rows, v=page.query_vectors: summarize_members(rows, v, part))
+        rows = [
+            KeywordRow.model_construct(query=q, clicks=float(c), impressions=float(i), ctr=0.0, position=float(x))
+            for q, c, i, x in zip(page.queries, page.clicks, page.impressions, page.positions)
+        ]
+        clusters = group_queries(
+            rows, page.query_vectors, page.stripped_vectors, page.subject, method="intents", eps=0.3, min_samples=2
+        )
+        evidence = Evidence(
+            page.queries,
+            page.query_vectors,
+            page.stripped_vectors,
+            page.subject,
+            page.passages,
+            page.passage_vectors,
+            model,
+        )
+        analyze_evidence(
+            clusters,
+            page.impressions,
+            evidence,
+            summarize=lambda part, rows=rows, v=page.query_vectors: summarize_members(rows, v, part),
+        )
     return (time.perf_counter() - started) / len(pages)
 
 
@@ -133,25 +176,39 @@ def child(pages: int) -> dict:
     seconds = time.perf_counter() - started
     peak = _peak_rss_bytes()
     per_page = page_analysis_seconds(site[:SAMPLE_PAGES])
-    return {"pages": pages, "queries": sum(len(p.queries) for p in site), "groups": result.stats["groups"],
-            "site_seconds": seconds, "page_seconds_each": per_page, "page_seconds_all": per_page * pages,
-            "loaded_rss_mb": loaded_rss / 2**20, "peak_rss_mb": peak / 2**20, "cases": len(result.cannibalization),
-            "links": len(result.links)}
+    return {
+        "pages": pages,
+        "queries": sum(len(p.queries) for p in site),
+        "groups": result.stats["groups"],
+        "site_seconds": seconds,
+        "page_seconds_each": per_page,
+        "page_seconds_all": per_page * pages,
+        "loaded_rss_mb": loaded_rss / 2**20,
+        "peak_rss_mb": peak / 2**20,
+        "cases": len(result.cannibalization),
+        "links": len(result.links),
+    }
 
 
 async def run(quick: bool, stack: object = None) -> None:
     title("site stage: cannibalization and links across a site, against the page jobs' own analysis")
     for pages in QUICK_SIZES if quick else SIZES:
-        done = subprocess.run([sys.executable, "-m", "bench.site_stage", "--child", str(pages)],
-                              capture_output=True, text=True, timeout=3600)
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.site_stage", "--child", str(pages)],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
         if done.returncode != 0:
             warn(f"{pages} pages: the child failed: {done.stderr[-1500:]}")
             continue
         f = json.loads(done.stdout.strip().splitlines()[-1])
-        figure(f"{pages:,} pages, {f['queries']:,} queries, {f['groups']:,} groups",
-               f"site stage {f['site_seconds']:.1f} s, peak RSS {f['peak_rss_mb']:.0f} MB "
-               f"(data alone {f['loaded_rss_mb']:.0f} MB); page analyses {f['page_seconds_all']:.1f} s "
-               f"({f['page_seconds_each'] * 1000:.0f} ms a page); {f['cases']:,} cases, {f['links']:,} links")
+        figure(
+            f"{pages:,} pages, {f['queries']:,} queries, {f['groups']:,} groups",
+            f"site stage {f['site_seconds']:.1f} s, peak RSS {f['peak_rss_mb']:.0f} MB "
+            f"(data alone {f['loaded_rss_mb']:.0f} MB); page analyses {f['page_seconds_all']:.1f} s "
+            f"({f['page_seconds_each'] * 1000:.0f} ms a page); {f['cases']:,} cases, {f['links']:,} links",
+        )
         share = f["site_seconds"] / f["page_seconds_all"]
         ratio(f"site_stage.vs_page_analysis_{pages}", share, f"< {RATIO_TARGET:g}", share < RATIO_TARGET)
 

@@ -28,8 +28,14 @@ BENCH_API_KEY = "pp_bench-key"  # the one key the benchmark's API accepts
 
 def bench_settings(temporal_address: str, **overrides: object) -> Settings:
     """Offline providers (hashing embedder, no LLM), loopback pages allowed, one API key."""
-    values: dict = dict(openai_api_key=None, openai_base_url=None, allowed_hosts="127.0.0.1,localhost",
-                        database_url=None, temporal_address=temporal_address, api_keys=BENCH_API_KEY)
+    values: dict = dict(
+        openai_api_key=None,
+        openai_base_url=None,
+        allowed_hosts="127.0.0.1,localhost",
+        database_url=None,
+        temporal_address=temporal_address,
+        api_keys=BENCH_API_KEY,
+    )
     values.update(overrides)
     return Settings(_env_file=None, **values)
 
@@ -46,8 +52,9 @@ class Stack:
     @classmethod
     async def start(cls) -> Stack:
         root = Path(tempfile.mkdtemp(prefix="pageperfect-bench-"))
-        temporal = TemporalDevServer(port=free_port(), ui_port=free_port(), db_file=root / "temporal.db",
-                                     log_file=root / "temporal.log")
+        temporal = TemporalDevServer(
+            port=free_port(), ui_port=free_port(), db_file=root / "temporal.db", log_file=root / "temporal.log"
+        )
         postgres = EmbeddedPostgres(root / "pg")
         site = None
         try:
@@ -77,8 +84,7 @@ class Stack:
         settings = self.settings(**overrides)
         prefix = f"b{uuid.uuid4().hex[:10]}"
         resources = await build_resources(settings, self.pool)
-        group = await build_workers(self.client, settings, self.pool, prefix=prefix, resources=resources,
-                                    mirror=mirror)
+        group = await build_workers(self.client, settings, self.pool, prefix=prefix, resources=resources, mirror=mirror)
         group.start()
         try:
             yield prefix, settings, group

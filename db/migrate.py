@@ -43,9 +43,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
                 continue
             async with conn.transaction():
                 await conn.execute(path.read_text())
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, path.name
-                )
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, path.name)
             applied_now.append(path.name)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)

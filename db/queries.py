@@ -6,7 +6,8 @@ import hashlib
 import json
 from datetime import datetime, timedelta
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Iterable, Sequence
+from typing import Any
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import asyncpg
 import numpy as np
@@ -39,6 +40,7 @@ async def transaction(conn: Conn) -> AsyncIterator[asyncpg.Connection | PoolConn
 
 # ---------------------------------------------------------------- pages, keywords
 
+
 async def get_or_create_page(conn: Conn, url: str) -> int:
     return await conn.fetchval(
         """INSERT INTO pages (url) VALUES ($1)
@@ -55,7 +57,9 @@ async def get_page(conn: Conn, page_id: int) -> asyncpg.Record | None:
 async def update_page_meta(conn: Conn, page_id: int, title: str | None, description: str | None) -> None:
     await conn.execute(
         "UPDATE pages SET title = $2, meta_description = $3, updated_at = now() WHERE id = $1",
-        page_id, title, description,
+        page_id,
+        title,
+        description,
     )
 
 
@@ -77,7 +81,11 @@ async def create_keyword_set(
         set_id = await conn.fetchval(
             """INSERT INTO keyword_sets (page_id, source, date_range, row_count, content_hash)
                VALUES ($1, $2, $3, $4, $5) RETURNING id""",
-            page_id, source, date_range, len(unique), keyword_rows_hash(unique),
+            page_id,
+            source,
+            date_range,
+            len(unique),
+            keyword_rows_hash(unique),
         )
         await conn.copy_records_to_table(
             "keywords",
@@ -126,12 +134,14 @@ async def latest_gsc_rows(conn: Conn, page_url: str) -> tuple[str | None, list[K
     rows = await conn.fetch(
         """SELECT query, clicks, impressions, ctr, position FROM gsc_keywords
            WHERE page_url = $1 AND date_range = $2""",
-        page_url, latest["date_range"],
+        page_url,
+        latest["date_range"],
     )
     return latest["date_range"] or None, [KeywordRow.model_construct(**dict(r)) for r in rows]
 
 
 # ---------------------------------------------------------------- jobs (intake)
+
 
 async def insert_job(conn: Conn, job: JobInput, payload: dict, workflow_id: str) -> None:
     async with transaction(conn) as conn:
@@ -139,8 +149,14 @@ async def insert_job(conn: Conn, job: JobInput, payload: dict, workflow_id: str)
             """INSERT INTO pageperfect_jobs (id, page_id, url, status, priority, payload, max_attempts,
                                              retry_delay_seconds, workflow_id)
                VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8)""",
-            job.job_id, job.page_id, job.url, job.priority, payload, job.max_attempts,
-            job.retry_delay_seconds, workflow_id,
+            job.job_id,
+            job.page_id,
+            job.url,
+            job.priority,
+            payload,
+            job.max_attempts,
+            job.retry_delay_seconds,
+            workflow_id,
         )
         await conn.executemany(
             "INSERT INTO pageperfect_job_stages (job_id, stage, position) VALUES ($1, $2, $3)",
@@ -161,17 +177,19 @@ async def get_job(conn: Conn, job_id: str) -> asyncpg.Record | None:
 
 
 async def get_job_stages(conn: Conn, job_id: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT * FROM pageperfect_job_stages WHERE job_id = $1 ORDER BY position", job_id
-    )
+    return await conn.fetch("SELECT * FROM pageperfect_job_stages WHERE job_id = $1 ORDER BY position", job_id)
 
 
-async def list_jobs(conn: Conn, *, status: str | None = None, stage: str | None = None, limit: int = 50) -> list[asyncpg.Record]:
+async def list_jobs(
+    conn: Conn, *, status: str | None = None, stage: str | None = None, limit: int = 50
+) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT * FROM v_pageperfect_job_status
            WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR stage = $2)
            ORDER BY created_at DESC LIMIT $3""",
-        status, stage, limit,
+        status,
+        stage,
+        limit,
     )
 
 
@@ -191,27 +209,33 @@ async def set_job_status(conn: Conn, job_id: str, status: str) -> None:
                   completed_at = CASE WHEN $2 IN ({_FINAL_SQL})
                                       THEN coalesce(completed_at, now()) END
            WHERE id = $1""",
-        job_id, status,
+        job_id,
+        status,
     )
 
 
-async def set_job_retry_settings(conn: Conn, job_id: str, *, max_attempts: int | None,
-                                 retry_delay_seconds: float | None) -> None:
+async def set_job_retry_settings(
+    conn: Conn, job_id: str, *, max_attempts: int | None, retry_delay_seconds: float | None
+) -> None:
     """A tuned job's retry settings, on the job row and on the stage rows not started yet."""
     async with transaction(conn) as conn:
         await conn.execute(
             """UPDATE pageperfect_jobs SET max_attempts = $2, retry_delay_seconds = $3, updated_at = now()
                WHERE id = $1""",
-            job_id, max_attempts, retry_delay_seconds,
+            job_id,
+            max_attempts,
+            retry_delay_seconds,
         )
         await conn.execute(
             """UPDATE pageperfect_job_stages SET max_attempts = $2, updated_at = now()
                WHERE job_id = $1 AND status = 'pending' AND $2::int IS NOT NULL""",
-            job_id, max_attempts,
+            job_id,
+            max_attempts,
         )
 
 
 # ---------------------------------------------------------------- the mirror
+
 
 async def mirror_stage(
     conn: Conn,
@@ -252,8 +276,18 @@ async def mirror_stage(
               AND (EXCLUDED.attempt_count > s.attempt_count
                    OR (EXCLUDED.attempt_count = s.attempt_count AND s.status <> 'completed'
                        AND {new_rank} > {old_rank}))""",
-        job_id, stage, stage_position(stage), status, attempt, max_attempts, started_at, completed_at,
-        duration_ms, last_error, next_retry_at, reused,
+        job_id,
+        stage,
+        stage_position(stage),
+        status,
+        attempt,
+        max_attempts,
+        started_at,
+        completed_at,
+        duration_ms,
+        last_error,
+        next_retry_at,
+        reused,
     )
 
 
@@ -276,7 +310,16 @@ async def mirror_event(
              (job_id, stage, status, message, metadata, workflow_id, run_id, activity_id, attempt, created_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, coalesce($10, now()))
            ON CONFLICT (workflow_id, run_id, activity_id, attempt, status) DO NOTHING""",
-        job_id, stage, status, message, metadata, workflow_id, run_id, activity_id, attempt, created_at,
+        job_id,
+        stage,
+        status,
+        message,
+        metadata,
+        workflow_id,
+        run_id,
+        activity_id,
+        attempt,
+        created_at,
     )
 
 
@@ -294,7 +337,10 @@ async def mirror_job_progress(conn: Conn, *, job_id: str, stage: str, attempt: i
                   attempt_count = greatest(attempt_count, $3),
                   started_at = coalesce(started_at, now()), run_id = coalesce(run_id, $4), updated_at = now()
            WHERE id = $1 AND status NOT IN ({_FINAL_SQL})""",
-        job_id, stage, attempt, run_id,
+        job_id,
+        stage,
+        attempt,
+        run_id,
     )
 
 
@@ -307,14 +353,20 @@ async def finalize_job(conn: Conn, outcome: JobOutcome, result: dict | None) -> 
                       attempt_count = greatest(attempt_count, $6), completed_at = coalesce(completed_at, now()),
                       run_id = coalesce(run_id, $7), updated_at = now()
                WHERE id = $1""",
-            job.job_id, outcome.status, outcome.stage, result, outcome.failure_reason, outcome.attempt_count,
+            job.job_id,
+            outcome.status,
+            outcome.stage,
+            result,
+            outcome.failure_reason,
+            outcome.attempt_count,
             outcome.run_id,
         )
         for name in job.skip_steps:
             await conn.execute(
                 """UPDATE pageperfect_job_stages SET status = 'skipped', updated_at = now()
                    WHERE job_id = $1 AND stage = $2 AND status = 'pending'""",
-                job.job_id, name,
+                job.job_id,
+                name,
             )
         if outcome.status == JobStatus.CANCELLED:
             await conn.execute(
@@ -326,15 +378,22 @@ async def finalize_job(conn: Conn, outcome: JobOutcome, result: dict | None) -> 
             await conn.execute(
                 """UPDATE pageperfect_job_stages SET status = 'cancelled', updated_at = now()
                    WHERE job_id = $1 AND status IN ('processing', 'retrying') AND stage IS DISTINCT FROM $2""",
-                job.job_id, outcome.stage,
+                job.job_id,
+                outcome.stage,
             )
             await conn.execute(
                 """INSERT INTO pageperfect_dead_letters
                      (job_id, workflow_id, run_id, stage, payload, failure_reason, error_details, attempt_count)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                    ON CONFLICT (workflow_id, run_id) DO NOTHING""",
-                job.job_id, outcome.workflow_id, outcome.run_id, outcome.stage, job.model_dump(mode="json"),
-                outcome.failure_reason or "failed", outcome.error_details, outcome.attempt_count,
+                job.job_id,
+                outcome.workflow_id,
+                outcome.run_id,
+                outcome.stage,
+                job.model_dump(mode="json"),
+                outcome.failure_reason or "failed",
+                outcome.error_details,
+                outcome.attempt_count,
             )
 
 
@@ -356,43 +415,61 @@ async def get_dead_letter(conn: Conn, dead_letter_id: int) -> asyncpg.Record | N
 async def mark_redriven(conn: Conn, dead_letter_id: int, new_job_id: str) -> None:
     await conn.execute(
         "UPDATE pageperfect_dead_letters SET redriven_at = now(), redrive_job_id = $2 WHERE id = $1",
-        dead_letter_id, new_job_id,
+        dead_letter_id,
+        new_job_id,
     )
 
 
 # ---------------------------------------------------------------- stage outputs (reuse)
+
 
 async def find_stage_output(conn: Conn, page_id: int, stage: str, fingerprint: str, max_age: timedelta) -> dict | None:
     return await conn.fetchval(
         """SELECT summary FROM stage_outputs
            WHERE page_id = $1 AND stage = $2 AND fingerprint = $3 AND created_at > now() - $4::interval
            ORDER BY created_at DESC LIMIT 1""",
-        page_id, stage, fingerprint, max_age,
+        page_id,
+        stage,
+        fingerprint,
+        max_age,
     )
 
 
 async def latest_stage_output(conn: Conn, page_id: int, stage: str) -> dict | None:
     return await conn.fetchval(
         "SELECT summary FROM stage_outputs WHERE page_id = $1 AND stage = $2 ORDER BY created_at DESC LIMIT 1",
-        page_id, stage,
+        page_id,
+        stage,
     )
 
 
-async def record_stage_output(conn: Conn, page_id: int, stage: str, fingerprint: str, job_id: str, summary: dict) -> None:
+async def record_stage_output(
+    conn: Conn, page_id: int, stage: str, fingerprint: str, job_id: str, summary: dict
+) -> None:
     await conn.execute(
         "INSERT INTO stage_outputs (page_id, stage, fingerprint, job_id, summary) VALUES ($1, $2, $3, $4, $5)",
-        page_id, stage, fingerprint, job_id, summary,
+        page_id,
+        stage,
+        fingerprint,
+        job_id,
+        summary,
     )
 
 
 # ---------------------------------------------------------------- crawls
 
-async def insert_crawl(conn: Conn, *, page_id: int, job_id: str, provider: str, requested_url: str,
-                       external_id: str | None) -> int:
+
+async def insert_crawl(
+    conn: Conn, *, page_id: int, job_id: str, provider: str, requested_url: str, external_id: str | None
+) -> int:
     return await conn.fetchval(
         """INSERT INTO crawls (page_id, job_id, provider, external_id, status, requested_url)
            VALUES ($1, $2, $3, $4, 'submitted', $5) RETURNING id""",
-        page_id, job_id, provider, external_id, requested_url,
+        page_id,
+        job_id,
+        provider,
+        external_id,
+        requested_url,
     )
 
 
@@ -401,8 +478,15 @@ async def store_crawl_result(conn: Conn, crawl_id: int, result: Any) -> None:
         """UPDATE crawls SET status = 'fetched', final_url = $2, http_status = $3, content_type = $4,
                   encoding = $5, html = $6, bytes = $7, redirects = $8, fetched_at = $9
            WHERE id = $1""",
-        crawl_id, result.final_url, result.status_code, result.content_type, result.encoding,
-        result.html.replace("\x00", ""), result.bytes, list(result.redirects), result.fetched_at,
+        crawl_id,
+        result.final_url,
+        result.status_code,
+        result.content_type,
+        result.encoding,
+        result.html.replace("\x00", ""),
+        result.bytes,
+        list(result.redirects),
+        result.fetched_at,
     )
 
 
@@ -437,20 +521,44 @@ def unpack_vectors(rows: Iterable[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(packed), dtype=_PACKED).reshape(len(packed), -1).astype(np.float32)
 
 
-async def insert_segment_set(conn: Conn, *, page_id: int, crawl_id: int, job_id: str, page: Any,
-                             provider: str, model: str, embeddings: np.ndarray) -> int:
+async def insert_segment_set(
+    conn: Conn,
+    *,
+    page_id: int,
+    crawl_id: int,
+    job_id: str,
+    page: Any,
+    provider: str,
+    model: str,
+    embeddings: np.ndarray,
+) -> int:
     async with transaction(conn) as conn:
         set_id = await conn.fetchval(
             """INSERT INTO segment_sets (page_id, crawl_id, job_id, extractor, embedding_provider, embedding_model,
                                          title, meta_description, truncated)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id""",
-            page_id, crawl_id, job_id, page.extractor, provider, model, page.title, page.meta_description,
+            page_id,
+            crawl_id,
+            job_id,
+            page.extractor,
+            provider,
+            model,
+            page.title,
+            page.meta_description,
             bool(getattr(page, "truncated", False)),
         )
         await conn.copy_records_to_table(
             "segments",
-            columns=["segment_set_id", "segment_id", "position", "kind", "heading_level", "heading_path", "text",
-                     "embedding"],
+            columns=[
+                "segment_set_id",
+                "segment_id",
+                "position",
+                "kind",
+                "heading_level",
+                "heading_path",
+                "text",
+                "embedding",
+            ],
             records=[
                 (set_id, s.segment_id, s.position, s.kind, s.heading_level, list(s.heading_path), s.text, vector)
                 for s, vector in zip(page.segments, pack_vectors(embeddings), strict=True)
@@ -463,13 +571,17 @@ async def get_segment_set(conn: Conn, segment_set_id: int) -> asyncpg.Record | N
     return await conn.fetchrow("SELECT * FROM segment_sets WHERE id = $1", segment_set_id)
 
 
-async def _rows_of_set(conn: Conn, table: str, set_column: str, set_id: int, columns: str, order: str) -> list[asyncpg.Record]:
+async def _rows_of_set(
+    conn: Conn, table: str, set_column: str, set_id: int, columns: str, order: str
+) -> list[asyncpg.Record]:
     """An artifact's rows (a segment set's segments, a cluster set's clusters), in their order; names from the code."""
     return await conn.fetch(f"SELECT {columns} FROM {table} WHERE {set_column} = $1 ORDER BY {order}", set_id)
 
 
 async def get_segments(conn: Conn, segment_set_id: int, *, with_embeddings: bool = True) -> list[asyncpg.Record]:
-    columns = "segment_id, position, kind, heading_level, heading_path, text" + (", embedding" if with_embeddings else "")
+    columns = "segment_id, position, kind, heading_level, heading_path, text" + (
+        ", embedding" if with_embeddings else ""
+    )
     return await _rows_of_set(conn, "segments", "segment_set_id", segment_set_id, columns, "position")
 
 
@@ -488,7 +600,9 @@ class PostgresEmbeddingCache:
                                 WHERE e.provider = $1 AND e.model = $2 AND e.text_hash = hit.text_hash
                                   AND hit.used_at < now() - interval '1 day')
                SELECT text_hash, embedding FROM hit""",
-            provider, model, text_hashes,
+            provider,
+            model,
+            text_hashes,
         )
         return {r["text_hash"]: unpack_vector(r["embedding"]) for r in rows}
 
@@ -502,27 +616,72 @@ class PostgresEmbeddingCache:
 
 # ---------------------------------------------------------------- clusters, gaps, drafts
 
-async def insert_cluster_set(conn: Conn, *, page_id: int, keyword_set_id: int | None, job_id: str,
-                             provider: str, model: str, eps: float, min_samples: int, keyword_count: int,
-                             clusters: Sequence[Any], method: str = "dbscan", params: dict | None = None,
-                             subject: Sequence[str] = (), long_queries: Sequence[str] = (),
-                             long_queries_included: bool = False) -> int:
+
+async def insert_cluster_set(
+    conn: Conn,
+    *,
+    page_id: int,
+    keyword_set_id: int | None,
+    job_id: str,
+    provider: str,
+    model: str,
+    eps: float,
+    min_samples: int,
+    keyword_count: int,
+    clusters: Sequence[Any],
+    method: str = "dbscan",
+    params: dict | None = None,
+    subject: Sequence[str] = (),
+    long_queries: Sequence[str] = (),
+    long_queries_included: bool = False,
+) -> int:
     async with transaction(conn) as conn:
         set_id = await conn.fetchval(
             """INSERT INTO cluster_sets (page_id, keyword_set_id, job_id, embedding_provider, embedding_model, eps,
                                          min_samples, keyword_count, method, params, subject, long_queries,
                                          long_queries_included)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id""",
-            page_id, keyword_set_id, job_id, provider, model, eps, min_samples, keyword_count, method,
-            params or {}, sorted(subject), list(long_queries), long_queries_included,
+            page_id,
+            keyword_set_id,
+            job_id,
+            provider,
+            model,
+            eps,
+            min_samples,
+            keyword_count,
+            method,
+            params or {},
+            sorted(subject),
+            list(long_queries),
+            long_queries_included,
         )
         await conn.copy_records_to_table(
             "clusters",
-            columns=["cluster_set_id", "cluster_id", "representative", "keywords", "size", "total_impressions",
-                     "avg_impressions", "total_clicks", "avg_position", "centroid"],
+            columns=[
+                "cluster_set_id",
+                "cluster_id",
+                "representative",
+                "keywords",
+                "size",
+                "total_impressions",
+                "avg_impressions",
+                "total_clicks",
+                "avg_position",
+                "centroid",
+            ],
             records=[
-                (set_id, c.cluster_id, c.representative, list(c.keywords), c.size, c.total_impressions,
-                 c.avg_impressions, c.total_clicks, c.avg_position, pack_vector(c.centroid))
+                (
+                    set_id,
+                    c.cluster_id,
+                    c.representative,
+                    list(c.keywords),
+                    c.size,
+                    c.total_impressions,
+                    c.avg_impressions,
+                    c.total_clicks,
+                    c.avg_position,
+                    pack_vector(c.centroid),
+                )
                 for c in clusters
             ],
         )
@@ -534,19 +693,28 @@ async def get_cluster_set(conn: Conn, cluster_set_id: int) -> asyncpg.Record | N
 
 
 async def get_clusters(conn: Conn, cluster_set_id: int, *, with_centroids: bool = True) -> list[asyncpg.Record]:
-    columns = ("cluster_id, representative, keywords, size, total_impressions, avg_impressions, total_clicks, "
-               "avg_position" + (", centroid" if with_centroids else ""))
+    columns = (
+        "cluster_id, representative, keywords, size, total_impressions, avg_impressions, total_clicks, "
+        "avg_position" + (", centroid" if with_centroids else "")
+    )
     return await _rows_of_set(conn, "clusters", "cluster_set_id", cluster_set_id, columns, "cluster_id")
 
 
-async def insert_gap_report(conn: Conn, *, page_id: int, job_id: str, cluster_set_id: int,
-                            segment_set_id: int, report: Any) -> int:
+async def insert_gap_report(
+    conn: Conn, *, page_id: int, job_id: str, cluster_set_id: int, segment_set_id: int, report: Any
+) -> int:
     async with transaction(conn) as conn:
         report_id = await conn.fetchval(
             """INSERT INTO gap_reports (page_id, job_id, cluster_set_id, segment_set_id, threshold, score,
                                         coverage_score, method)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
-            page_id, job_id, cluster_set_id, segment_set_id, report.threshold, report.score, report.coverage_score,
+            page_id,
+            job_id,
+            cluster_set_id,
+            segment_set_id,
+            report.threshold,
+            report.score,
+            report.coverage_score,
             getattr(report, "method", "similarity"),
         )
         await conn.executemany(
@@ -555,10 +723,23 @@ async def insert_gap_report(conn: Conn, *, page_id: int, job_id: str, cluster_se
                                  decided_by, explanation)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)""",
             [
-                (report_id, rank, g.cluster_id, g.representative, list(g.keywords), g.total_impressions,
-                 g.avg_position, g.has_gap, g.opportunity_score, _match_json(g.best_match),
-                 [_match_json(m) for m in g.top_matches], len(g.keywords), g.coverage, g.decided_by,
-                 g.explanation)
+                (
+                    report_id,
+                    rank,
+                    g.cluster_id,
+                    g.representative,
+                    list(g.keywords),
+                    g.total_impressions,
+                    g.avg_position,
+                    g.has_gap,
+                    g.opportunity_score,
+                    _match_json(g.best_match),
+                    [_match_json(m) for m in g.top_matches],
+                    len(g.keywords),
+                    g.coverage,
+                    g.decided_by,
+                    g.explanation,
+                )
                 for rank, g in enumerate(report.gaps)
             ],
         )
@@ -568,8 +749,12 @@ async def insert_gap_report(conn: Conn, *, page_id: int, job_id: str, cluster_se
 def _match_json(match: Any) -> dict | None:
     if match is None:
         return None
-    return {"segment_id": match.segment_id, "heading_path": list(match.heading_path), "text": match.text,
-            "similarity": float(match.similarity)}
+    return {
+        "segment_id": match.segment_id,
+        "heading_path": list(match.heading_path),
+        "text": match.text,
+        "similarity": float(match.similarity),
+    }
 
 
 async def get_judgement(conn: Conn, prompt_hash: str) -> asyncpg.Record | None:
@@ -581,7 +766,11 @@ async def put_judgement(conn: Conn, *, prompt_hash: str, model: str, status: str
     await conn.execute(
         """INSERT INTO llm_judgements (prompt_hash, model, status, quote, reason) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (prompt_hash) DO NOTHING""",
-        prompt_hash, model, status, quote, reason,
+        prompt_hash,
+        model,
+        status,
+        quote,
+        reason,
     )
 
 
@@ -593,21 +782,44 @@ async def get_gaps(conn: Conn, gap_report_id: int) -> list[asyncpg.Record]:
     return await conn.fetch("SELECT * FROM gaps WHERE gap_report_id = $1 ORDER BY rank", gap_report_id)
 
 
-async def insert_draft_set(conn: Conn, *, page_id: int, job_id: str, gap_report_id: int,
-                           llm_provider: str, llm_model: str | None, drafts: Sequence[Any]) -> int:
+async def insert_draft_set(
+    conn: Conn,
+    *,
+    page_id: int,
+    job_id: str,
+    gap_report_id: int,
+    llm_provider: str,
+    llm_model: str | None,
+    drafts: Sequence[Any],
+) -> int:
     async with transaction(conn) as conn:
         set_id = await conn.fetchval(
             """INSERT INTO draft_sets (page_id, job_id, gap_report_id, llm_provider, llm_model)
                VALUES ($1, $2, $3, $4, $5) RETURNING id""",
-            page_id, job_id, gap_report_id, llm_provider, llm_model,
+            page_id,
+            job_id,
+            gap_report_id,
+            llm_provider,
+            llm_model,
         )
         await conn.executemany(
             """INSERT INTO drafts (draft_set_id, cluster_id, kind, action, target_segment_id, suggested_heading,
                                    original, draft, diff, model, prompt_version)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
             [
-                (set_id, d.cluster_id, d.kind, d.action, d.target_segment_id, d.suggested_heading, d.original,
-                 d.draft, d.diff, d.model, d.prompt_version)
+                (
+                    set_id,
+                    d.cluster_id,
+                    d.kind,
+                    d.action,
+                    d.target_segment_id,
+                    d.suggested_heading,
+                    d.original,
+                    d.draft,
+                    d.diff,
+                    d.model,
+                    d.prompt_version,
+                )
                 for d in drafts
             ],
         )
@@ -624,22 +836,25 @@ async def get_drafts(conn: Conn, draft_set_id: int) -> list[asyncpg.Record]:
 
 # ---------------------------------------------------------------- API keys
 
+
 async def insert_api_key(conn: Conn, *, name: str, key_hash: str, key_prefix: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         """INSERT INTO pageperfect_api_keys (name, key_hash, key_prefix) VALUES ($1, $2, $3)
            RETURNING id, name, key_prefix, created_at, revoked_at""",
-        name, key_hash, key_prefix,
+        name,
+        key_hash,
+        key_prefix,
     )
 
 
 async def find_api_key(conn: Conn, key_hash: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT id, name, key_hash, revoked_at FROM pageperfect_api_keys WHERE key_hash = $1", key_hash)
+        "SELECT id, name, key_hash, revoked_at FROM pageperfect_api_keys WHERE key_hash = $1", key_hash
+    )
 
 
 async def list_api_keys(conn: Conn) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT id, name, key_prefix, created_at, revoked_at FROM pageperfect_api_keys ORDER BY id")
+    return await conn.fetch("SELECT id, name, key_prefix, created_at, revoked_at FROM pageperfect_api_keys ORDER BY id")
 
 
 async def revoke_api_key(conn: Conn, key_id: int) -> asyncpg.Record | None:
@@ -653,6 +868,7 @@ async def revoke_api_key(conn: Conn, key_id: int) -> asyncpg.Record | None:
 
 # ---------------------------------------------------------------- stages
 
+
 async def stage_backlog(conn: Conn) -> list[asyncpg.Record]:
     """The operators' backlog view: per stage, jobs waiting for it, running it, waiting to retry it."""
     return await conn.fetch("SELECT * FROM get_pageperfect_stage_backlog()")
@@ -664,15 +880,31 @@ BATCH_COUNT_KEYS = ("waiting", "queued", "processing", "completed", "failed", "c
 
 
 async def insert_batch(
-    conn: Conn, batch_id: str, *, source: str, concurrency: int, options: dict, webhook_url: str | None,
-    workflow_id: str, run_id: str | None, items: Sequence[tuple[str, int | None, str | None]],
+    conn: Conn,
+    batch_id: str,
+    *,
+    source: str,
+    concurrency: int,
+    options: dict,
+    webhook_url: str | None,
+    workflow_id: str,
+    run_id: str | None,
+    items: Sequence[tuple[str, int | None, str | None]],
 ) -> int:
     """The batch and its pages (url, keyword set, refusal); a second call for the same batch adds nothing."""
     async with transaction(conn) as conn:
         created = await conn.fetchval(
-            """INSERT INTO pageperfect_batches (id, source, concurrency, total, options, webhook_url, workflow_id, run_id)
+            """INSERT INTO pageperfect_batches (id, source, concurrency, total, options, webhook_url, workflow_id,
+                                               run_id)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING true""",
-            batch_id, source, concurrency, len(items), options, webhook_url, workflow_id, run_id,
+            batch_id,
+            source,
+            concurrency,
+            len(items),
+            options,
+            webhook_url,
+            workflow_id,
+            run_id,
         )
         if created:
             await conn.executemany(
@@ -686,7 +918,9 @@ async def insert_batch(
 async def set_batch_run(conn: Conn, batch_id: str, workflow_id: str, run_id: str) -> None:
     await conn.execute(
         "UPDATE pageperfect_batches SET workflow_id = $2, run_id = $3, updated_at = now() WHERE id = $1",
-        batch_id, workflow_id, run_id,
+        batch_id,
+        workflow_id,
+        run_id,
     )
 
 
@@ -712,12 +946,15 @@ async def reject_batch_item(conn: Conn, batch_id: str, position: int, error: str
     await conn.execute(
         """UPDATE pageperfect_batch_items SET error = $3, updated_at = now()
            WHERE batch_id = $1 AND position = $2""",
-        batch_id, position, error,
+        batch_id,
+        position,
+        error,
     )
 
 
-async def insert_batch_job(conn: Conn, batch_id: str, position: int, job: JobInput, payload: dict,
-                           workflow_id: str) -> bool:
+async def insert_batch_job(
+    conn: Conn, batch_id: str, position: int, job: JobInput, payload: dict, workflow_id: str
+) -> bool:
     """The job row of a batch's page, and the page's link to it: both or neither.
 
     False (nothing stored) once the batch is no longer running: the batch row's lock orders
@@ -731,13 +968,14 @@ async def insert_batch_job(conn: Conn, batch_id: str, position: int, job: JobInp
         await conn.execute(
             """UPDATE pageperfect_batch_items SET job_id = $3, existing = false, updated_at = now()
                WHERE batch_id = $1 AND position = $2""",
-            batch_id, position, job.job_id,
+            batch_id,
+            position,
+            job.job_id,
         )
         return True
 
 
-async def link_running_job(conn: Conn, batch_id: str, position: int, own_job_id: str,
-                           workflow_id: str) -> str | None:
+async def link_running_job(conn: Conn, batch_id: str, position: int, own_job_id: str, workflow_id: str) -> str | None:
     """Points the batch's page at the page's running job and drops the job the batch had made for it.
 
     None (and nothing changed) when no other job of that workflow id is open any more.
@@ -747,14 +985,17 @@ async def link_running_job(conn: Conn, batch_id: str, position: int, own_job_id:
             """SELECT id FROM pageperfect_jobs
                WHERE workflow_id = $1 AND id <> $2 AND status IN ('queued', 'processing')
                ORDER BY created_at DESC LIMIT 1""",
-            workflow_id, own_job_id,
+            workflow_id,
+            own_job_id,
         )
         if running is None:
             return None
         await conn.execute(
             """UPDATE pageperfect_batch_items SET job_id = $3, existing = true, updated_at = now()
                WHERE batch_id = $1 AND position = $2""",
-            batch_id, position, running,
+            batch_id,
+            position,
+            running,
         )
         await conn.execute("DELETE FROM pageperfect_jobs WHERE id = $1", own_job_id)
         return str(running)
@@ -802,7 +1043,8 @@ async def close_batch(conn: Conn, batch_id: str, status: str) -> None:
             """UPDATE pageperfect_batches SET status = $2, completed_at = coalesce(completed_at, now()),
                       updated_at = now()
                WHERE id = $1""",
-            batch_id, status,
+            batch_id,
+            status,
         )
         if status == "cancelled":
             await conn.execute(
@@ -819,13 +1061,26 @@ async def close_batch(conn: Conn, batch_id: str, status: str) -> None:
 
 # Artifact table -> its rows' child table (deleted with them), and the artifact tables whose rows
 # point at it (a row still pointed at stays). In the order they are pruned: readers first.
-_ARTIFACT_ROWS = {"crawls": None, "segment_sets": "segments", "cluster_sets": "clusters", "gap_reports": "gaps",
-                  "draft_sets": "drafts"}
-_POINTED_AT_BY = {"draft_sets": [], "gap_reports": [("draft_sets", "gap_report_id")],
-                  "cluster_sets": [("gap_reports", "cluster_set_id")],
-                  "segment_sets": [("gap_reports", "segment_set_id")], "crawls": [("segment_sets", "crawl_id")]}
-_CHILD_KEY = {"segments": "segment_set_id", "clusters": "cluster_set_id", "gaps": "gap_report_id",
-              "drafts": "draft_set_id"}
+_ARTIFACT_ROWS = {
+    "crawls": None,
+    "segment_sets": "segments",
+    "cluster_sets": "clusters",
+    "gap_reports": "gaps",
+    "draft_sets": "drafts",
+}
+_POINTED_AT_BY = {
+    "draft_sets": [],
+    "gap_reports": [("draft_sets", "gap_report_id")],
+    "cluster_sets": [("gap_reports", "cluster_set_id")],
+    "segment_sets": [("gap_reports", "segment_set_id")],
+    "crawls": [("segment_sets", "crawl_id")],
+}
+_CHILD_KEY = {
+    "segments": "segment_set_id",
+    "clusters": "cluster_set_id",
+    "gaps": "gap_report_id",
+    "drafts": "draft_set_id",
+}
 # Pages with a job that has not ended: nothing of theirs goes, whatever its age (the job may reuse it).
 _BUSY_PAGES = "SELECT page_id FROM pageperfect_jobs WHERE status IN ('queued', 'processing')"
 
@@ -847,14 +1102,18 @@ async def prune_artifacts(conn: asyncpg.Connection | PoolConnectionProxy, cutoff
                  gone AS (DELETE FROM stage_outputs s WHERE s.created_at < $1
                             AND s.id NOT IN (SELECT id FROM latest) AND s.page_id NOT IN ({_BUSY_PAGES})
                           RETURNING 1)
-            SELECT count(*) FROM gone""", cutoff)
+            SELECT count(*) FROM gone""",
+        cutoff,
+    )
     for table in ("draft_sets", "gap_reports", "cluster_sets", "segment_sets", "crawls"):
         stages = [stage for stage, stored in STAGE_ARTIFACTS.items() if stored == table]
-        pointed = "".join(f" AND t.id NOT IN (SELECT {column} FROM {reader})"
-                          for reader, column in _POINTED_AT_BY[table])
+        pointed = "".join(
+            f" AND t.id NOT IN (SELECT {column} FROM {reader})" for reader, column in _POINTED_AT_BY[table]
+        )
         child = _ARTIFACT_ROWS[table]
-        counted = (f", (SELECT count(*) FROM {child} WHERE {_CHILD_KEY[child]} IN (SELECT id FROM gone))"
-                   if child else ", 0")
+        counted = (
+            f", (SELECT count(*) FROM {child} WHERE {_CHILD_KEY[child]} IN (SELECT id FROM gone))" if child else ", 0"
+        )
         row = await conn.fetchrow(
             f"""WITH gone AS (
                     DELETE FROM {table} t WHERE t.created_at < $1
@@ -864,7 +1123,10 @@ async def prune_artifacts(conn: asyncpg.Connection | PoolConnectionProxy, cutoff
                                        WHERE stage = ANY($2::text[]) AND summary->>'artifact_id' IS NOT NULL)
                       {pointed}
                     RETURNING t.id)
-                SELECT (SELECT count(*) FROM gone){counted}""", cutoff, stages)
+                SELECT (SELECT count(*) FROM gone){counted}""",
+            cutoff,
+            stages,
+        )
         assert row is not None
         removed[table] = row[0]
         if child:
@@ -877,28 +1139,39 @@ async def prune_artifacts(conn: asyncpg.Connection | PoolConnectionProxy, cutoff
                          AND k.id NOT IN (SELECT i.keyword_set_id FROM pageperfect_batch_items i
                                           JOIN pageperfect_batches b ON b.id = i.batch_id
                                           WHERE b.status = 'running' AND i.keyword_set_id IS NOT NULL)"""
-    await conn.execute(f"UPDATE pageperfect_batch_items SET keyword_set_id = NULL WHERE keyword_set_id IN ({keyword_sets})",
-                       cutoff)
+    await conn.execute(
+        f"UPDATE pageperfect_batch_items SET keyword_set_id = NULL WHERE keyword_set_id IN ({keyword_sets})", cutoff
+    )
     row = await conn.fetchrow(
         f"""WITH gone AS (DELETE FROM keyword_sets WHERE id IN ({keyword_sets}) RETURNING id)
             SELECT (SELECT count(*) FROM gone),
-                   (SELECT count(*) FROM keywords WHERE keyword_set_id IN (SELECT id FROM gone))""", cutoff)
+                   (SELECT count(*) FROM keywords WHERE keyword_set_id IN (SELECT id FROM gone))""",
+        cutoff,
+    )
     assert row is not None
     removed["keyword_sets"], removed["keywords"] = row[0], row[1]
     removed["embedding_cache"] = await conn.fetchval(
         """WITH gone AS (DELETE FROM embedding_cache WHERE used_at < $1 RETURNING 1) SELECT count(*) FROM gone""",
-        cutoff)
+        cutoff,
+    )
     return removed
 
 
 # ---------------------------------------------------------------- sites (docs/SITE.md)
 
-async def insert_site(conn: Conn, site_id: str, *, batch_id: str, source: str, pages: int, options: dict,
-                      workflow_id: str) -> None:
+
+async def insert_site(
+    conn: Conn, site_id: str, *, batch_id: str, source: str, pages: int, options: dict, workflow_id: str
+) -> None:
     await conn.execute(
         """INSERT INTO pageperfect_sites (id, batch_id, source, pages, options, workflow_id, stage)
            VALUES ($1, $2, $3, $4, $5, $6, 'pages')""",
-        site_id, batch_id, source, pages, options, workflow_id,
+        site_id,
+        batch_id,
+        source,
+        pages,
+        options,
+        workflow_id,
     )
 
 
@@ -917,7 +1190,8 @@ async def get_site(conn: Conn, site_id: str) -> asyncpg.Record | None:
 async def set_site_stage(conn: Conn, site_id: str, stage: str) -> None:
     await conn.execute(
         "UPDATE pageperfect_sites SET stage = $2, updated_at = now() WHERE id = $1 AND status = 'running'",
-        site_id, stage,
+        site_id,
+        stage,
     )
 
 
@@ -936,81 +1210,171 @@ async def site_jobs(conn: Conn, site_id: str) -> list[asyncpg.Record]:
 async def store_site_result(conn: Conn, site_id: str, result: Any) -> None:
     """The site stage's findings (an analysis.site.SiteResult), replacing any of an earlier attempt."""
     async with transaction(conn) as conn:
-        for table in ("pageperfect_site_links", "pageperfect_site_cases", "pageperfect_site_pages",
-                      "pageperfect_site_intent_pages"):  # fixed names; case pages go with their cases
+        for table in (
+            "pageperfect_site_links",
+            "pageperfect_site_cases",
+            "pageperfect_site_pages",
+            "pageperfect_site_intent_pages",
+        ):  # fixed names; case pages go with their cases
             await conn.execute(f"DELETE FROM {table} WHERE site_id = $1", site_id)
         await conn.executemany(
             """INSERT INTO pageperfect_site_pages (site_id, rank, url, job_id, coverage, queries, impressions, gaps,
                                                    opportunity, top_gaps)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
-            [(site_id, rank, p["url"], p["job_id"], p["coverage"], p["queries"], p["impressions"], p["gaps"],
-              p["opportunity"], p["top_gaps"]) for rank, p in enumerate(result.pages)])
+            [
+                (
+                    site_id,
+                    rank,
+                    p["url"],
+                    p["job_id"],
+                    p["coverage"],
+                    p["queries"],
+                    p["impressions"],
+                    p["gaps"],
+                    p["opportunity"],
+                    p["top_gaps"],
+                )
+                for rank, p in enumerate(result.pages)
+            ],
+        )
         await conn.executemany(
             """INSERT INTO pageperfect_site_cases (site_id, case_id, intent, queries, total_impressions, evenness,
                                                    severity, recommendation, reasons)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-            [(site_id, i, c["intent"], c["queries"], c["total_impressions"], c["evenness"], c["severity"],
-              c["recommendation"], c["reasons"]) for i, c in enumerate(result.cannibalization)])
+            [
+                (
+                    site_id,
+                    i,
+                    c["intent"],
+                    c["queries"],
+                    c["total_impressions"],
+                    c["evenness"],
+                    c["severity"],
+                    c["recommendation"],
+                    c["reasons"],
+                )
+                for i, c in enumerate(result.cannibalization)
+            ],
+        )
         await conn.executemany(
             """INSERT INTO pageperfect_site_case_pages (site_id, case_id, position, url, job_id, impressions, clicks,
                    position_avg, impression_share, click_share, queries, passage, passage_cosine)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
-            [(site_id, i, n, p["url"], p["job_id"], p["impressions"], p["clicks"], p["position"],
-              p["impression_share"], p["click_share"], p["queries"], p["passage"], p["passage_cosine"])
-             for i, c in enumerate(result.cannibalization) for n, p in enumerate(c["pages"])])
+            [
+                (
+                    site_id,
+                    i,
+                    n,
+                    p["url"],
+                    p["job_id"],
+                    p["impressions"],
+                    p["clicks"],
+                    p["position"],
+                    p["impression_share"],
+                    p["click_share"],
+                    p["queries"],
+                    p["passage"],
+                    p["passage_cosine"],
+                )
+                for i, c in enumerate(result.cannibalization)
+                for n, p in enumerate(c["pages"])
+            ],
+        )
         await conn.executemany(
             """INSERT INTO pageperfect_site_links (site_id, link_id, from_url, from_job_id, cluster_id, intent,
                    queries, to_url, to_job_id, to_segment_id, anchor_text, passage, coverage, original_score, score,
                    reason)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)""",
-            [(site_id, i, x["from_url"], x["from_job_id"], x["cluster_id"], x["intent"], x["queries"], x["to_url"],
-              x["to_job_id"], x["to_segment_id"], x["anchor_text"], x["passage"], x["coverage"],
-              x["original_score"], x["score"], x["reason"]) for i, x in enumerate(result.links)])
+            [
+                (
+                    site_id,
+                    i,
+                    x["from_url"],
+                    x["from_job_id"],
+                    x["cluster_id"],
+                    x["intent"],
+                    x["queries"],
+                    x["to_url"],
+                    x["to_job_id"],
+                    x["to_segment_id"],
+                    x["anchor_text"],
+                    x["passage"],
+                    x["coverage"],
+                    x["original_score"],
+                    x["score"],
+                    x["reason"],
+                )
+                for i, x in enumerate(result.links)
+            ],
+        )
         await conn.executemany(
             """INSERT INTO pageperfect_site_intent_pages (site_id, intent_id, intent, url, impressions)
                VALUES ($1, $2, $3, $4, $5)""",
-            [(site_id, i["intent_id"], i["intent"], url, impressions)
-             for i in result.intents for url, impressions in i["pages"].items()])
+            [
+                (site_id, i["intent_id"], i["intent"], url, impressions)
+                for i in result.intents
+                for url, impressions in i["pages"].items()
+            ],
+        )
         await conn.execute(
-            "UPDATE pageperfect_sites SET stats = $2, updated_at = now() WHERE id = $1", site_id, result.stats)
+            "UPDATE pageperfect_sites SET stats = $2, updated_at = now() WHERE id = $1", site_id, result.stats
+        )
 
 
 async def site_result_rows(conn: Conn, site_id: str) -> dict[str, list[asyncpg.Record]]:
     return {
         "pages": await conn.fetch("SELECT * FROM pageperfect_site_pages WHERE site_id = $1 ORDER BY rank", site_id),
-        "cases": await conn.fetch("SELECT * FROM pageperfect_site_cases WHERE site_id = $1 ORDER BY case_id",
-                                  site_id),
+        "cases": await conn.fetch("SELECT * FROM pageperfect_site_cases WHERE site_id = $1 ORDER BY case_id", site_id),
         "case_pages": await conn.fetch(
-            "SELECT * FROM pageperfect_site_case_pages WHERE site_id = $1 ORDER BY case_id, position", site_id),
-        "links": await conn.fetch("SELECT * FROM pageperfect_site_links WHERE site_id = $1 ORDER BY link_id",
-                                  site_id),
+            "SELECT * FROM pageperfect_site_case_pages WHERE site_id = $1 ORDER BY case_id, position", site_id
+        ),
+        "links": await conn.fetch("SELECT * FROM pageperfect_site_links WHERE site_id = $1 ORDER BY link_id", site_id),
         "intents": await conn.fetch(
-            "SELECT * FROM pageperfect_site_intent_pages WHERE site_id = $1 ORDER BY intent_id, url", site_id),
+            "SELECT * FROM pageperfect_site_intent_pages WHERE site_id = $1 ORDER BY intent_id, url", site_id
+        ),
     }
 
 
-async def finalize_site(conn: Conn, *, site_id: str, status: str, stage: str | None, error: str | None,
-                        workflow_id: str, run_id: str) -> None:
+async def finalize_site(
+    conn: Conn, *, site_id: str, status: str, stage: str | None, error: str | None, workflow_id: str, run_id: str
+) -> None:
     """The site's final row and, for a failure, its dead letter, in one transaction; idempotent."""
     async with transaction(conn) as conn:
         await conn.execute(
             """UPDATE pageperfect_sites SET status = $2, error = $3, completed_at = coalesce(completed_at, now()),
                       updated_at = now(), stage = coalesce($4, stage)
                WHERE id = $1""",
-            site_id, status, error, stage,
+            site_id,
+            status,
+            error,
+            stage,
         )
         if status == "failed":
             await conn.execute(
                 """INSERT INTO pageperfect_site_dead_letters (site_id, workflow_id, run_id, stage, failure_reason,
                                                               error_details)
                    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (workflow_id, run_id) DO NOTHING""",
-                site_id, workflow_id, run_id, stage, (error or "failed").split("\n")[0][:500], error,
+                site_id,
+                workflow_id,
+                run_id,
+                stage,
+                (error or "failed").split("\n")[0][:500],
+                error,
             )
 
 
-async def mirror_site_stage(conn: Conn, *, site_id: str, stage: str, status: str, attempt: int,
-                            started_at: datetime, completed_at: datetime | None, duration_ms: float | None,
-                            last_error: str | None) -> None:
+async def mirror_site_stage(
+    conn: Conn,
+    *,
+    site_id: str,
+    stage: str,
+    status: str,
+    attempt: int,
+    started_at: datetime,
+    completed_at: datetime | None,
+    duration_ms: float | None,
+    last_error: str | None,
+) -> None:
     """A site stage attempt's row; moves forward only (a later attempt, or a later status of the same one)."""
     await conn.execute(
         f"""INSERT INTO pageperfect_site_stages AS s (site_id, stage, status, attempt_count, started_at, completed_at,
@@ -1023,12 +1387,20 @@ async def mirror_site_stage(conn: Conn, *, site_id: str, stage: str, status: str
            WHERE EXCLUDED.attempt_count > s.attempt_count
               OR (EXCLUDED.attempt_count = s.attempt_count
                   AND {_STATUS_RANK_SQL.format(col="EXCLUDED.status")} >= {_STATUS_RANK_SQL.format(col="s.status")})""",
-        site_id, stage, status, attempt, started_at, completed_at, duration_ms, last_error,
+        site_id,
+        stage,
+        status,
+        attempt,
+        started_at,
+        completed_at,
+        duration_ms,
+        last_error,
     )
 
 
-async def site_gsc_rows(conn: Conn, page_prefix: str | None, host: str | None,
-                        date_range: str) -> dict[str, list[KeywordRow]]:
+async def site_gsc_rows(
+    conn: Conn, page_prefix: str | None, host: str | None, date_range: str
+) -> dict[str, list[KeywordRow]]:
     """A Search Console property's imported rows for one date range ("start/end"), grouped by page URL:
     pages under a URL-prefix property, or on a domain property's host and its subdomains."""
     rows = await conn.fetch(
@@ -1038,10 +1410,15 @@ async def site_gsc_rows(conn: Conn, page_prefix: str | None, host: str | None,
                   OR ($2::text IS NOT NULL AND (substring(page_url from '^[a-z]+://([^/:]+)') = $2
                                                 OR substring(page_url from '^[a-z]+://([^/:]+)') LIKE '%.' || $2)))
            ORDER BY page_url, impressions DESC""",
-        page_prefix, host, date_range,
+        page_prefix,
+        host,
+        date_range,
     )
     out: dict[str, list[KeywordRow]] = {}
     for r in rows:
-        out.setdefault(r["page_url"], []).append(KeywordRow.model_construct(
-            query=r["query"], clicks=r["clicks"], impressions=r["impressions"], ctr=r["ctr"], position=r["position"]))
+        out.setdefault(r["page_url"], []).append(
+            KeywordRow.model_construct(
+                query=r["query"], clicks=r["clicks"], impressions=r["impressions"], ctr=r["ctr"], position=r["position"]
+            )
+        )
     return out

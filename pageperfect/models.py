@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pageperfect.stages import STAGE_NAMES
 
+
 class JobStatus(StrEnum):
     """A job's status, as its row (pageperfect_jobs.status), the API, the CLI and the workflow's progress say it.
 
@@ -42,8 +43,9 @@ class StageStatus(StrEnum):
 
 
 # A stage with one of these will not run again in its job.
-STAGE_ENDINGS = frozenset({StageStatus.COMPLETED, StageStatus.REUSED, StageStatus.SKIPPED, StageStatus.FAILED,
-                           StageStatus.CANCELLED})
+STAGE_ENDINGS = frozenset(
+    {StageStatus.COMPLETED, StageStatus.REUSED, StageStatus.SKIPPED, StageStatus.FAILED, StageStatus.CANCELLED}
+)
 
 # The endings: a job with one of these has stopped, and its row is not reopened.
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -119,25 +121,34 @@ class AnalysisOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: ClusterMethod | None = Field(
-        default=None, description="How queries are grouped: 'intents' (communities of a query graph) or 'dbscan'.")
+        default=None, description="How queries are grouped: 'intents' (communities of a query graph) or 'dbscan'."
+    )
     eps: float | None = Field(default=None, gt=0, lt=2, description="DBSCAN radius (cosine distance).")
     min_samples: int | None = Field(default=None, ge=1, le=1000, description="DBSCAN's min_samples.")
     neighbors: int | None = Field(default=None, ge=1, le=50, description="'intents': links per query and view.")
-    resolution: float | None = Field(default=None, gt=0, le=10,
-                                     description="'intents': Louvain resolution; above 1 gives smaller groups.")
+    resolution: float | None = Field(
+        default=None, gt=0, le=10, description="'intents': Louvain resolution; above 1 gives smaller groups."
+    )
     gap_threshold: float | None = Field(
-        default=None, gt=-1, lt=1,
-        description="A cluster is a gap below this coverage (evidence) or best similarity (cosine, lexical).")
-    judge: bool = Field(default=True, description="With a chat model configured, ask it about the clusters "
-                                                  "nearest the coverage threshold.")
+        default=None,
+        gt=-1,
+        lt=1,
+        description="A cluster is a gap below this coverage (evidence) or best similarity (cosine, lexical).",
+    )
+    judge: bool = Field(
+        default=True,
+        description="With a chat model configured, ask it about the clusters nearest the coverage threshold.",
+    )
     judge_max: int = Field(default=8, ge=0, le=50, description="At most this many clusters go to the judge.")
     score: ScoreName = "striking"
     top_gaps: int = Field(default=3, ge=0, le=50)
     filters: KeywordFilters = Field(default_factory=KeywordFilters)
     include_long_queries: bool = Field(
-        default=False, description="Cluster long or prompt-like queries too (more than 32 words, or an "
-                                   "instruction to an assistant: pageperfect/analysis/long_queries.py); by default "
-                                   "they are kept and counted but left out of the clusters.")
+        default=False,
+        description="Cluster long or prompt-like queries too (more than 32 words, or an "
+        "instruction to an assistant: pageperfect/analysis/long_queries.py); by default "
+        "they are kept and counted but left out of the clusters.",
+    )
 
 
 class RetrySettings(BaseModel):

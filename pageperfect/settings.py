@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
     # minilm (all-MiniLM-L6-v2 on this machine), hashing (lexical) or openai; unset: openai with a key, else minilm.
     embedding_provider: Literal["minilm", "hashing", "openai"] | None = Field(
-        default=None, alias="PAGEPERFECT_EMBEDDING_PROVIDER")
+        default=None, alias="PAGEPERFECT_EMBEDDING_PROVIDER"
+    )
     embedding_model: str = Field(default="text-embedding-3-small", alias="PAGEPERFECT_EMBEDDING_MODEL")
     llm_model: str = Field(default="gpt-4o-mini", alias="PAGEPERFECT_LLM_MODEL")
 
@@ -78,8 +79,9 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(default=None, alias="PAGEPERFECT_WEBHOOK_SECRET")
     # The Search Console import schedule: a service-account JSON key file, read by the worker.
     gsc_credentials_file: Path | None = Field(default=None, alias="PAGEPERFECT_GSC_CREDENTIALS")
-    gsc_api_url: str = Field(default="https://searchconsole.googleapis.com/webmasters/v3",
-                             alias="PAGEPERFECT_GSC_API_URL")
+    gsc_api_url: str = Field(
+        default="https://searchconsole.googleapis.com/webmasters/v3", alias="PAGEPERFECT_GSC_API_URL"
+    )
     # Prometheus metrics of the Temporal SDK (workers and client) on this port; unset means off.
     worker_metrics_port: int | None = Field(default=None, ge=0, le=65535, alias="PAGEPERFECT_WORKER_METRICS_PORT")
     worker_metrics_host: str = Field(default="0.0.0.0", alias="PAGEPERFECT_WORKER_METRICS_HOST")
@@ -95,8 +97,9 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = Field(default=60.0, gt=0, le=600, alias="PAGEPERFECT_PROVIDER_TIMEOUT")
     # How long Temporal keeps a closed run's history (replay --all, mirror reconcile read it). `pageperfect up`
     # sets it on its embedded dev server (30 days when unset), and on an existing cluster only when it is set.
-    temporal_retention_days: float | None = Field(default=None, ge=1, le=3650,
-                                                  alias="PAGEPERFECT_TEMPORAL_RETENTION_DAYS")
+    temporal_retention_days: float | None = Field(
+        default=None, ge=1, le=3650, alias="PAGEPERFECT_TEMPORAL_RETENTION_DAYS"
+    )
 
     @property
     def database_dsn(self) -> str | None:

@@ -101,8 +101,9 @@ def load_pages(eval_dir: Path, evalkit: ModuleType, passage_kinds: tuple[str, ..
             html = (eval_dir / sub / "site" / f"{name}.html").read_text(encoding="utf-8", errors="replace")
             extracted = extract_page(html, f"http://127.0.0.1/{name}.html")
             rows = [KeywordRow(**row) for row in evalkit.rows(spec)]
-            pages.append(Page(set_name, name, spec, rows, extracted.segments,
-                              passages_of(extracted.segments, passage_kinds)))
+            pages.append(
+                Page(set_name, name, spec, rows, extracted.segments, passages_of(extracted.segments, passage_kinds))
+            )
     return pages
 
 
@@ -133,20 +134,25 @@ def fit_model(pages: list[Page], base: CoverageModel) -> CoverageModel:
     xs, ys = zip(*(topic_signals(p, base) for p in pages))
     fit = LogisticRegression(class_weight="balanced").fit(np.concatenate(xs), np.concatenate(ys))
     w = fit.coef_[0]
-    return replace(base, semantic=round(float(w[0]), 3), semantic_full=round(float(w[1]), 3),
-                   lexical=round(float(w[2]), 3), bias=round(float(fit.intercept_[0]), 3))
+    return replace(
+        base,
+        semantic=round(float(w[0]), 3),
+        semantic_full=round(float(w[1]), 3),
+        lexical=round(float(w[2]), 3),
+        bias=round(float(fit.intercept_[0]), 3),
+    )
 
 
 def _evidence(page: Page, model: CoverageModel) -> Evidence:
-    return Evidence(page.queries, page.vectors, page.stripped, page.subject, page.passages, page.passage_vectors,
-                    model)
+    return Evidence(page.queries, page.vectors, page.stripped, page.subject, page.passages, page.passage_vectors, model)
 
 
 def clusters_for(page: Page, neighbors: int, resolution: float):
     key = ("intents", neighbors, resolution)
     if key not in page.cache:
-        labels = intent_labels(page.queries, page.vectors, page.stripped, page.subject,
-                               neighbors=neighbors, resolution=resolution)
+        labels = intent_labels(
+            page.queries, page.vectors, page.stripped, page.subject, neighbors=neighbors, resolution=resolution
+        )
         page.cache[key] = clusters_from_labels(page.rows, page.vectors, labels)
     return page.cache[key]
 
@@ -162,8 +168,11 @@ def job_result(clusters, report) -> dict:
 def evidence_report(page: Page, model: CoverageModel, neighbors: int, resolution: float):
     clusters = clusters_for(page, neighbors, resolution)
     return clusters, analyze_evidence(
-        clusters, page.impressions, _evidence(page, model),
-        summarize=lambda rows: summarize_members(page.rows, page.vectors, rows))
+        clusters,
+        page.impressions,
+        _evidence(page, model),
+        summarize=lambda rows: summarize_members(page.rows, page.vectors, rows),
+    )
 
 
 def score(pages: list[Page], evalkit: ModuleType, report_of) -> dict[str, dict]:
@@ -181,8 +190,14 @@ def score(pages: list[Page], evalkit: ModuleType, report_of) -> dict[str, dict]:
             topics = {p.name: p.spec for p in chosen}
             lines, precision, recall, f1 = evalkit.score(topics, folder)
             split, ari = evalkit.grouping(topics, folder)
-            out[set_name] = {"precision": precision, "recall": recall, "f1": f1, "clusters_per_topic": split,
-                             "ari": ari, "lines": lines}
+            out[set_name] = {
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+                "clusters_per_topic": split,
+                "ari": ari,
+                "lines": lines,
+            }
     return out
 
 
@@ -202,8 +217,12 @@ def meets_floor(figures: dict[str, dict]) -> bool:
     return "dev" not in figures or figures["dev"]["f1"] >= DEV_F1_FLOOR - 1e-9
 
 
-GRIDS = {"neighbors": NEIGHBORS_GRID, "resolution": RESOLUTION_GRID, "threshold": THRESHOLD_GRID,
-         "split_margin": MARGIN_GRID}
+GRIDS = {
+    "neighbors": NEIGHBORS_GRID,
+    "resolution": RESOLUTION_GRID,
+    "threshold": THRESHOLD_GRID,
+    "split_margin": MARGIN_GRID,
+}
 
 
 def run_grid(pages, evalkit, model, grids=GRIDS) -> dict[tuple, dict]:
@@ -224,8 +243,10 @@ def _plateau(value_of, axes: list[list], key: tuple, free: set[int]) -> float:
     """The mean of value_of over the points one step around key along the axes in `free`. Past the grid's edge
     the edge itself counts again, so an edge point is not favoured for having fewer (worse) neighbours."""
     idx = [axis.index(v) for axis, v in zip(axes, key)]
-    steps = [[min(len(a) - 1, max(0, i + d)) for d in ((-1, 0, 1) if n in free else (0,))]
-             for n, (a, i) in enumerate(zip(axes, idx))]
+    steps = [
+        [min(len(a) - 1, max(0, i + d)) for d in ((-1, 0, 1) if n in free else (0,))]
+        for n, (a, i) in enumerate(zip(axes, idx))
+    ]
     return float(np.mean([value_of(tuple(a[i] for a, i in zip(axes, point))) for point in itertools.product(*steps)]))
 
 
@@ -248,12 +269,22 @@ def choose(results: dict[tuple, dict], grids=GRIDS) -> tuple:
         return float(np.mean([grouping_objective(results[(n, r, t, no_split)]) for t in grids["threshold"]]))
 
     groupings = sorted({k[:2] for k in results}, key=lambda k: (axes[0].index(k[0]), axes[1].index(k[1])))
-    best_g = max(groupings, key=lambda g: (round(_plateau(grouping, axes, (*g, axes[2][0], no_split), g_axes), 4),
-                                           round(grouping((*g, axes[2][0], no_split)), 4)))
+    best_g = max(
+        groupings,
+        key=lambda g: (
+            round(_plateau(grouping, axes, (*g, axes[2][0], no_split), g_axes), 4),
+            round(grouping((*g, axes[2][0], no_split)), 4),
+        ),
+    )
     at = [k for k in results if k[:2] == best_g]
     candidates = [k for k in at if meets_floor(results[k])] or at
-    return max(candidates, key=lambda k: (round(_plateau(lambda p: objective(results[p]), axes, k, d_axes), 4),
-                                          round(objective(results[k]), 4)))
+    return max(
+        candidates,
+        key=lambda k: (
+            round(_plateau(lambda p: objective(results[p]), axes, k, d_axes), 4),
+            round(objective(results[k]), 4),
+        ),
+    )
 
 
 def leave_one_page_out(pages, evalkit, base, grids) -> dict[str, dict]:
@@ -287,8 +318,10 @@ def leave_one_page_out(pages, evalkit, base, grids) -> dict[str, dict]:
 
 def print_figures(label: str, figures: dict[str, dict]) -> None:
     for s, v in figures.items():
-        print(f"{label:28s} {s:4s}: precision {v['precision']:.2f} recall {v['recall']:.2f} F1 {v['f1']:.2f}; "
-              f"clusters per topic {v['clusters_per_topic']:.2f}, ARI {v['ari']:.2f}")
+        print(
+            f"{label:28s} {s:4s}: precision {v['precision']:.2f} recall {v['recall']:.2f} F1 {v['f1']:.2f}; "
+            f"clusters per topic {v['clusters_per_topic']:.2f}, ARI {v['ari']:.2f}"
+        )
 
 
 def make_embedder(provider: str):
@@ -320,22 +353,35 @@ def calibrate(provider: str, embedder, eval_dir: Path, json_out: Path | None, qu
     out: dict = {"provider": provider, "model": embedder.model}
 
     if defaults.method == "dbscan":
+
         def legacy(p):
             clusters = cluster_keywords(p.rows, p.vectors, eps=defaults.eps, min_samples=defaults.min_samples)
-            report = analyze_gaps(clusters, p.segment_vectors, p.segments, threshold=defaults.gap_threshold,
-                                  similarity=defaults.similarity)
+            report = analyze_gaps(
+                clusters,
+                p.segment_vectors,
+                p.segments,
+                threshold=defaults.gap_threshold,
+                similarity=defaults.similarity,
+            )
             return clusters, report
+
         figures = score(pages, evalkit, legacy)
         print_figures(f"defaults ({defaults.similarity})", figures)
         out["defaults"] = figures
     else:
         model = fit_model(pages, base)
-        print(f"coverage weights: semantic {model.semantic} semantic_full {model.semantic_full} "
-              f"lexical {model.lexical} bias {model.bias}")
+        print(
+            f"coverage weights: semantic {model.semantic} semantic_full {model.semantic_full} "
+            f"lexical {model.lexical} bias {model.bias}"
+        )
         grids = dict(GRIDS)
         if quick:
-            grids = {"neighbors": [defaults.neighbors], "resolution": [defaults.resolution],
-                     "threshold": THRESHOLD_GRID, "split_margin": MARGIN_GRID}
+            grids = {
+                "neighbors": [defaults.neighbors],
+                "resolution": [defaults.resolution],
+                "threshold": THRESHOLD_GRID,
+                "split_margin": MARGIN_GRID,
+            }
         results = run_grid(pages, evalkit, model, grids)
         key = choose(results, grids)
         print(f"chosen neighbors {key[0]} resolution {key[1]} threshold {key[2]} split_margin {key[3]}")
@@ -346,14 +392,25 @@ def calibrate(provider: str, embedder, eval_dir: Path, json_out: Path | None, qu
                 point = tuple(v if n == name else k for n, k in zip(grids, key))
                 line.append(f"{v}:{objective(results[point]):.2f}")
             print(f"  objective along {name}: {' '.join(line)}")
-        out.update({
-            "weights": {"semantic": model.semantic, "semantic_full": model.semantic_full,
-                        "lexical": model.lexical, "bias": model.bias},
-            "chosen": dict(zip(grids, key)), "figures": {s: {k: v for k, v in f.items() if k != "lines"}
-                                                        for s, f in results[key].items()},
-            "grid": [{**dict(zip(grids, k)), **{s: {m: f[m] for m in ("f1", "clusters_per_topic", "ari")}
-                                                for s, f in r.items()}} for k, r in results.items()],
-        })
+        out.update(
+            {
+                "weights": {
+                    "semantic": model.semantic,
+                    "semantic_full": model.semantic_full,
+                    "lexical": model.lexical,
+                    "bias": model.bias,
+                },
+                "chosen": dict(zip(grids, key)),
+                "figures": {s: {k: v for k, v in f.items() if k != "lines"} for s, f in results[key].items()},
+                "grid": [
+                    {
+                        **dict(zip(grids, k)),
+                        **{s: {m: f[m] for m in ("f1", "clusters_per_topic", "ari")} for s, f in r.items()},
+                    }
+                    for k, r in results.items()
+                ],
+            }
+        )
         for line in results[key]["real"]["lines"] + results[key]["dev"]["lines"]:
             print("  " + line)
         if not quick:
@@ -362,8 +419,9 @@ def calibrate(provider: str, embedder, eval_dir: Path, json_out: Path | None, qu
             held_grids = {**grids, "neighbors": [key[0]], "resolution": [key[1]]}
             held = leave_one_page_out(pages, evalkit, base, held_grids)
             for s, v in held["pooled"].items():
-                print(f"leave one page out {s}: precision {v['precision']:.2f} recall {v['recall']:.2f} "
-                      f"F1 {v['f1']:.2f}")
+                print(
+                    f"leave one page out {s}: precision {v['precision']:.2f} recall {v['recall']:.2f} F1 {v['f1']:.2f}"
+                )
             out["leave_one_page_out"] = held
     if json_out:
         json_out.write_text(json.dumps(out, indent=1, default=str))

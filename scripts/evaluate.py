@@ -85,12 +85,19 @@ async def run_job(http: httpx.AsyncClient, url: str, rows: list[dict], options: 
 async def evaluate(eval_dir: Path, out: Path, sets: list[str], options: dict, concurrency: int) -> None:
     evalkit = load_evalkit(eval_dir)
     with tempfile.TemporaryDirectory(prefix="pageperfect-eval-") as data_dir:
-        settings = Settings(_env_file=None).model_copy(update={
-            "data_dir": Path(data_dir), "api_port": free_port(), "temporal_port": free_port(), "ui_port": free_port(),
-            "allowed_hosts": "127.0.0.1"})
+        settings = Settings(_env_file=None).model_copy(
+            update={
+                "data_dir": Path(data_dir),
+                "api_port": free_port(),
+                "temporal_port": free_port(),
+                "ui_port": free_port(),
+                "allowed_hosts": "127.0.0.1",
+            }
+        )
         async with running_stack(settings) as stack:
-            async with httpx.AsyncClient(base_url=stack.api_url, timeout=60,
-                                         headers={"Authorization": f"Bearer {stack.api_key}"}) as http:
+            async with httpx.AsyncClient(
+                base_url=stack.api_url, timeout=60, headers={"Authorization": f"Bearer {stack.api_key}"}
+            ) as http:
                 for set_name in sets:
                     folder = eval_dir / SETS[set_name]
                     topics = json.loads((folder / "topics.json").read_text())
@@ -109,8 +116,16 @@ async def evaluate(eval_dir: Path, out: Path, sets: list[str], options: dict, co
                     finally:
                         server.shutdown()
                     print(f"== {set_name}: {folder / 'topics.json'}", flush=True)
-                    subprocess.run([sys.executable, str(eval_dir / "evalkit.py"), "score",
-                                    str(folder / "topics.json"), str(target)], check=True)
+                    subprocess.run(
+                        [
+                            sys.executable,
+                            str(eval_dir / "evalkit.py"),
+                            "score",
+                            str(folder / "topics.json"),
+                            str(target),
+                        ],
+                        check=True,
+                    )
 
 
 def main(argv: list[str] | None = None) -> int:

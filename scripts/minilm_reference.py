@@ -110,14 +110,20 @@ def main() -> None:
         "model": "sentence-transformers/all-MiniLM-L6-v2",
         "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
         "max_seq_length": model.max_seq_length,
-        "versions": {"sentence_transformers": sentence_transformers.__version__,
-                     "transformers": transformers.__version__, "torch": torch.__version__,
-                     "python": platform.python_version()},
+        "versions": {
+            "sentence_transformers": sentence_transformers.__version__,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
     }
     # One line per sentence, so that a change to the list reads as a diff of the lines it touches.
-    rows = [json.dumps({"text": text, "ids": token_ids, "vector": [float(f"{x:.8g}") for x in vector.tolist()]},
-                       ensure_ascii=False)
-            for text, token_ids, vector in zip(SENTENCES, ids, vectors)]
+    rows = [
+        json.dumps(
+            {"text": text, "ids": token_ids, "vector": [float(f"{x:.8g}") for x in vector.tolist()]}, ensure_ascii=False
+        )
+        for text, token_ids, vector in zip(SENTENCES, ids, vectors)
+    ]
     body = json.dumps(header, ensure_ascii=False, indent=1)[:-2]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(body + ',\n "sentences": [\n  ' + ",\n  ".join(rows) + "\n ]\n}\n")

@@ -57,8 +57,9 @@ def tmp_root():
 
 @pytest.fixture(scope="session")
 def temporal_server(tmp_root):
-    server = TemporalDevServer(port=free_port(), ui_port=free_port(), db_file=tmp_root / "temporal.db",
-                               log_file=tmp_root / "temporal.log").start()
+    server = TemporalDevServer(
+        port=free_port(), ui_port=free_port(), db_file=tmp_root / "temporal.db", log_file=tmp_root / "temporal.log"
+    ).start()
     yield server
     server.stop()
 
@@ -115,10 +116,12 @@ async def pipeline_factory(pool, client, temporal_server):
         if wrap_crawler is not None:
             resources.crawler = wrap_crawler(resources.crawler)
         # With payload_key set, workers and API share a client whose converter encrypts.
-        job_client = (client if settings.payload_key is None
-                      else await connect(temporal_server.address, settings=settings))
-        return await pipelines.start(settings, f"t{uuid.uuid4().hex[:10]}", pool=pool, client=job_client,
-                                     resources=resources, queues=queues)
+        job_client = (
+            client if settings.payload_key is None else await connect(temporal_server.address, settings=settings)
+        )
+        return await pipelines.start(
+            settings, f"t{uuid.uuid4().hex[:10]}", pool=pool, client=job_client, resources=resources, queues=queues
+        )
 
     yield start
     await pipelines.stop_all()

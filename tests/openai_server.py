@@ -181,8 +181,11 @@ class OpenAIStub:
             "created": int(time.time()),
             "model": body.get("model", "gpt-4o-mini"),
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content, "refusal": scripted.get("refusal")},
-                 "finish_reason": scripted.get("finish_reason", "stop")}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": scripted.get("refusal")},
+                    "finish_reason": scripted.get("finish_reason", "stop"),
+                }
             ],
             "usage": {
                 "prompt_tokens": prompt_tokens,

@@ -64,17 +64,21 @@ class PagePerfectBatchWorkflow:
         self._outcomes = dict(batch.ended)
         control = queue_name(batch.queue_prefix, CONTROL_QUEUE)
         self._total = await workflow.execute_activity(
-            "open_batch", OpenBatch(batch=batch, batch_id=self._batch_id, workflow_id=info.workflow_id,
-                                    run_id=info.run_id),
-            task_queue=control, result_type=int, start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-            retry_policy=BOOKKEEPING_RETRY)
+            "open_batch",
+            OpenBatch(batch=batch, batch_id=self._batch_id, workflow_id=info.workflow_id, run_id=info.run_id),
+            task_queue=control,
+            result_type=int,
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=BOOKKEEPING_RETRY,
+        )
         slots = asyncio.Semaphore(max(1, min(batch.concurrency, MAX_CONCURRENCY)))
         stop = min(self._total, batch.start + max(1, batch.pages_per_run))
         status = "completed"
         try:
             # return_exceptions: on a cancel, gather waits until every page has ended (its job cancelled).
-            ended = await asyncio.gather(*(self._page(batch, position, slots)
-                                           for position in range(batch.start, stop)), return_exceptions=True)
+            ended = await asyncio.gather(
+                *(self._page(batch, position, slots) for position in range(batch.start, stop)), return_exceptions=True
+            )
         except (asyncio.CancelledError, CancelledError):
             status = "cancelled"
         else:
@@ -83,15 +87,31 @@ class PagePerfectBatchWorkflow:
                     workflow.logger.warning("batch %s page %d: %s", self._batch_id, position, outcome)
                     self._note("error")
             if stop < self._total:
-                workflow.continue_as_new(batch.model_copy(update={
-                    "batch_id": self._batch_id, "urls": [], "start": stop, "ended": self._outcomes}))
+                workflow.continue_as_new(
+                    batch.model_copy(
+                        update={"batch_id": self._batch_id, "urls": [], "start": stop, "ended": self._outcomes}
+                    )
+                )
         summary = await workflow.execute_activity(
-            "close_batch", CloseBatch(batch_id=self._batch_id, status=status), task_queue=control,
-            result_type=dict, cancellation_type=workflow.ActivityCancellationType.ABANDON,
-            start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
+            "close_batch",
+            CloseBatch(batch_id=self._batch_id, status=status),
+            task_queue=control,
+            result_type=dict,
+            cancellation_type=workflow.ActivityCancellationType.ABANDON,
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=BOOKKEEPING_RETRY,
+        )
         if batch.webhook_url:
-            await announce(WebhookCall(url=batch.webhook_url, kind="batch", id=self._batch_id, status=status,
-                                       occurred_at=workflow.now(), queue_prefix=batch.queue_prefix))
+            await announce(
+                WebhookCall(
+                    url=batch.webhook_url,
+                    kind="batch",
+                    id=self._batch_id,
+                    status=status,
+                    occurred_at=workflow.now(),
+                    queue_prefix=batch.queue_prefix,
+                )
+            )
         if status == "cancelled":
             raise CancelledError("batch cancelled")
         return summary
@@ -104,10 +124,18 @@ class PagePerfectBatchWorkflow:
         control = queue_name(batch.queue_prefix, CONTROL_QUEUE)
         prepared: PreparedJob = await workflow.execute_activity(
             "prepare_batch_job",
-            PrepareBatchJob(batch_id=self._batch_id, position=position, job_id=str(workflow.uuid4()),
-                            jobs=batch.jobs, queue_prefix=batch.queue_prefix),
-            task_queue=control, result_type=PreparedJob, start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-            retry_policy=BOOKKEEPING_RETRY)
+            PrepareBatchJob(
+                batch_id=self._batch_id,
+                position=position,
+                job_id=str(workflow.uuid4()),
+                jobs=batch.jobs,
+                queue_prefix=batch.queue_prefix,
+            ),
+            task_queue=control,
+            result_type=PreparedJob,
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=BOOKKEEPING_RETRY,
+        )
         if prepared.rejected is not None:
             return "rejected"
         if prepared.linked_job_id is not None:
@@ -118,25 +146,34 @@ class PagePerfectBatchWorkflow:
         for _ in range(START_TRIES):
             try:
                 handle = await workflow.start_child_workflow(
-                    WORKFLOW_NAME, job, id=workflow_id,
+                    WORKFLOW_NAME,
+                    job,
+                    id=workflow_id,
                     task_queue=queue_name(job.queue_prefix, WORKFLOW_QUEUE),
                     # A cancelled (or terminated) batch asks its running jobs to cancel: they end as cancelled.
                     parent_close_policy=workflow.ParentClosePolicy.REQUEST_CANCEL,
-                    search_attributes=TypedSearchAttributes([
-                        *([SearchAttributePair(URL_ATTRIBUTE, job.url[:2000])] if prepared.search_url else []),
-                        SearchAttributePair(JOB_ATTRIBUTE, job.job_id),
-                        SearchAttributePair(STAGE_ATTRIBUTE, "queued"),
-                    ]),
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            *([SearchAttributePair(URL_ATTRIBUTE, job.url[:2000])] if prepared.search_url else []),
+                            SearchAttributePair(JOB_ATTRIBUTE, job.job_id),
+                            SearchAttributePair(STAGE_ATTRIBUTE, "queued"),
+                        ]
+                    ),
                     priority=temporal_priority(job.priority),
                     result_type=dict,
                 )
             except WorkflowAlreadyStartedError:
                 # The page has a running job (the API's, or another batch's): that one counts for this page.
                 linked = await workflow.execute_activity(
-                    "link_running_job", LinkRunningJob(batch_id=self._batch_id, position=position,
-                                                       own_job_id=job.job_id, workflow_id=workflow_id),
-                    task_queue=control, result_type=str, start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-                    retry_policy=BOOKKEEPING_RETRY)
+                    "link_running_job",
+                    LinkRunningJob(
+                        batch_id=self._batch_id, position=position, own_job_id=job.job_id, workflow_id=workflow_id
+                    ),
+                    task_queue=control,
+                    result_type=str,
+                    start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+                    retry_policy=BOOKKEEPING_RETRY,
+                )
                 if linked:
                     return await self._follow(linked, batch)
                 await workflow.sleep(timedelta(seconds=batch.poll_seconds))  # it ended meanwhile: start ours
@@ -148,17 +185,30 @@ class PagePerfectBatchWorkflow:
                 return "cancelled" if isinstance(err.cause, CancelledError) else "failed"
         # The page's workflow id stays taken by a run without a job row (started by hand?): say so, go on.
         await workflow.execute_activity(
-            "reject_batch_page", RejectBatchPage(batch_id=self._batch_id, position=position, own_job_id=job.job_id,
-                                                 reason=f"{workflow_id} is held by a run that is not a job"),
-            task_queue=control, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
+            "reject_batch_page",
+            RejectBatchPage(
+                batch_id=self._batch_id,
+                position=position,
+                own_job_id=job.job_id,
+                reason=f"{workflow_id} is held by a run that is not a job",
+            ),
+            task_queue=control,
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=BOOKKEEPING_RETRY,
+        )
         return "rejected"
 
     async def _follow(self, job_id: str, batch: BatchInput) -> str:
         """Wait for a job this batch did not start, by its row (its own workflow writes the ending there)."""
         while True:
             status = await workflow.execute_activity(
-                "batch_job_status", job_id, task_queue=queue_name(batch.queue_prefix, CONTROL_QUEUE),
-                result_type=str, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY)
+                "batch_job_status",
+                job_id,
+                task_queue=queue_name(batch.queue_prefix, CONTROL_QUEUE),
+                result_type=str,
+                start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+                retry_policy=BOOKKEEPING_RETRY,
+            )
             if status in FINAL_STATUSES or status == "gone":
                 return status
             await workflow.sleep(timedelta(seconds=batch.poll_seconds))
@@ -174,4 +224,3 @@ class PagePerfectBatchWorkflow:
 
 def batch_workflow_id(batch_id: str) -> str:
     return f"pageperfect-batch-{batch_id}"
-

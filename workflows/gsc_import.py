@@ -19,8 +19,15 @@ with workflow.unsafe.imports_passed_through():
 GSC_IMPORT_WORKFLOW = "PagePerfectGscImport"
 GSC_IMPORT_ACTIVITY = "import_search_console"
 # The client retries 429 and 5xx itself; these retries cover a worker lost mid-import.
-GSC_IMPORT_RETRY = retry_policy(Retry(timedelta(seconds=30), 2.0, timedelta(minutes=10), 5,
-                                      non_retryable=("MissingCredentials", "SearchConsoleRefused")))
+GSC_IMPORT_RETRY = retry_policy(
+    Retry(
+        timedelta(seconds=30),
+        2.0,
+        timedelta(minutes=10),
+        5,
+        non_retryable=("MissingCredentials", "SearchConsoleRefused"),
+    )
+)
 
 
 @workflow.defn(name=GSC_IMPORT_WORKFLOW)
@@ -31,8 +38,9 @@ class PagePerfectGscImportWorkflow:
         start = end - timedelta(days=inp.days - 1)
         return await workflow.execute_activity(
             GSC_IMPORT_ACTIVITY,
-            GscImportRequest(site_url=inp.site_url, start_date=start.isoformat(), end_date=end.isoformat(),
-                             page=inp.page),
+            GscImportRequest(
+                site_url=inp.site_url, start_date=start.isoformat(), end_date=end.isoformat(), page=inp.page
+            ),
             task_queue=queue_name(inp.queue_prefix, CONTROL_QUEUE),
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(minutes=2),

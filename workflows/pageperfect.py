@@ -79,18 +79,30 @@ class PagePerfectWorkflow:
             else:  # runs started before the stage table had `after`: one stage at a time, as they were
                 await self._run_in_order(job, summaries)
         except (asyncio.CancelledError, CancelledError) as err:
-            await self._finish(JobOutcome(job=job, status=JobStatus.CANCELLED, stage=self._current,
-                                          summaries=_in_table_order(summaries)))
+            await self._finish(
+                JobOutcome(
+                    job=job, status=JobStatus.CANCELLED, stage=self._current, summaries=_in_table_order(summaries)
+                )
+            )
             raise err
         except ActivityError as err:
             if isinstance(err.cause, CancelledError):
-                await self._finish(JobOutcome(job=job, status=JobStatus.CANCELLED, stage=self._current,
-                                              summaries=_in_table_order(summaries)))
+                await self._finish(
+                    JobOutcome(
+                        job=job, status=JobStatus.CANCELLED, stage=self._current, summaries=_in_table_order(summaries)
+                    )
+                )
                 raise
             reason, details = _describe_failure(err)
             await self._finish(
-                JobOutcome(job=job, status=JobStatus.FAILED, stage=self._current, failure_reason=reason,
-                           error_details=details, summaries=_in_table_order(summaries))
+                JobOutcome(
+                    job=job,
+                    status=JobStatus.FAILED,
+                    stage=self._current,
+                    failure_reason=reason,
+                    error_details=details,
+                    summaries=_in_table_order(summaries),
+                )
             )
             raise ApplicationError(f"{self._current} failed: {reason}", type="StageFailed", non_retryable=True) from err
         self._current = None
@@ -143,8 +155,11 @@ class PagePerfectWorkflow:
         start_to_close, heartbeat = stage.timeouts(job.timeout_scale)
         # Exactly the stages it comes after (a skipped one is not there: the activity reads the page's latest).
         only_after = workflow.patched(INPUTS_ARE_AFTER)
-        previous = {name: summary for name, summary in _in_table_order(summaries).items()
-                    if name in stage.after or not only_after}
+        previous = {
+            name: summary
+            for name, summary in _in_table_order(summaries).items()
+            if name in stage.after or not only_after
+        }
         summary: StageSummary = await workflow.execute_activity(
             stage.name,
             StageInput(job=job, previous=previous),
@@ -184,9 +199,16 @@ class PagePerfectWorkflow:
         )
         # Only with a webhook: histories of jobs without one stay as they were.
         if outcome.job.webhook_url:
-            await announce(WebhookCall(url=outcome.job.webhook_url, kind="job", id=outcome.job.job_id,
-                                       status=outcome.status, occurred_at=workflow.now(),
-                                       queue_prefix=outcome.job.queue_prefix))
+            await announce(
+                WebhookCall(
+                    url=outcome.job.webhook_url,
+                    kind="job",
+                    id=outcome.job.job_id,
+                    status=outcome.status,
+                    occurred_at=workflow.now(),
+                    queue_prefix=outcome.job.queue_prefix,
+                )
+            )
 
     @workflow.query
     def progress(self) -> JobProgress:
@@ -236,5 +258,3 @@ def _describe_failure(err: ActivityError) -> tuple[str, str]:
     if err.retry_state is not None:
         details += f" (retry state: {err.retry_state.name})"
     return reason, details
-
-

@@ -8,5 +8,10 @@ from workflows.pageperfect import PagePerfectWorkflow
 from workflows.site import PagePerfectSiteWorkflow
 from workflows.webhook import PagePerfectWebhookWorkflow
 
-WORKFLOWS = (PagePerfectWorkflow, PagePerfectBatchWorkflow, PagePerfectWebhookWorkflow, PagePerfectGscImportWorkflow,
-             PagePerfectSiteWorkflow)
+WORKFLOWS = (
+    PagePerfectWorkflow,
+    PagePerfectBatchWorkflow,
+    PagePerfectWebhookWorkflow,
+    PagePerfectGscImportWorkflow,
+    PagePerfectSiteWorkflow,
+)

@@ -27,9 +27,13 @@ SITE_STAGE = "site_analysis"
 FINALIZE_SITE = "finalize_site"
 SITE_STAGE_TIMEOUT = timedelta(minutes=30)
 SITE_STAGE_HEARTBEAT = timedelta(minutes=2)
-SITE_STAGE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), backoff_coefficient=2.0,
-                               maximum_interval=timedelta(minutes=2), maximum_attempts=3,
-                               non_retryable_error_types=["NotEnoughPages", "NotFound", "BadInput"])
+SITE_STAGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=3,
+    non_retryable_error_types=["NotEnoughPages", "NotFound", "BadInput"],
+)
 
 
 def site_workflow_id(site_id: str) -> str:
@@ -60,17 +64,31 @@ class PagePerfectSiteWorkflow:
         try:
             pages = await workflow.execute_child_workflow(
                 BATCH_WORKFLOW,
-                BatchInput(batch_id=inp.batch_id, concurrency=inp.concurrency, jobs=inp.jobs, source="site",
-                           queue_prefix=inp.queue_prefix, poll_seconds=inp.poll_seconds),
-                id=batch_workflow_id(inp.batch_id), task_queue=queue_name(inp.queue_prefix, WORKFLOW_QUEUE),
-                result_type=dict)
+                BatchInput(
+                    batch_id=inp.batch_id,
+                    concurrency=inp.concurrency,
+                    jobs=inp.jobs,
+                    source="site",
+                    queue_prefix=inp.queue_prefix,
+                    poll_seconds=inp.poll_seconds,
+                ),
+                id=batch_workflow_id(inp.batch_id),
+                task_queue=queue_name(inp.queue_prefix, WORKFLOW_QUEUE),
+                result_type=dict,
+            )
             self._summary["pages"] = pages.get("counts", {})
             self._stage = SITE_STAGE
-            self._summary.update(await workflow.execute_activity(
-                SITE_STAGE, SiteStageInput(site_id=inp.site_id, top_gaps=inp.jobs.options.top_gaps or 5),
-                task_queue=queue_name(inp.queue_prefix, COMPUTE_QUEUE), result_type=dict,
-                start_to_close_timeout=SITE_STAGE_TIMEOUT, heartbeat_timeout=SITE_STAGE_HEARTBEAT,
-                retry_policy=SITE_STAGE_RETRY))
+            self._summary.update(
+                await workflow.execute_activity(
+                    SITE_STAGE,
+                    SiteStageInput(site_id=inp.site_id, top_gaps=inp.jobs.options.top_gaps or 5),
+                    task_queue=queue_name(inp.queue_prefix, COMPUTE_QUEUE),
+                    result_type=dict,
+                    start_to_close_timeout=SITE_STAGE_TIMEOUT,
+                    heartbeat_timeout=SITE_STAGE_HEARTBEAT,
+                    retry_policy=SITE_STAGE_RETRY,
+                )
+            )
         except (asyncio.CancelledError, CancelledError):
             status = "cancelled"
         except (ActivityError, ChildWorkflowError) as err:
@@ -80,10 +98,20 @@ class PagePerfectSiteWorkflow:
                 status, error = "failed", _reason(err)
         self._status = status
         await workflow.execute_activity(
-            FINALIZE_SITE, FinalizeSite(site_id=inp.site_id, status=status, stage=self._stage, error=error,
-                                        workflow_id=info.workflow_id, run_id=info.run_id),
-            task_queue=control, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY,
-            cancellation_type=workflow.ActivityCancellationType.ABANDON)
+            FINALIZE_SITE,
+            FinalizeSite(
+                site_id=inp.site_id,
+                status=status,
+                stage=self._stage,
+                error=error,
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+            ),
+            task_queue=control,
+            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+            retry_policy=BOOKKEEPING_RETRY,
+            cancellation_type=workflow.ActivityCancellationType.ABANDON,
+        )
         if status == "cancelled":
             raise CancelledError("site analysis cancelled")
         if status == "failed":

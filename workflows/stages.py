@@ -14,8 +14,7 @@ from temporalio.common import RetryPolicy
 from pageperfect.stages import Retry
 
 
-def retry_policy(retry: Retry, *, max_attempts: int | None = None,
-                 initial_seconds: float | None = None) -> RetryPolicy:
+def retry_policy(retry: Retry, *, max_attempts: int | None = None, initial_seconds: float | None = None) -> RetryPolicy:
     """The Temporal policy of a stage's retry, with a job's own max_attempts and retry delay where it set them."""
     initial = timedelta(seconds=initial_seconds) if initial_seconds is not None else retry.initial
     return RetryPolicy(

@@ -19,8 +19,9 @@ with workflow.unsafe.imports_passed_through():
 WEBHOOK_WORKFLOW = "PagePerfectWebhook"
 SEND_WEBHOOK_ACTIVITY = "send_webhook"
 # Receivers go down for maintenance: keep trying for a day, at most every ten minutes.
-WEBHOOK_RETRY = retry_policy(Retry(timedelta(seconds=1), 2.0, timedelta(minutes=10), 0,
-                                   non_retryable=("InvalidUrl", "BlockedAddress")))
+WEBHOOK_RETRY = retry_policy(
+    Retry(timedelta(seconds=1), 2.0, timedelta(minutes=10), 0, non_retryable=("InvalidUrl", "BlockedAddress"))
+)
 WEBHOOK_ATTEMPT_TIMEOUT = timedelta(seconds=30)
 WEBHOOK_GIVE_UP_AFTER = timedelta(hours=24)
 

@@ -83,7 +83,11 @@ def _prepared(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _within_eps(
-    similarities: np.ndarray, eps: float, source: np.ndarray, left: np.ndarray, right: np.ndarray,
+    similarities: np.ndarray,
+    eps: float,
+    source: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
     nonzero: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which of the candidate pairs (left, right), with float32 similarities, are within eps.
@@ -382,26 +386,31 @@ def _summarize(rows: Sequence[KeywordRow], unit: np.ndarray, labels: np.ndarray)
     clusters = []
     for rank, g in enumerate(ranking.tolist()):
         members = order[bounds[g] : bounds[g + 1]].tolist()
-        clusters.append(Cluster(
-            cluster_id=rank,
-            representative=rows[members[0]].query,
-            keywords=[rows[i].query for i in members],
-            member_indices=members,
-            size=len(members),
-            total_impressions=float(total[g]),
-            avg_impressions=float(total[g]) / len(members),
-            total_clicks=float(total_clicks[g]),
-            avg_position=float(avg_position[g]),
-            centroid=centroids[g].astype(np.float32),
-        ))
+        clusters.append(
+            Cluster(
+                cluster_id=rank,
+                representative=rows[members[0]].query,
+                keywords=[rows[i].query for i in members],
+                member_indices=members,
+                size=len(members),
+                total_impressions=float(total[g]),
+                avg_impressions=float(total[g]) / len(members),
+                total_clicks=float(total_clicks[g]),
+                avg_position=float(avg_position[g]),
+                centroid=centroids[g].astype(np.float32),
+            )
+        )
     return clusters
 
 
 def summarize_members(rows: Sequence[KeywordRow], embeddings: np.ndarray, members: Sequence[int]) -> Cluster:
     """The Cluster of these rows (indices into rows and embeddings), with member_indices into the same."""
     members = list(members)
-    part = _summarize([rows[i] for i in members], _unit_rows(np.asarray(embeddings)[members], np.float32),
-                      np.zeros(len(members), dtype=np.intp))[0]
+    part = _summarize(
+        [rows[i] for i in members],
+        _unit_rows(np.asarray(embeddings)[members], np.float32),
+        np.zeros(len(members), dtype=np.intp),
+    )[0]
     part.member_indices = [members[i] for i in part.member_indices]
     return part
 

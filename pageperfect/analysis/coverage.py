@@ -138,7 +138,7 @@ def _windows(run: list[tuple], kinds: Sequence[str]) -> list[Passage]:
     seen: set[str] = set()
     for size in WINDOW_SIZES:
         for start in range(len(run) - size + 1):
-            part = run[start:start + size]
+            part = run[start : start + size]
             text = " ".join(sentence for *_, sentence in part)
             segment_id, path, below, _ = part[0]
             whole = all(p[0] == segment_id for p in part) and run_text(run, segment_id) == text
@@ -222,7 +222,7 @@ class Evidence:
         )
         return words, present.T.tocsc(), idf
 
-    def restricted(self, indices: Sequence[int]) -> "Evidence":
+    def restricted(self, indices: Sequence[int]) -> Evidence:
         """The same evidence against only these passages (rows of `passages`): nothing is computed again, so one
         Evidence of a page's queries against several pages' passages gives each page's own decision cheaply."""
         rows = np.asarray(indices, dtype=np.intp)
@@ -275,11 +275,17 @@ class Evidence:
             if (p.segment_id, p.text) in seen:
                 continue
             seen.add((p.segment_id, p.text))
-            out.append({
-                "segment_id": p.segment_id, "heading_path": p.heading_path, "text": p.text, "kind": p.kind,
-                "semantic": round(float(semantic[j]), 4), "semantic_full": round(float(semantic_full[j]), 4),
-                "lexical": round(float(lexical[j]), 4),
-            })
+            out.append(
+                {
+                    "segment_id": p.segment_id,
+                    "heading_path": p.heading_path,
+                    "text": p.text,
+                    "kind": p.kind,
+                    "semantic": round(float(semantic[j]), 4),
+                    "semantic_full": round(float(semantic_full[j]), 4),
+                    "lexical": round(float(lexical[j]), 4),
+                }
+            )
             if len(out) == top_k:
                 break
         return out
@@ -301,12 +307,15 @@ class Evidence:
                         stems.setdefault(s, word)
         if passage is None:
             return {"found": [], "missing": list(stems.values())}
-        match = next((p for p in self.passages
-                      if p.segment_id == passage["segment_id"] and p.text == passage["text"]), None)
+        match = next(
+            (p for p in self.passages if p.segment_id == passage["segment_id"] and p.text == passage["text"]), None
+        )
         words_text = match.words_text if match else " ".join([*passage["heading_path"], passage["text"]])
         have = set(content_stems(words_text))
-        return {"found": [w for s, w in stems.items() if s in have],
-                "missing": [w for s, w in stems.items() if s not in have]}
+        return {
+            "found": [w for s, w in stems.items() if s in have],
+            "missing": [w for s, w in stems.items() if s not in have],
+        }
 
 
 def sigmoid(x: float) -> float:
@@ -350,10 +359,12 @@ def decide(
     return out
 
 
-def _decision(rows: np.ndarray, weights: np.ndarray, evidence: QueryEvidence, model: CoverageModel,
-              split_from: int | None = None) -> Decision:
+def _decision(
+    rows: np.ndarray, weights: np.ndarray, evidence: QueryEvidence, model: CoverageModel, split_from: int | None = None
+) -> Decision:
     w = weights[rows].astype(np.float64)
     logit = float((evidence.logit[rows] * w).sum() / w.sum()) if w.sum() > 0 else float(evidence.logit[rows].mean())
     coverage = sigmoid(logit)
-    return Decision(members=rows.tolist(), logit=logit, coverage=coverage, has_gap=coverage < model.threshold,
-                    split_from=split_from)
+    return Decision(
+        members=rows.tolist(), logit=logit, coverage=coverage, has_gap=coverage < model.threshold, split_from=split_from
+    )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pageperfect.analysis.coverage import CoverageModel
 from pageperfect.analysis.intents import NEIGHBORS, RESOLUTION
 
+
 @dataclass(frozen=True)
 class ProviderDefaults:
     method: str  # how queries are grouped: "intents" (pageperfect.analysis.intents) or "dbscan"
@@ -26,8 +27,15 @@ class ProviderDefaults:
 # Fitted and chosen on both labelled sets with all-MiniLM-L6-v2 by scripts/calibrate.py (docs/CALIBRATION.md):
 # the coverage weights by logistic regression; the grouping, then the threshold and the split margin on plateaus,
 # keeping the first set's F1 >= 0.95. Passages: segments, their sentences and windows of 2-3 adjacent sentences.
-MINILM_COVERAGE = CoverageModel(semantic=1.817, semantic_full=1.561, lexical=2.962, bias=-3.535,
-                                threshold=0.5, split_margin=1.0, passages=("segment", "sentence", "window"))
+MINILM_COVERAGE = CoverageModel(
+    semantic=1.817,
+    semantic_full=1.561,
+    lexical=2.962,
+    bias=-3.535,
+    threshold=0.5,
+    split_margin=1.0,
+    passages=("segment", "sentence", "window"),
+)
 MINILM_NEIGHBORS = 4
 MINILM_RESOLUTION = 1.25
 
@@ -35,15 +43,29 @@ PROVIDER_DEFAULTS: dict[str, ProviderDefaults] = {
     # Lexical hashing vectors know words, not meanings: DBSCAN groups near-identical wordings and
     # coverage is the share of a query's words one segment holds (calibrated on ../shared/eval).
     "hashing": ProviderDefaults(method="dbscan", eps=0.2, min_samples=2, gap_threshold=0.65, similarity="lexical"),
-    "minilm": ProviderDefaults(method="intents", eps=0.3, min_samples=2, gap_threshold=MINILM_COVERAGE.threshold,
-                               similarity="evidence", neighbors=MINILM_NEIGHBORS, resolution=MINILM_RESOLUTION,
-                               coverage=MINILM_COVERAGE),
+    "minilm": ProviderDefaults(
+        method="intents",
+        eps=0.3,
+        min_samples=2,
+        gap_threshold=MINILM_COVERAGE.threshold,
+        similarity="evidence",
+        neighbors=MINILM_NEIGHBORS,
+        resolution=MINILM_RESOLUTION,
+        coverage=MINILM_COVERAGE,
+    ),
     # Not calibrated: the API cannot be reached from the calibration machine. The method and the
     # weights are MiniLM's; text-embedding-3-small's cosines run lower, so run scripts/calibrate.py
     # --provider openai before relying on them.
-    "openai": ProviderDefaults(method="intents", eps=0.3, min_samples=2, gap_threshold=MINILM_COVERAGE.threshold,
-                               similarity="evidence", neighbors=MINILM_NEIGHBORS, resolution=MINILM_RESOLUTION,
-                               coverage=MINILM_COVERAGE),
+    "openai": ProviderDefaults(
+        method="intents",
+        eps=0.3,
+        min_samples=2,
+        gap_threshold=MINILM_COVERAGE.threshold,
+        similarity="evidence",
+        neighbors=MINILM_NEIGHBORS,
+        resolution=MINILM_RESOLUTION,
+        coverage=MINILM_COVERAGE,
+    ),
 }
 
 

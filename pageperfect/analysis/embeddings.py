@@ -360,8 +360,7 @@ class OpenAIEmbedder:
                 log.warning("embedding request failed (%s); retry %d in %.1fs", last_error, attempt + 1, delay)
                 await asyncio.sleep(delay)
         raise EmbeddingError(
-            f"embedding request failed after {self.max_tries} tries "
-            f"({type(last_error).__name__}: {last_error})"
+            f"embedding request failed after {self.max_tries} tries ({type(last_error).__name__}: {last_error})"
         ) from last_error
 
     async def embed(self, texts: list[str]) -> np.ndarray:
@@ -393,8 +392,14 @@ class OpenAIEmbedder:
 EMBEDDING_PROVIDERS = ("minilm", "hashing", "openai")
 
 
-def make_embedder(name: str | None, *, api_key: str | None, base_url: str | None = None,
-                  model: str = "text-embedding-3-small", timeout: float = 60) -> EmbeddingProvider:
+def make_embedder(
+    name: str | None,
+    *,
+    api_key: str | None,
+    base_url: str | None = None,
+    model: str = "text-embedding-3-small",
+    timeout: float = 60,
+) -> EmbeddingProvider:
     """The embedder the settings name; None means openai with an API key, else minilm (offline)."""
     api_key = api_key.strip() if api_key and api_key.strip() else None
     if name is None:

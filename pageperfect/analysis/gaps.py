@@ -279,7 +279,7 @@ DUPLICATE_COSINE = 0.9  # two gaps whose query centroids are this close are one 
 def analyze_evidence(
     clusters: Sequence[Cluster],
     impressions: np.ndarray,
-    evidence: "Evidence",
+    evidence: Evidence,
     *,
     score: str = "striking",
     summarize: Callable[[Sequence[int]], Cluster] | None = None,
@@ -297,10 +297,11 @@ def analyze_evidence(
     scorer = SCORES[score]
     model = evidence.model
     per_query = evidence.per_query()
-    decisions = decide([c.member_indices for c in clusters], np.asarray(impressions, dtype=np.float64), per_query,
-                       model)
+    decisions = decide(
+        [c.member_indices for c in clusters], np.asarray(impressions, dtype=np.float64), per_query, model
+    )
     next_id = max((c.cluster_id for c in clusters), default=-1) + 1
-    groups: list[tuple[Cluster, "Decision"]] = []
+    groups: list[tuple[Cluster, Decision]] = []
     for cluster, parts in zip(clusters, decisions):
         if len(parts) == 1:
             groups.append((cluster, parts[0]))
@@ -314,33 +315,53 @@ def analyze_evidence(
     gaps = []
     for cluster, decision in groups:
         found = evidence.passages_for(decision.members)
-        matches = [SegmentMatch(segment_id=p["segment_id"], heading_path=list(p["heading_path"]), text=p["text"],
-                                similarity=p["semantic"]) for p in found]
+        matches = [
+            SegmentMatch(
+                segment_id=p["segment_id"],
+                heading_path=list(p["heading_path"]),
+                text=p["text"],
+                similarity=p["semantic"],
+            )
+            for p in found
+        ]
         explanation: dict = {
             "logit": round(decision.logit, 4),
             "passages": found,
             "words": evidence.words_for(decision.members, found[0] if found else None),
-            "signals": {name: round(float(np.mean(getattr(per_query, name)[decision.members])), 4)
-                        for name in ("semantic", "semantic_full", "lexical")},
+            "signals": {
+                name: round(float(np.mean(getattr(per_query, name)[decision.members])), 4)
+                for name in ("semantic", "semantic_full", "lexical")
+            },
         }
         if decision.split_from is not None:
             explanation["split_from"] = decision.split_from
             explanation["split_reason"] = (
                 f"its queries disagree: some are clearly answered (logit >= {model.split_margin:g}) "
-                f"and some clearly not (<= -{model.split_margin:g})")
+                f"and some clearly not (<= -{model.split_margin:g})"
+            )
         if decision.evidence.get("merged"):
             explanation["merged"] = decision.evidence["merged"]
-        gaps.append(Gap(
-            cluster_id=cluster.cluster_id, representative=cluster.representative, keywords=list(cluster.keywords),
-            total_impressions=cluster.total_impressions, avg_position=cluster.avg_position,
-            has_gap=decision.has_gap, opportunity_score=float(scorer(cluster.avg_position, cluster.total_impressions)),
-            best_match=matches[0] if matches else None, top_matches=matches, coverage=decision.coverage,
-            decided_by="evidence", explanation=explanation,
-        ))
+        gaps.append(
+            Gap(
+                cluster_id=cluster.cluster_id,
+                representative=cluster.representative,
+                keywords=list(cluster.keywords),
+                total_impressions=cluster.total_impressions,
+                avg_position=cluster.avg_position,
+                has_gap=decision.has_gap,
+                opportunity_score=float(scorer(cluster.avg_position, cluster.total_impressions)),
+                best_match=matches[0] if matches else None,
+                top_matches=matches,
+                coverage=decision.coverage,
+                decided_by="evidence",
+                explanation=explanation,
+            )
+        )
     coverage_score = coverage([g for g in gaps], [not g.has_gap for g in gaps])
     gaps.sort(key=lambda g: (not g.has_gap, -g.opportunity_score, g.cluster_id))
-    return GapReport(gaps=gaps, coverage_score=coverage_score, threshold=model.threshold, score=score,
-                     method="evidence")
+    return GapReport(
+        gaps=gaps, coverage_score=coverage_score, threshold=model.threshold, score=score, method="evidence"
+    )
 
 
 def _merge_duplicate_gaps(groups, evidence, summarize):
@@ -376,8 +397,13 @@ def _merge_duplicate_gaps(groups, evidence, summarize):
         piece = summarize(rows)
         piece.cluster_id = groups[first][0].cluster_id
         mean = float(np.mean(logits[rows]))
-        decision = Decision(members=rows, logit=mean, coverage=sigmoid(mean), has_gap=True,
-                            evidence={"merged": [groups[gap_rows[pos]][0].cluster_id for pos in members[1:]]})
+        decision = Decision(
+            members=rows,
+            logit=mean,
+            coverage=sigmoid(mean),
+            has_gap=True,
+            evidence={"merged": [groups[gap_rows[pos]][0].cluster_id for pos in members[1:]]},
+        )
         out[first] = (piece, decision)
         dropped.update(gap_rows[pos] for pos in members[1:])
     return [g for i, g in enumerate(out) if i not in dropped]

@@ -98,7 +98,7 @@ def _lexical_rows(queries: Sequence[str], subject: frozenset[str]) -> sparse.csr
         return sparse.csr_matrix((len(queries), 1), dtype=np.float32)
 
 
-def _top_links(rows_of: "callable", n: int, k: int, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _top_links(rows_of: callable, n: int, k: int, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, similarity) of each row's k most similar other rows with similarity >= floor.
 
     rows_of(start, stop) returns the dense (stop - start, n) similarity block."""
@@ -122,8 +122,15 @@ def _top_links(rows_of: "callable", n: int, k: int, floor: float) -> tuple[np.nd
     return np.concatenate(left), np.concatenate(right), np.concatenate(weight)
 
 
-def link_graph(queries: Sequence[str], vectors: np.ndarray, stripped_vectors: np.ndarray, subject: frozenset[str],
-               *, neighbors: int = NEIGHBORS, min_link: float = MIN_LINK) -> sparse.csr_matrix:
+def link_graph(
+    queries: Sequence[str],
+    vectors: np.ndarray,
+    stripped_vectors: np.ndarray,
+    subject: frozenset[str],
+    *,
+    neighbors: int = NEIGHBORS,
+    min_link: float = MIN_LINK,
+) -> sparse.csr_matrix:
     """The symmetric (n, n) sum of the three views' k-nearest-neighbour graphs."""
     n = len(queries)
     graph = sparse.csr_matrix((n, n), dtype=np.float64)
@@ -177,22 +184,25 @@ def intent_labels(
     if not queries:
         return np.zeros(0, dtype=np.intp)
     graph = link_graph(queries, vectors, stripped_vectors, subject, neighbors=neighbors, min_link=min_link)
-    return refine(graph, communities(graph, resolution=resolution), resolution=resolution,
-                  largest=largest or LARGEST_INTENT)
+    return refine(
+        graph, communities(graph, resolution=resolution), resolution=resolution, largest=largest or LARGEST_INTENT
+    )
 
 
 def _conductance(graph: sparse.csr_matrix, labels: np.ndarray) -> float:
     """The volume-weighted share of the parts' link weight that leaves their part: low for a clean cut."""
     degree = np.asarray(graph.sum(axis=1)).ravel()
     coo = graph.tocoo()
-    leaving = np.bincount(labels[coo.row], weights=coo.data * (labels[coo.row] != labels[coo.col]),
-                          minlength=int(labels.max()) + 1)
+    leaving = np.bincount(
+        labels[coo.row], weights=coo.data * (labels[coo.row] != labels[coo.col]), minlength=int(labels.max()) + 1
+    )
     volume = np.bincount(labels, weights=degree, minlength=int(labels.max()) + 1)
     return float(leaving.sum() / volume.sum()) if volume.sum() > 0 else 1.0
 
 
-def refine(graph: sparse.csr_matrix, labels: np.ndarray, *, resolution: float = RESOLUTION,
-           largest: int = LARGEST_INTENT) -> np.ndarray:
+def refine(
+    graph: sparse.csr_matrix, labels: np.ndarray, *, resolution: float = RESOLUTION, largest: int = LARGEST_INTENT
+) -> np.ndarray:
     """Communities of more than `largest` queries are looked at again on their own links.
 
     Modularity has a resolution limit: in a big graph (a 1,000-query export) it merges groups that
@@ -243,8 +253,9 @@ def group_queries(
         raise ValueError(f"unknown clustering method {method!r}; known: intents, dbscan")
     if stripped_vectors is None:
         raise ValueError("method 'intents' needs the vectors of the queries without their subject")
-    labels = intent_labels([r.query for r in rows], vectors, stripped_vectors, subject,
-                           neighbors=neighbors, resolution=resolution)
+    labels = intent_labels(
+        [r.query for r in rows], vectors, stripped_vectors, subject, neighbors=neighbors, resolution=resolution
+    )
     return clusters_from_labels(rows, vectors, labels)
 
 

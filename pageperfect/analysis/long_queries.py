@@ -26,9 +26,35 @@ PROMPT_MIN_WORDS = 12
 EMBED_WORDS = 32
 EMBED_CHARS = 256
 PROMPT_OPENINGS = (
-    "act as", "pretend", "you are", "imagine", "can you", "could you", "would you", "will you", "please",
-    "help me", "give me", "tell me", "show me", "write", "generate", "create", "draft", "summarize", "summarise",
-    "rewrite", "explain", "i'm", "im", "i am", "i want", "i need", "i have", "i've", "my",
+    "act as",
+    "pretend",
+    "you are",
+    "imagine",
+    "can you",
+    "could you",
+    "would you",
+    "will you",
+    "please",
+    "help me",
+    "give me",
+    "tell me",
+    "show me",
+    "write",
+    "generate",
+    "create",
+    "draft",
+    "summarize",
+    "summarise",
+    "rewrite",
+    "explain",
+    "i'm",
+    "im",
+    "i am",
+    "i want",
+    "i need",
+    "i have",
+    "i've",
+    "my",
 )
 _OPENINGS = tuple(tuple(opening.split()) for opening in PROMPT_OPENINGS)
 

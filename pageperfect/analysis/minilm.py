@@ -197,6 +197,7 @@ class MiniLM:
         # The attention's 1/sqrt(head_dim) is applied to the query weights once, not to every score.
         scale = np.float32(1 / np.sqrt(self.head_dim))
         with safe_open(str(directory / WEIGHTS_FILE), framework="np") as weights:
+
             def get(name: str) -> np.ndarray:
                 return np.ascontiguousarray(weights.get_tensor(name), dtype=np.float32)
 
@@ -211,20 +212,22 @@ class MiniLM:
                 q_w, q_b = get(p + "attention.self.query.weight") * scale, get(p + "attention.self.query.bias") * scale
                 k_w, k_b = get(p + "attention.self.key.weight"), get(p + "attention.self.key.bias")
                 v_w, v_b = get(p + "attention.self.value.weight"), get(p + "attention.self.value.bias")
-                self.layers.append(_Layer(
-                    qkv_w=np.ascontiguousarray(np.concatenate([q_w, k_w, v_w]).T),
-                    qkv_b=np.concatenate([q_b, k_b, v_b]),
-                    out_w=np.ascontiguousarray(get(p + "attention.output.dense.weight").T),
-                    out_b=get(p + "attention.output.dense.bias"),
-                    ln1_w=get(p + "attention.output.LayerNorm.weight"),
-                    ln1_b=get(p + "attention.output.LayerNorm.bias"),
-                    ff_in_w=np.ascontiguousarray(get(p + "intermediate.dense.weight").T),
-                    ff_in_b=get(p + "intermediate.dense.bias"),
-                    ff_out_w=np.ascontiguousarray(get(p + "output.dense.weight").T),
-                    ff_out_b=get(p + "output.dense.bias"),
-                    ln2_w=get(p + "output.LayerNorm.weight"),
-                    ln2_b=get(p + "output.LayerNorm.bias"),
-                ))
+                self.layers.append(
+                    _Layer(
+                        qkv_w=np.ascontiguousarray(np.concatenate([q_w, k_w, v_w]).T),
+                        qkv_b=np.concatenate([q_b, k_b, v_b]),
+                        out_w=np.ascontiguousarray(get(p + "attention.output.dense.weight").T),
+                        out_b=get(p + "attention.output.dense.bias"),
+                        ln1_w=get(p + "attention.output.LayerNorm.weight"),
+                        ln1_b=get(p + "attention.output.LayerNorm.bias"),
+                        ff_in_w=np.ascontiguousarray(get(p + "intermediate.dense.weight").T),
+                        ff_in_b=get(p + "intermediate.dense.bias"),
+                        ff_out_w=np.ascontiguousarray(get(p + "output.dense.weight").T),
+                        ff_out_b=get(p + "output.dense.bias"),
+                        ln2_w=get(p + "output.LayerNorm.weight"),
+                        ln2_b=get(p + "output.LayerNorm.bias"),
+                    )
+                )
         # The token-type embedding of a single sentence (type 0) is a constant: folded into the positions.
         self._position_type = self.position_embeddings + self.token_type_embeddings[0]
         self.profile: dict[str, float] | None = None  # seconds per step, when a dict
@@ -527,8 +530,9 @@ class MiniLMEmbedder:
     model = f"{MODEL_NAME}-{VERSION}"
     dim = 384
 
-    def __init__(self, directory: Path | None = None, chunk_tokens: int = CHUNK_TOKENS,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, directory: Path | None = None, chunk_tokens: int = CHUNK_TOKENS, threads: int | None = None
+    ) -> None:
         if chunk_tokens < 1:
             raise ValueError("chunk_tokens must be at least 1")
         if threads is not None and threads < 1:

@@ -260,8 +260,27 @@ def _unsupported_numbers(new_text: str, gap: GapContext, page_title: str | None)
 
 
 _QUESTION_WORDS = {
-    "what", "why", "which", "who", "whom", "whose", "when", "where", "can", "could", "do", "does", "did",
-    "is", "are", "was", "were", "should", "will", "would", "how",
+    "what",
+    "why",
+    "which",
+    "who",
+    "whom",
+    "whose",
+    "when",
+    "where",
+    "can",
+    "could",
+    "do",
+    "does",
+    "did",
+    "is",
+    "are",
+    "was",
+    "were",
+    "should",
+    "will",
+    "would",
+    "how",
 }
 
 
@@ -285,7 +304,9 @@ def place_name(heading_path: Sequence[str]) -> str:
 def _where(gap: GapContext) -> str:
     if not gap.best_segment_id and not gap.best_heading_path:
         return "add the section at the end of the page's main content (no passage is close to these searches)"
-    place = f'the passage under "{place_name(gap.best_heading_path)}"' if gap.best_heading_path else "the closest passage"
+    place = (
+        f'the passage under "{place_name(gap.best_heading_path)}"' if gap.best_heading_path else "the closest passage"
+    )
     segment = f" (segment {gap.best_segment_id})" if gap.best_segment_id else ""
     return f"add the section right after {place}{segment}, or extend that passage if it is already on this subject"
 
@@ -337,8 +358,15 @@ async def draft_for_gap(
     original = (gap.best_text or "").strip()
     heading = suggested_heading(gap.representative)
     if llm is None:
-        return _draft(gap, "brief", original, _join(original, _brief(gap, heading)), model=None, action="insert_after",
-                      heading=heading)
+        return _draft(
+            gap,
+            "brief",
+            original,
+            _join(original, _brief(gap, heading)),
+            model=None,
+            action="insert_after",
+            heading=heading,
+        )
 
     forced: Action | None = None
     if not original:
@@ -357,14 +385,40 @@ async def draft_for_gap(
         section_heading = model_heading or heading
         new_text = f"{section_heading}\n\n{body}"
         draft = _join(original, new_text)
-    return _draft(gap, "draft", original, draft, model=llm.model, action=action, heading=section_heading,
-                  unsupported_numbers=_unsupported_numbers(new_text, gap, page_title))
+    return _draft(
+        gap,
+        "draft",
+        original,
+        draft,
+        model=llm.model,
+        action=action,
+        heading=section_heading,
+        unsupported_numbers=_unsupported_numbers(new_text, gap, page_title),
+    )
 
 
-def _draft(gap: GapContext, kind: Literal["draft", "brief"], original: str, draft: str, *, model: str | None, action: Action,
-           heading: str | None, unsupported_numbers: list[str] | None = None) -> Draft:
+def _draft(
+    gap: GapContext,
+    kind: Literal["draft", "brief"],
+    original: str,
+    draft: str,
+    *,
+    model: str | None,
+    action: Action,
+    heading: str | None,
+    unsupported_numbers: list[str] | None = None,
+) -> Draft:
     """A draft or a brief for the gap, with its diff against the passage it follows or replaces."""
-    return Draft(cluster_id=gap.cluster_id, kind=kind, original=original, draft=draft,
-                 diff=unified_diff(original, draft), model=model, prompt_version=PROMPT_VERSION, action=action,
-                 target_segment_id=gap.best_segment_id, suggested_heading=heading,
-                 unsupported_numbers=unsupported_numbers or [])
+    return Draft(
+        cluster_id=gap.cluster_id,
+        kind=kind,
+        original=original,
+        draft=draft,
+        diff=unified_diff(original, draft),
+        model=model,
+        prompt_version=PROMPT_VERSION,
+        action=action,
+        target_segment_id=gap.best_segment_id,
+        suggested_heading=heading,
+        unsupported_numbers=unsupported_numbers or [],
+    )

@@ -102,8 +102,14 @@ def extract_page(html: str, url: str | None = None) -> ExtractedPage:
     segments, truncated = _segments_from_blocks(_rooted(blocks, page_root))
     if not segments:
         raise NoContent("no main text found in the page (empty body, scripts or boilerplate only)")
-    return ExtractedPage(title=title, meta_description=description, language=language, segments=segments,
-                         extractor=extractor, truncated=truncated)
+    return ExtractedPage(
+        title=title,
+        meta_description=description,
+        language=language,
+        segments=segments,
+        extractor=extractor,
+        truncated=truncated,
+    )
 
 
 def headings_below_root(heading_path: Sequence[str], heading_level: int) -> tuple[str, ...]:

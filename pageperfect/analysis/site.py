@@ -103,30 +103,53 @@ class SiteResult:
     stats: dict = field(default_factory=dict)
 
 
-def site_page(url: str, job_id: str, rows: Sequence, query_vectors: np.ndarray, stripped_vectors: np.ndarray,
-              subject: frozenset[str], gaps: Sequence, passages: list[Passage], passage_vectors: np.ndarray,
-              coverage_score: float | None = None) -> SitePage:
+def site_page(
+    url: str,
+    job_id: str,
+    rows: Sequence,
+    query_vectors: np.ndarray,
+    stripped_vectors: np.ndarray,
+    subject: frozenset[str],
+    gaps: Sequence,
+    passages: list[Passage],
+    passage_vectors: np.ndarray,
+    coverage_score: float | None = None,
+) -> SitePage:
     """A SitePage from what a page analysis made: its keyword rows (query, clicks, impressions, position) in the
     order of the vectors, and its gap report's rows (gaps.Gap, or rows with the same fields)."""
     index = {r.query: i for i, r in enumerate(rows)}
     groups = []
     for gap in gaps:
         best = _field(gap, "best_match")
-        segment_id = (best.get("segment_id") if isinstance(best, dict) else getattr(best, "segment_id", None)
-                      ) if best else None
-        groups.append(PageGroup(
-            cluster_id=int(_field(gap, "cluster_id")), representative=_field(gap, "representative"),
-            members=[index[q] for q in _field(gap, "keywords") if q in index], has_gap=bool(_field(gap, "has_gap")),
-            coverage=_field(gap, "coverage"), opportunity_score=float(_field(gap, "opportunity_score")),
-            segment_id=segment_id))
-    return SitePage(url=url, job_id=job_id, queries=[r.query for r in rows],
-                    impressions=np.array([r.impressions for r in rows], dtype=np.float64),
-                    clicks=np.array([r.clicks for r in rows], dtype=np.float64),
-                    positions=np.array([r.position for r in rows], dtype=np.float64),
-                    query_vectors=np.asarray(query_vectors, dtype=np.float32),
-                    stripped_vectors=np.asarray(stripped_vectors, dtype=np.float32), subject=frozenset(subject),
-                    groups=[g for g in groups if g.members], passages=list(passages),
-                    passage_vectors=np.asarray(passage_vectors, dtype=np.float32), coverage_score=coverage_score)
+        segment_id = (
+            (best.get("segment_id") if isinstance(best, dict) else getattr(best, "segment_id", None)) if best else None
+        )
+        groups.append(
+            PageGroup(
+                cluster_id=int(_field(gap, "cluster_id")),
+                representative=_field(gap, "representative"),
+                members=[index[q] for q in _field(gap, "keywords") if q in index],
+                has_gap=bool(_field(gap, "has_gap")),
+                coverage=_field(gap, "coverage"),
+                opportunity_score=float(_field(gap, "opportunity_score")),
+                segment_id=segment_id,
+            )
+        )
+    return SitePage(
+        url=url,
+        job_id=job_id,
+        queries=[r.query for r in rows],
+        impressions=np.array([r.impressions for r in rows], dtype=np.float64),
+        clicks=np.array([r.clicks for r in rows], dtype=np.float64),
+        positions=np.array([r.position for r in rows], dtype=np.float64),
+        query_vectors=np.asarray(query_vectors, dtype=np.float32),
+        stripped_vectors=np.asarray(stripped_vectors, dtype=np.float32),
+        subject=frozenset(subject),
+        groups=[g for g in groups if g.members],
+        passages=list(passages),
+        passage_vectors=np.asarray(passage_vectors, dtype=np.float32),
+        coverage_score=coverage_score,
+    )
 
 
 def _field(row, name: str):
@@ -150,8 +173,9 @@ def group_centroids(page: SitePage) -> np.ndarray:
     return _unit(out)
 
 
-def site_intents(centroids: np.ndarray, owners: np.ndarray, *, intent_cosine: float = INTENT_COSINE,
-                 approximate: bool | None = None) -> np.ndarray:
+def site_intents(
+    centroids: np.ndarray, owners: np.ndarray, *, intent_cosine: float = INTENT_COSINE, approximate: bool | None = None
+) -> np.ndarray:
     """One intent label per group: groups of different pages closer than intent_cosine, joined transitively."""
     n = len(owners)
     if n == 0:
@@ -195,9 +219,13 @@ def _passage_vector(page: SitePage, segment_id: str | None) -> tuple[np.ndarray 
     found = next((p for p in page.passages if p.segment_id == segment_id and p.kind == "segment"), None)
     if found is None:
         return None, None
-    section = [(p, v) for p, v in zip(page.passages, page.passage_vectors)
-               if p.kind == "segment" and p.heading_path == found.heading_path
-               and not (p.heading_path and p.text == p.heading_path[-1])]
+    section = [
+        (p, v)
+        for p, v in zip(page.passages, page.passage_vectors)
+        if p.kind == "segment"
+        and p.heading_path == found.heading_path
+        and not (p.heading_path and p.text == p.heading_path[-1])
+    ]
     if not section:
         section = [(p, v) for p, v in zip(page.passages, page.passage_vectors) if p is found]
     vector = np.mean(np.stack([np.asarray(v, dtype=np.float32) for _, v in section]), axis=0)
@@ -217,15 +245,30 @@ def _case(intent: int, members: list[tuple[int, int]], pages: Sequence[SitePage]
         impressions = float(page.impressions[idx].sum())
         clicks = float(page.clicks[idx].sum())
         weights = page.impressions[idx]
-        position = (float((page.positions[idx] * weights).sum() / weights.sum()) if weights.sum() > 0
-                    else float(page.positions[idx].mean()))
+        position = (
+            float((page.positions[idx] * weights).sum() / weights.sum())
+            if weights.sum() > 0
+            else float(page.positions[idx].mean())
+        )
         best = max(groups, key=lambda g: float(page.impressions[page.groups[g].members].sum()))
         covered = [g for g in groups if not page.groups[g].has_gap]
-        segment = page.groups[max(covered, key=lambda g: page.groups[g].coverage or 0.0)].segment_id if covered else None
-        rows.append({"page": p, "url": page.url, "job_id": page.job_id, "impressions": impressions, "clicks": clicks,
-                     "position": round(position, 2), "queries": [page.queries[i] for i in idx],
-                     "page_impressions": float(page.impressions.sum()), "segment_id": segment,
-                     "cluster_id": page.groups[best].cluster_id})
+        segment = (
+            page.groups[max(covered, key=lambda g: page.groups[g].coverage or 0.0)].segment_id if covered else None
+        )
+        rows.append(
+            {
+                "page": p,
+                "url": page.url,
+                "job_id": page.job_id,
+                "impressions": impressions,
+                "clicks": clicks,
+                "position": round(position, 2),
+                "queries": [page.queries[i] for i in idx],
+                "page_impressions": float(page.impressions.sum()),
+                "segment_id": segment,
+                "cluster_id": page.groups[best].cluster_id,
+            }
+        )
     earning = [r for r in rows if r["impressions"] > 0]
     if len(earning) < 2:
         return None
@@ -242,8 +285,11 @@ def _case(intent: int, members: list[tuple[int, int]], pages: Sequence[SitePage]
     passages = []
     for r in earning:
         vec, passage = _passage_vector(pages[r["page"]], r["segment_id"])
-        r["passage"] = ({"segment_id": passage.segment_id, "heading_path": passage.heading_path,
-                         "text": passage.text[:400]} if passage else None)
+        r["passage"] = (
+            {"segment_id": passage.segment_id, "heading_path": passage.heading_path, "text": passage.text[:400]}
+            if passage
+            else None
+        )
         similarity = None if r is leader else _cosine(leader_vec, vec)
         r["passage_cosine"] = round(similarity, 4) if similarity is not None else None
         passages.append(similarity)
@@ -254,49 +300,90 @@ def _case(intent: int, members: list[tuple[int, int]], pages: Sequence[SitePage]
     same = weaker["passage_cosine"]
     if minor < SMALL_SPLIT:
         recommendation = "leave_alone"
-        reasons.append(f"{leader['url']} earns {shares[0]:.0%} of the intent's impressions; the others "
-                       f"{minor:.0%} (under {SMALL_SPLIT:.0%}): little is split")
+        reasons.append(
+            f"{leader['url']} earns {shares[0]:.0%} of the intent's impressions; the others "
+            f"{minor:.0%} (under {SMALL_SPLIT:.0%}): little is split"
+        )
     elif not shared and same is not None and same < DIFFERENT_PASSAGE:
         recommendation = "leave_alone"
-        reasons.append(f"the intents differ: no query in common and the covering passages say different things "
-                       f"(cosine {same:.2f} < {DIFFERENT_PASSAGE})")
+        reasons.append(
+            f"the intents differ: no query in common and the covering passages say different things "
+            f"(cosine {same:.2f} < {DIFFERENT_PASSAGE})"
+        )
     else:
         core = weaker["impressions"] / weaker["page_impressions"] if weaker["page_impressions"] else 0.0
-        reasons.append(f"{len(earning)} pages split {total:,.0f} impressions: "
-                       + ", ".join(f"{r['url']} {r['impression_share']:.0%}" for r in earning))
+        reasons.append(
+            f"{len(earning)} pages split {total:,.0f} impressions: "
+            + ", ".join(f"{r['url']} {r['impression_share']:.0%}" for r in earning)
+        )
         if shared:
             reasons.append(f"{len(shared)} queries bring up both pages: " + ", ".join(sorted(shared)[:5]))
         if same is not None and same >= SAME_PASSAGE and core >= CORE_SHARE:
             recommendation = "consolidate"
-            reasons.append(f"the covering passages say the same thing (cosine {same:.2f} >= {SAME_PASSAGE}) and "
-                           f"the intent is {core:.0%} of {weaker['url']}'s impressions: merge it into "
-                           f"{leader['url']} and redirect")
+            reasons.append(
+                f"the covering passages say the same thing (cosine {same:.2f} >= {SAME_PASSAGE}) and "
+                f"the intent is {core:.0%} of {weaker['url']}'s impressions: merge it into "
+                f"{leader['url']} and redirect"
+            )
         else:
             recommendation = "differentiate"
             if same is None:
                 reasons.append(f"{weaker['url']} has no passage that answers the intent")
             elif same >= SAME_PASSAGE:
-                reasons.append(f"the passages say the same thing (cosine {same:.2f}) but the intent is only "
-                               f"{core:.0%} of {weaker['url']}'s impressions: keep the page, cut the duplicate "
-                               f"passage and link to {leader['url']}")
+                reasons.append(
+                    f"the passages say the same thing (cosine {same:.2f}) but the intent is only "
+                    f"{core:.0%} of {weaker['url']}'s impressions: keep the page, cut the duplicate "
+                    f"passage and link to {leader['url']}"
+                )
             else:
-                reasons.append(f"the passages differ (cosine {same:.2f}): make {weaker['url']} answer its own "
-                               f"angle and link to {leader['url']} for the shared question")
-    queries = sorted({q for r in earning for q in r["queries"]},
-                     key=lambda q: -sum(float(pages[r["page"]].impressions[pages[r["page"]].queries.index(q)])
-                                        for r in earning if q in r["queries"]))
+                reasons.append(
+                    f"the passages differ (cosine {same:.2f}): make {weaker['url']} answer its own "
+                    f"angle and link to {leader['url']} for the shared question"
+                )
+    queries = sorted(
+        {q for r in earning for q in r["queries"]},
+        key=lambda q: (
+            -sum(
+                float(pages[r["page"]].impressions[pages[r["page"]].queries.index(q)])
+                for r in earning
+                if q in r["queries"]
+            )
+        ),
+    )
     return {
-        "intent": queries[0] if queries else "", "intent_id": int(intent), "queries": queries,
-        "pages": [{k: r[k] for k in ("url", "job_id", "impressions", "clicks", "position", "impression_share",
-                                    "click_share", "queries", "passage", "passage_cosine", "cluster_id")}
-                  for r in earning],
-        "total_impressions": total, "evenness": round(evenness, 4), "severity": round(total * evenness, 2),
-        "recommendation": recommendation, "reasons": reasons,
+        "intent": queries[0] if queries else "",
+        "intent_id": int(intent),
+        "queries": queries,
+        "pages": [
+            {
+                k: r[k]
+                for k in (
+                    "url",
+                    "job_id",
+                    "impressions",
+                    "clicks",
+                    "position",
+                    "impression_share",
+                    "click_share",
+                    "queries",
+                    "passage",
+                    "passage_cosine",
+                    "cluster_id",
+                )
+            }
+            for r in earning
+        ],
+        "total_impressions": total,
+        "evenness": round(evenness, 4),
+        "severity": round(total * evenness, 2),
+        "recommendation": recommendation,
+        "reasons": reasons,
     }
 
 
-def _link_candidates(pages: Sequence[SitePage], gaps: list[tuple[int, int]], centroids: list[np.ndarray],
-                     top: int) -> dict[tuple[int, int], list[int]]:
+def _link_candidates(
+    pages: Sequence[SitePage], gaps: list[tuple[int, int]], centroids: list[np.ndarray], top: int
+) -> dict[tuple[int, int], list[int]]:
     """For each gap (page, group), the other pages whose segments come nearest its centroid, best first."""
     rows, owners = [], []
     for p, page in enumerate(pages):
@@ -321,8 +408,8 @@ def _link_candidates(pages: Sequence[SitePage], gaps: list[tuple[int, int]], cen
     k = min(top, n_pages)
     step = max(1, BLOCK_CELLS // len(segs))
     for start in range(0, len(gaps), step):
-        block = points[start:start + step] @ segs.T
-        block[gap_owner[start:start + step, None] == seg_owner[None, :]] = -np.inf  # not the page itself
+        block = points[start : start + step] @ segs.T
+        block[gap_owner[start : start + step, None] == seg_owner[None, :]] = -np.inf  # not the page itself
         best = np.full((block.shape[0], n_pages), -np.inf, dtype=np.float32)
         best[:, with_segments] = np.maximum.reduceat(block, starts, axis=1)  # each page's nearest segment
         nearest = np.argpartition(-best, k - 1, axis=1)[:, :k]
@@ -336,13 +423,20 @@ def _to_cluster(page: SitePage, group: PageGroup, centroid: np.ndarray) -> Clust
     idx = group.members
     weights = page.impressions[idx]
     total = float(weights.sum())
-    return Cluster(cluster_id=group.cluster_id, representative=group.representative,
-                   keywords=[page.queries[i] for i in idx], member_indices=list(idx), size=len(idx),
-                   total_impressions=total, avg_impressions=total / max(1, len(idx)),
-                   total_clicks=float(page.clicks[idx].sum()),
-                   avg_position=(float((page.positions[idx] * weights).sum() / total) if total > 0
-                                 else float(page.positions[idx].mean())),
-                   centroid=centroid)
+    return Cluster(
+        cluster_id=group.cluster_id,
+        representative=group.representative,
+        keywords=[page.queries[i] for i in idx],
+        member_indices=list(idx),
+        size=len(idx),
+        total_impressions=total,
+        avg_impressions=total / max(1, len(idx)),
+        total_clicks=float(page.clicks[idx].sum()),
+        avg_position=(
+            float((page.positions[idx] * weights).sum() / total) if total > 0 else float(page.positions[idx].mean())
+        ),
+        centroid=centroid,
+    )
 
 
 def _members_of(page: SitePage, keywords: Sequence[str]) -> list[int]:
@@ -354,14 +448,22 @@ def _summarized(page: SitePage, rows: Sequence[int]) -> Cluster:
     from pageperfect.analysis.clustering import summarize_members
     from pageperfect.models import KeywordRow
 
-    keyword_rows = [KeywordRow.model_construct(query=page.queries[i], clicks=float(page.clicks[i]),
-                                               impressions=float(page.impressions[i]), ctr=0.0,
-                                               position=float(page.positions[i])) for i in range(len(page.queries))]
+    keyword_rows = [
+        KeywordRow.model_construct(
+            query=page.queries[i],
+            clicks=float(page.clicks[i]),
+            impressions=float(page.impressions[i]),
+            ctr=0.0,
+            position=float(page.positions[i]),
+        )
+        for i in range(len(page.queries))
+    ]
     return summarize_members(keyword_rows, page.query_vectors, rows)
 
 
-def _links(pages: Sequence[SitePage], centroids: list[np.ndarray], model: CoverageModel, score: str,
-           analyze: Callable) -> list[dict]:
+def _links(
+    pages: Sequence[SitePage], centroids: list[np.ndarray], model: CoverageModel, score: str, analyze: Callable
+) -> list[dict]:
     gaps = [(p, g) for p, page in enumerate(pages) for g, group in enumerate(page.groups) if group.has_gap]
     candidates = _link_candidates(pages, gaps, centroids, LINK_CANDIDATES)
     by_pair: dict[tuple[int, int], list[int]] = {}
@@ -380,30 +482,59 @@ def _links(pages: Sequence[SitePage], centroids: list[np.ndarray], model: Covera
         for other in targets:
             columns[other] = range(offset, offset + len(pages[other].passages))
             offset += len(pages[other].passages)
-        everything = Evidence(page.queries, page.query_vectors, page.stripped_vectors, page.subject,
-                              [x for other in targets for x in pages[other].passages],
-                              np.concatenate([pages[other].passage_vectors for other in targets]), model)
+        everything = Evidence(
+            page.queries,
+            page.query_vectors,
+            page.stripped_vectors,
+            page.subject,
+            [x for other in targets for x in pages[other].passages],
+            np.concatenate([pages[other].passage_vectors for other in targets]),
+            model,
+        )
         for other in targets:
-            _check_pair(page, p, other, by_pair[(p, other)], everything.restricted(columns[other]), centroids,
-                        score, analyze, best)
+            _check_pair(
+                page,
+                p,
+                other,
+                by_pair[(p, other)],
+                everything.restricted(columns[other]),
+                centroids,
+                score,
+                analyze,
+                best,
+            )
     return _link_rows(pages, best)
 
 
-def _check_pair(page: SitePage, p: int, other: int, groups: list[int], evidence: Evidence,
-                centroids: list[np.ndarray], score: str, analyze: Callable, best: dict) -> None:
+def _check_pair(
+    page: SitePage,
+    p: int,
+    other: int,
+    groups: list[int],
+    evidence: Evidence,
+    centroids: list[np.ndarray],
+    score: str,
+    analyze: Callable,
+    best: dict,
+) -> None:
     """The page's gaps `groups` decided against the other page's passages; a covered one is kept in `best`."""
     clusters = [_to_cluster(page, page.groups[g], centroids[p][g]) for g in groups]
     owner = {i: g for g in groups for i in page.groups[g].members}
-    report = analyze(clusters, page.impressions, evidence, score=score,
-                     summarize=lambda rows, page=page: _summarized(page, rows))
+    report = analyze(
+        clusters, page.impressions, evidence, score=score, summarize=lambda rows, page=page: _summarized(page, rows)
+    )
     for decided in report.gaps:
         # A gap whose queries the other page answers only in part is split by the decision: the covered part.
         rows = [owner[i] for i in _members_of(page, decided.keywords) if i in owner]
         if not rows or decided.has_gap or decided.best_match is None:
             continue
         g = max(set(rows), key=rows.count)
-        found = {"to_page": other, "coverage": decided.coverage or 0.0, "match": decided.best_match,
-                 "explanation": decided.explanation}
+        found = {
+            "to_page": other,
+            "coverage": decided.coverage or 0.0,
+            "match": decided.best_match,
+            "explanation": decided.explanation,
+        }
         if (p, g) not in best or found["coverage"] > best[(p, g)]["coverage"]:
             best[(p, g)] = found
 
@@ -415,24 +546,39 @@ def _link_rows(pages: Sequence[SitePage], best: dict) -> list[dict]:
         match = found["match"]
         heading = match.heading_path[-1] if match.heading_path else ""
         _, section = _passage_vector(target, match.segment_id)  # a heading's match: the text under it
-        links.append({
-            "from_url": page.url, "from_job_id": page.job_id, "cluster_id": group.cluster_id,
-            "intent": group.representative, "queries": [page.queries[i] for i in group.members],
-            "to_url": target.url, "to_job_id": target.job_id, "to_segment_id": match.segment_id,
-            "anchor_text": heading or group.representative,
-            "passage": (section.text if section else match.text)[:400],
-            "coverage": round(found["coverage"], 4),
-            "original_score": round(group.opportunity_score, 6),
-            "score": round(group.opportunity_score * LINK_FACTOR, 6),
-            "reason": (f"{target.url} already answers \"{group.representative}\" (coverage "
-                       f"{found['coverage']:.2f} by the page analysis' own decision): link to its passage "
-                       f"\"{heading or match.text[:60]}\" instead of writing a second section"),
-        })
+        links.append(
+            {
+                "from_url": page.url,
+                "from_job_id": page.job_id,
+                "cluster_id": group.cluster_id,
+                "intent": group.representative,
+                "queries": [page.queries[i] for i in group.members],
+                "to_url": target.url,
+                "to_job_id": target.job_id,
+                "to_segment_id": match.segment_id,
+                "anchor_text": heading or group.representative,
+                "passage": (section.text if section else match.text)[:400],
+                "coverage": round(found["coverage"], 4),
+                "original_score": round(group.opportunity_score, 6),
+                "score": round(group.opportunity_score * LINK_FACTOR, 6),
+                "reason": (
+                    f'{target.url} already answers "{group.representative}" (coverage '
+                    f"{found['coverage']:.2f} by the page analysis' own decision): link to its passage "
+                    f'"{heading or match.text[:60]}" instead of writing a second section'
+                ),
+            }
+        )
     return links
 
 
-def analyze_site(pages: Sequence[SitePage], model: CoverageModel, *, score: str = "striking",
-                 intent_cosine: float = INTENT_COSINE, top_gaps: int = 5) -> SiteResult:
+def analyze_site(
+    pages: Sequence[SitePage],
+    model: CoverageModel,
+    *,
+    score: str = "striking",
+    intent_cosine: float = INTENT_COSINE,
+    top_gaps: int = 5,
+) -> SiteResult:
     """The site's cannibalization cases, link suggestions and pages ranked by opportunity. CPU-bound.
 
     BLAS runs on one thread: the products are many and small (a page's queries against another page's
@@ -443,15 +589,19 @@ def analyze_site(pages: Sequence[SitePage], model: CoverageModel, *, score: str 
         return _analyze_site(pages, model, score=score, intent_cosine=intent_cosine, top_gaps=top_gaps)
 
 
-def _analyze_site(pages: Sequence[SitePage], model: CoverageModel, *, score: str, intent_cosine: float,
-                  top_gaps: int) -> SiteResult:
+def _analyze_site(
+    pages: Sequence[SitePage], model: CoverageModel, *, score: str, intent_cosine: float, top_gaps: int
+) -> SiteResult:
     from pageperfect.analysis.gaps import analyze_evidence
 
     centroids = [group_centroids(p) for p in pages]
     owners = np.asarray([p for p, page in enumerate(pages) for _ in page.groups], dtype=np.intp)
     index = [(p, g) for p, page in enumerate(pages) for g in range(len(page.groups))]
-    stacked = (np.concatenate([c for c in centroids if len(c)]) if any(len(c) for c in centroids)
-               else np.zeros((0, 1), np.float32))
+    stacked = (
+        np.concatenate([c for c in centroids if len(c)])
+        if any(len(c) for c in centroids)
+        else np.zeros((0, 1), np.float32)
+    )
     labels = site_intents(stacked, owners, intent_cosine=intent_cosine)
     members: dict[int, list[tuple[int, int]]] = {}
     for label, pg in zip(labels.tolist(), index):
@@ -464,8 +614,13 @@ def _analyze_site(pages: Sequence[SitePage], model: CoverageModel, *, score: str
         if case is None:
             continue
         cases.append(case)
-        intents.append({"intent_id": case["intent_id"], "intent": case["intent"],
-                        "pages": {r["url"]: r["impressions"] for r in case["pages"]}})
+        intents.append(
+            {
+                "intent_id": case["intent_id"],
+                "intent": case["intent"],
+                "pages": {r["url"]: r["impressions"] for r in case["pages"]},
+            }
+        )
     cases.sort(key=lambda c: (-c["severity"], c["intent"]))
     intents.sort(key=lambda i: -sum(i["pages"].values()))
     links = _links(pages, centroids, model, score, analyze_evidence)
@@ -478,22 +633,48 @@ def _analyze_site(pages: Sequence[SitePage], model: CoverageModel, *, score: str
             if not group.has_gap:
                 continue
             link = linked.get((page.url, group.cluster_id))
-            gaps.append({"cluster_id": group.cluster_id, "representative": group.representative,
-                         "queries": [page.queries[i] for i in group.members][:10],
-                         "impressions": float(page.impressions[group.members].sum()),
-                         "coverage": group.coverage, "original_score": round(group.opportunity_score, 6),
-                         "score": round(link["score"] if link else group.opportunity_score, 6),
-                         "fix": "link" if link else "section",
-                         "link": {"to_url": link["to_url"], "to_segment_id": link["to_segment_id"],
-                                  "anchor_text": link["anchor_text"]} if link else None,
-                         "cannibalized": (page.url, group.cluster_id) in in_case})
+            gaps.append(
+                {
+                    "cluster_id": group.cluster_id,
+                    "representative": group.representative,
+                    "queries": [page.queries[i] for i in group.members][:10],
+                    "impressions": float(page.impressions[group.members].sum()),
+                    "coverage": group.coverage,
+                    "original_score": round(group.opportunity_score, 6),
+                    "score": round(link["score"] if link else group.opportunity_score, 6),
+                    "fix": "link" if link else "section",
+                    "link": {
+                        "to_url": link["to_url"],
+                        "to_segment_id": link["to_segment_id"],
+                        "anchor_text": link["anchor_text"],
+                    }
+                    if link
+                    else None,
+                    "cannibalized": (page.url, group.cluster_id) in in_case,
+                }
+            )
         gaps.sort(key=lambda x: (-x["score"], x["cluster_id"]))
-        ranked.append({"url": page.url, "job_id": page.job_id, "coverage": page.coverage_score,
-                       "queries": len(page.queries), "impressions": float(page.impressions.sum()),
-                       "gaps": len(gaps), "opportunity": round(sum(x["score"] for x in gaps), 6),
-                       "top_gaps": gaps[:top_gaps]})
+        ranked.append(
+            {
+                "url": page.url,
+                "job_id": page.job_id,
+                "coverage": page.coverage_score,
+                "queries": len(page.queries),
+                "impressions": float(page.impressions.sum()),
+                "gaps": len(gaps),
+                "opportunity": round(sum(x["score"] for x in gaps), 6),
+                "top_gaps": gaps[:top_gaps],
+            }
+        )
     ranked.sort(key=lambda r: (-r["opportunity"], r["url"]))
-    stats = {"pages": len(pages), "queries": sum(len(p.queries) for p in pages), "groups": len(index),
-             "site_intents": len(members), "cases": len(cases), "links": len(links),
-             "intent_cosine": intent_cosine, "link_factor": LINK_FACTOR}
+    stats = {
+        "pages": len(pages),
+        "queries": sum(len(p.queries) for p in pages),
+        "groups": len(index),
+        "site_intents": len(members),
+        "cases": len(cases),
+        "links": len(links),
+        "intent_cosine": intent_cosine,
+        "link_factor": LINK_FACTOR,
+    }
     return SiteResult(pages=ranked, cannibalization=cases, links=links, intents=intents, stats=stats)

@@ -90,31 +90,48 @@ def _interrupted(job_id: str) -> None:
         api_call("POST", f"/v1/jobs/{job_id}/cancel")
         err_console.print(f"cancel requested for job {job_id}; it ends as cancelled", markup=False)
     else:
-        err_console.print(f"stopped watching; job {job_id} keeps running (pageperfect jobs show {job_id})",
-                          markup=False)
+        err_console.print(
+            f"stopped watching; job {job_id} keeps running (pageperfect jobs show {job_id})", markup=False
+        )
     raise typer.Exit(INTERRUPTED)
 
 
-@analyze_app.command(epilog=examples(
-    "pageperfect analyze https://example.com/blog/post --gsc ~/Downloads/Performance.zip",
-    "pageperfect analyze https://example.com/blog/post --keywords rows.csv --no-wait",
-    "pageperfect analyze https://example.com/blog/post --json > result.json",
-))
+@analyze_app.command(
+    epilog=examples(
+        "pageperfect analyze https://example.com/blog/post --gsc ~/Downloads/Performance.zip",
+        "pageperfect analyze https://example.com/blog/post --keywords rows.csv --no-wait",
+        "pageperfect analyze https://example.com/blog/post --json > result.json",
+    )
+)
 def analyze(
     url: str = typer.Argument(..., help="The page to analyze"),
-    gsc: Optional[Path] = typer.Option(None, "--gsc", exists=True, dir_okay=False,
-                                       help="A Search Console Performance export: the ZIP, or its Queries.csv"),
-    keywords: Optional[Path] = typer.Option(None, "--keywords", exists=True, dir_okay=False,
-                                            help="Rows of query, clicks, impressions, ctr, position: a CSV with that "
-                                                 "header, or JSON (a list of rows)"),
+    gsc: Optional[Path] = typer.Option(
+        None,
+        "--gsc",
+        exists=True,
+        dir_okay=False,
+        help="A Search Console Performance export: the ZIP, or its Queries.csv",
+    ),
+    keywords: Optional[Path] = typer.Option(
+        None,
+        "--keywords",
+        exists=True,
+        dir_okay=False,
+        help="Rows of query, clicks, impressions, ctr, position: a CSV with that header, or JSON (a list of rows)",
+    ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Watch the job to its end, or print its id and return"),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON (the result; the new job with --no-wait); "
-                                                        "progress goes to stderr"),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print JSON (the result; the new job with --no-wait); progress goes to stderr"
+    ),
     top: int = typer.Option(10, "--top", min=1, help="Gaps in the table"),
-    site_wide: bool = typer.Option(False, "--site-wide", help="With --gsc: the export is the whole site's (no page "
-                                                              "filter) and its queries are meant for this page"),
-    include_long_queries: bool = typer.Option(False, "--include-long-queries",
-                                              help="Cluster long or prompt-like queries too (left out by default)"),
+    site_wide: bool = typer.Option(
+        False,
+        "--site-wide",
+        help="With --gsc: the export is the whole site's (no page filter) and its queries are meant for this page",
+    ),
+    include_long_queries: bool = typer.Option(
+        False, "--include-long-queries", help="Cluster long or prompt-like queries too (left out by default)"
+    ),
 ) -> None:
     """Analyze a page: submit a job through the API, watch its stages, print the gaps and drafts.
 
@@ -154,11 +171,13 @@ def analyze(
     except (WatchError, httpx.HTTPStatusError) as err:
         fail(f"watching job {job_id}: {err}")
     except httpx.HTTPError as err:
-        fail(f"the API at {api_url()} stopped answering ({err}); the job goes on: "
-             f"pageperfect jobs show {job_id}")
+        fail(f"the API at {api_url()} stopped answering ({err}); the job goes on: pageperfect jobs show {job_id}")
     if result is None:
-        fail(f"job {job_id} {job['status']}" + (f" at {job['stage']}" if job.get("stage") else "")
-             + (f": {job['error']}" if job.get("error") else ""))
+        fail(
+            f"job {job_id} {job['status']}"
+            + (f" at {job['stage']}" if job.get("stage") else "")
+            + (f": {job['error']}" if job.get("error") else "")
+        )
     report_url = f"{api_url().rstrip('/')}/v1/jobs/{job_id}/report"
     if json_out:
         out.print_json(json.dumps(result))
@@ -171,13 +190,17 @@ def analyze(
 # ---------------------------------------------------------------- report
 
 
-@analyze_app.command(epilog=examples(
-    "pageperfect report 3f2c9a0e-… -o report.html",
-    "pageperfect report 3f2c9a0e-… -o - | gzip > report.html.gz",
-))
+@analyze_app.command(
+    epilog=examples(
+        "pageperfect report 3f2c9a0e-… -o report.html",
+        "pageperfect report 3f2c9a0e-… -o - | gzip > report.html.gz",
+    )
+)
 def report(
     job_id: str = typer.Argument(..., help="A completed job"),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write it (default report-JOB.html; - for stdout)"),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="Where to write it (default report-JOB.html; - for stdout)"
+    ),
 ) -> None:
     """Save a job's report: one self-contained HTML page (coverage, gaps, cluster map, outline, drafts)."""
     try:

@@ -15,13 +15,28 @@ from typing import Optional
 import httpx
 import typer
 
-from pageperfect.cli import (analyze, batch, common, dead_letters, gsc, jobs, keys, mirror, prune, replay, schedules,
-                             site)
+from pageperfect.cli import (
+    analyze,
+    batch,
+    common,
+    dead_letters,
+    gsc,
+    jobs,
+    keys,
+    mirror,
+    prune,
+    replay,
+    schedules,
+    site,
+)
 from pageperfect.cli.common import console, err_console, fail, finish
 from pageperfect.settings import Settings
 
-app = typer.Typer(help="PagePerfect: what a page is missing for the searches that bring it traffic.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="PagePerfect: what a page is missing for the searches that bring it traffic.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(dead_letters.dead_app, name="dead-letters")
 app.add_typer(mirror.mirror_app, name="mirror")
@@ -39,8 +54,11 @@ app.add_typer(site.site_app)
 @app.callback()
 def _root(
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", help="The data dir of `pageperfect up`, whose stack every command uses where no address "
-                                 "is set (env PAGEPERFECT_DATA_DIR, default .pageperfect)"),
+        None,
+        "--data-dir",
+        help="The data dir of `pageperfect up`, whose stack every command uses where no address "
+        "is set (env PAGEPERFECT_DATA_DIR, default .pageperfect)",
+    ),
     temporal_address: Optional[str] = typer.Option(None, "--temporal-address", help="Temporal (env TEMPORAL_ADDRESS)"),
     database_url: Optional[str] = typer.Option(None, "--database-url", help="Postgres (env DATABASE_URL)"),
     api_url: Optional[str] = typer.Option(None, "--api-url", help="The API (env PAGEPERFECT_API_URL)"),
@@ -49,27 +67,42 @@ def _root(
     common.use(data_dir=data_dir, temporal_address=temporal_address, database_url=database_url, api_url=api_url)
 
 
-def _stack_settings(data_dir: Optional[Path], api_port: Optional[int], temporal_port: Optional[int],
-                    ui_port: Optional[int]) -> Settings:
+def _stack_settings(
+    data_dir: Optional[Path], api_port: Optional[int], temporal_port: Optional[int], ui_port: Optional[int]
+) -> Settings:
     return common.settings(data_dir=data_dir, api_port=api_port, temporal_port=temporal_port, ui_port=ui_port)
 
 
-DATA_DIR = typer.Option(None, "--data-dir", help="Where Postgres and Temporal keep their files [env PAGEPERFECT_DATA_DIR]")
+DATA_DIR = typer.Option(
+    None, "--data-dir", help="Where Postgres and Temporal keep their files [env PAGEPERFECT_DATA_DIR]"
+)
 API_PORT = typer.Option(None, "--api-port", help="API port [env PAGEPERFECT_API_PORT, default 8000]")
-TEMPORAL_PORT = typer.Option(None, "--temporal-port", help="Temporal frontend port [env PAGEPERFECT_TEMPORAL_PORT, default 7233]")
+TEMPORAL_PORT = typer.Option(
+    None, "--temporal-port", help="Temporal frontend port [env PAGEPERFECT_TEMPORAL_PORT, default 7233]"
+)
 UI_PORT = typer.Option(None, "--ui-port", help="Temporal Web UI port [env PAGEPERFECT_UI_PORT, default 8233]")
 
 
 def _print_stack(stack) -> None:
-    console.print(f"Temporal:  {stack.temporal_address}" + (" (embedded dev server)" if stack.embedded_temporal else ""))
+    console.print(
+        f"Temporal:  {stack.temporal_address}" + (" (embedded dev server)" if stack.embedded_temporal else "")
+    )
     if stack.ui_url:
         console.print(f"Web UI:    {stack.ui_url}")
-    console.print("Postgres:  " + ("embedded, in " + str(Path(stack.settings.data_dir).resolve() / "postgres")
-                                   if stack.embedded_postgres else "DATABASE_URL"))
+    console.print(
+        "Postgres:  "
+        + (
+            "embedded, in " + str(Path(stack.settings.data_dir).resolve() / "postgres")
+            if stack.embedded_postgres
+            else "DATABASE_URL"
+        )
+    )
     console.print(f"API:       {stack.api_url}   docs: {stack.docs_url}")
     if stack.retention is not None:
-        console.print(f"Retention: closed runs stay in Temporal for {stack.retention.total_seconds() / 86400:g} days "
-                      "(PAGEPERFECT_TEMPORAL_RETENTION_DAYS)")
+        console.print(
+            f"Retention: closed runs stay in Temporal for {stack.retention.total_seconds() / 86400:g} days "
+            "(PAGEPERFECT_TEMPORAL_RETENTION_DAYS)"
+        )
     if getattr(stack, "metrics_url", None):
         console.print(f"Metrics:   {stack.metrics_url} (workers)   {stack.api_url}/metrics (API)")
     _print_key(stack)
@@ -80,7 +113,9 @@ def _print_key(stack) -> None:
     from_env = stack.api_key_source == "PAGEPERFECT_API_KEYS"
     shown = "<a key from PAGEPERFECT_API_KEYS>" if from_env else stack.api_key
     console.print(f"API key:   {shown}" + ("" if from_env else f"   (kept in {stack.api_key_source})"))
-    console.print(f"           curl -H 'Authorization: Bearer {'$KEY' if from_env else stack.api_key}' {stack.api_url}/v1/jobs")
+    console.print(
+        f"           curl -H 'Authorization: Bearer {'$KEY' if from_env else stack.api_key}' {stack.api_url}/v1/jobs"
+    )
     if stack.settings.payload_key is not None and stack.settings.payload_key.get_secret_value().strip():
         console.print(f"Codec:     {stack.api_url}/codec/key/{shown}   (the Web UI's Data Encoder endpoint)")
 
@@ -94,11 +129,15 @@ async def _wait_for_signal() -> None:
 
 
 @app.command()
-def up(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT,
-       temporal_port: Optional[int] = TEMPORAL_PORT, ui_port: Optional[int] = UI_PORT,
-       metrics_port: Optional[int] = typer.Option(
-           None, "--metrics-port", help="Serve the workers' Prometheus metrics here [env PAGEPERFECT_WORKER_METRICS_PORT]")
-       ) -> None:
+def up(
+    data_dir: Optional[Path] = DATA_DIR,
+    api_port: Optional[int] = API_PORT,
+    temporal_port: Optional[int] = TEMPORAL_PORT,
+    ui_port: Optional[int] = UI_PORT,
+    metrics_port: Optional[int] = typer.Option(
+        None, "--metrics-port", help="Serve the workers' Prometheus metrics here [env PAGEPERFECT_WORKER_METRICS_PORT]"
+    ),
+) -> None:
     """Start the whole stack in the foreground: Temporal (with Web UI), Postgres, workers, API.
 
     Uses TEMPORAL_ADDRESS and DATABASE_URL instead of starting its own where they are set.
@@ -126,11 +165,16 @@ def up(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT,
 
 
 @app.command()
-def demo(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT,
-         temporal_port: Optional[int] = TEMPORAL_PORT, ui_port: Optional[int] = UI_PORT,
-         keep_running: bool = typer.Option(True, "--keep-running/--exit",
-                                           help="Keep the stack up afterwards to look around (Ctrl-C stops)"),
-         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON")) -> None:
+def demo(
+    data_dir: Optional[Path] = DATA_DIR,
+    api_port: Optional[int] = API_PORT,
+    temporal_port: Optional[int] = TEMPORAL_PORT,
+    ui_port: Optional[int] = UI_PORT,
+    keep_running: bool = typer.Option(
+        True, "--keep-running/--exit", help="Keep the stack up afterwards to look around (Ctrl-C stops)"
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON"),
+) -> None:
     """Start the stack and analyze the sample site with its sample Search Console rows.
 
     Example: pageperfect demo --exit --api-port 9000
@@ -151,8 +195,9 @@ def demo(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT
         with DemoSite() as site:
             async with running_stack(settings) as stack:
                 _print_stack(stack)
-                async with httpx.AsyncClient(base_url=stack.api_url, timeout=30,
-                                             headers={"Authorization": f"Bearer {stack.api_key}"}) as http:
+                async with httpx.AsyncClient(
+                    base_url=stack.api_url, timeout=30, headers={"Authorization": f"Bearer {stack.api_key}"}
+                ) as http:
                     url = f"{site.base_url}/index.html"
                     console.print(f"\nAnalyzing {url} with {len(keywords)} sample Search Console queries…")
                     response = await http.post("/v1/jobs", json={"url": url, "keywords": keywords})
@@ -172,8 +217,10 @@ def demo(data_dir: Optional[Path] = DATA_DIR, api_port: Optional[int] = API_PORT
                     console.print(f"\nJob:       {stack.api_url}/v1/jobs/{created['job_id']}")
                     console.print(f"Result:    {stack.api_url}/v1/jobs/{created['job_id']}/result")
                     if stack.ui_url:
-                        console.print(f"Web UI:    {stack.ui_url}/namespaces/default/workflows/"
-                                      f"{created['workflow_id']}/{created['run_id']}/history")
+                        console.print(
+                            f"Web UI:    {stack.ui_url}/namespaces/default/workflows/"
+                            f"{created['workflow_id']}/{created['run_id']}/history"
+                        )
                     console.print(f"API docs:  {stack.docs_url}")
                 if keep_running:
                     console.print("\nThe stack is still running so you can look around. Ctrl-C stops it.")
@@ -216,8 +263,9 @@ def worker(queues: str = typer.Option("workflow,crawl,ai,compute,control", help=
     """
     from pageperfect.runtime import worker as worker_module
 
-    asyncio.run(worker_module.main(tuple(q.strip() for q in queues.split(",") if q.strip()),
-                                   settings=common.settings()))
+    asyncio.run(
+        worker_module.main(tuple(q.strip() for q in queues.split(",") if q.strip()), settings=common.settings())
+    )
     finish(0)
 
 

@@ -36,15 +36,25 @@ def read_url_list(data: bytes) -> list[str]:
 
 
 def _counts_text(counts: dict) -> str:
-    shown = [f"{counts[k]} {k}" for k in ("completed", "processing", "queued", "waiting", "failed", "cancelled",
-                                          "rejected") if counts.get(k)]
+    shown = [
+        f"{counts[k]} {k}"
+        for k in ("completed", "processing", "queued", "waiting", "failed", "cancelled", "rejected")
+        if counts.get(k)
+    ]
     return ", ".join(shown) or "starting"
 
 
 def watch_batch(batch_id: str) -> dict:
     """One bar for the whole batch, until it has ended; returns the batch."""
-    with Progress(TextColumn("batch"), BarColumn(bar_width=30), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[counts]}"), console=console, transient=False) as progress:
+    with Progress(
+        TextColumn("batch"),
+        BarColumn(bar_width=30),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[counts]}"),
+        console=console,
+        transient=False,
+    ) as progress:
         task = None
         while True:
             batch = api_call("GET", f"/v1/batches/{batch_id}", params={"pages": "false"})
@@ -57,33 +67,45 @@ def watch_batch(batch_id: str) -> dict:
 
 
 @batch_app.command("batch")
-def batch(file: Path = typer.Argument(..., exists=True, dir_okay=False,
-                                      help="URLs one per line, or a page-and-query CSV"),
-          concurrency: int = typer.Option(5, "--concurrency", "-c", min=1, max=50, help="Jobs running at once"),
-          webhook_url: Optional[str] = typer.Option(None, "--webhook-url", help="Signed POST when the batch ends"),
-          force_update: bool = typer.Option(False, "--force-update", help="Run every stage again, reuse nothing"),
-          priority: int = typer.Option(0, "--priority", min=0, max=10, help="0 (default) to 10 (most urgent)"),
-          max_attempts: Optional[int] = typer.Option(None, "--max-attempts", min=1, max=50),
-          wait: bool = typer.Option(True, "--wait/--no-wait", help="Show progress until the batch ends")) -> None:
+def batch(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="URLs one per line, or a page-and-query CSV"),
+    concurrency: int = typer.Option(5, "--concurrency", "-c", min=1, max=50, help="Jobs running at once"),
+    webhook_url: Optional[str] = typer.Option(None, "--webhook-url", help="Signed POST when the batch ends"),
+    force_update: bool = typer.Option(False, "--force-update", help="Run every stage again, reuse nothing"),
+    priority: int = typer.Option(0, "--priority", min=0, max=10, help="0 (default) to 10 (most urgent)"),
+    max_attempts: Optional[int] = typer.Option(None, "--max-attempts", min=1, max=50),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Show progress until the batch ends"),
+) -> None:
     """Analyze many pages: one job per page, --concurrency at a time, one progress bar.
 
     Examples: pageperfect batch pages.txt -c 10 ;  pageperfect batch performance-by-page.csv
     """
     data = file.read_bytes()
-    shared = {"force_update": force_update, "priority": priority,
-              **({"max_attempts": max_attempts} if max_attempts else {})}
+    shared = {
+        "force_update": force_update,
+        "priority": priority,
+        **({"max_attempts": max_attempts} if max_attempts else {}),
+    }
     if is_page_query_csv(data):
         import json
 
-        created = api_call("POST", "/v1/batches/csv", files={"file": (file.name, data, "text/csv")},
-                            data={"concurrency": str(concurrency), "options": json.dumps(shared),
-                                  **({"webhook_url": webhook_url} if webhook_url else {})})
+        created = api_call(
+            "POST",
+            "/v1/batches/csv",
+            files={"file": (file.name, data, "text/csv")},
+            data={
+                "concurrency": str(concurrency),
+                "options": json.dumps(shared),
+                **({"webhook_url": webhook_url} if webhook_url else {}),
+            },
+        )
     else:
         urls = read_url_list(data)
         if not urls:
             fail(f"{file} has no URLs (one per line; # starts a comment)")
-        created = api_call("POST", "/v1/batches", json={"urls": urls, "concurrency": concurrency,
-                                                         "webhook_url": webhook_url, **shared})
+        created = api_call(
+            "POST", "/v1/batches", json={"urls": urls, "concurrency": concurrency, "webhook_url": webhook_url, **shared}
+        )
     dropped = f" ({created['duplicates_dropped']} duplicate URLs dropped)" if created["duplicates_dropped"] else ""
     console.print(f"batch {created['batch_id']}: {created['pages']} pages, {concurrency} at a time{dropped}")
     if not wait:
@@ -103,4 +125,3 @@ def batch(file: Path = typer.Argument(..., exists=True, dir_okay=False,
             table.add_row(page["url"], page["status"], page["job_id"] or "", (page["error"] or "")[:80])
         console.print(table)
     finish(0 if ended["status"] == "completed" and not troubled else 1)
-

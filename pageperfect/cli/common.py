@@ -29,11 +29,20 @@ err_console = Console(stderr=True, soft_wrap=True)  # a reason stays on one line
 _overrides: dict = {}
 
 
-def use(*, data_dir: Path | None = None, temporal_address: str | None = None, database_url: str | None = None,
-        api_url: str | None = None) -> None:
+def use(
+    *,
+    data_dir: Path | None = None,
+    temporal_address: str | None = None,
+    database_url: str | None = None,
+    api_url: str | None = None,
+) -> None:
     """The root options: they win over the environment for every command of this run."""
-    values = dict(data_dir=data_dir, temporal_address=temporal_address, api_url=api_url,
-                  database_url=SecretStr(database_url) if database_url is not None else None)
+    values = dict(
+        data_dir=data_dir,
+        temporal_address=temporal_address,
+        api_url=api_url,
+        database_url=SecretStr(database_url) if database_url is not None else None,
+    )
     _overrides.update({k: v for k, v in values.items() if v is not None})
 
 
@@ -151,7 +160,9 @@ def expected_failure(err: BaseException) -> str | None:
     if isinstance(err, RuntimeError) and str(err).startswith("Failed client connect"):
         return f"Temporal at {temporal} did not answer; is it running?"
     if isinstance(err, (asyncpg.PostgresError, asyncpg.InterfaceError)):
-        return f"Postgres ({backends.database_where(run_settings)}): {err}"  # asyncpg's messages never hold the password
+        return (
+            f"Postgres ({backends.database_where(run_settings)}): {err}"  # asyncpg's messages never hold the password
+        )
     if isinstance(err, (ConnectionError, TimeoutError, OSError)):
         return f"could not connect ({err}); is the server running? (DATABASE_URL, TEMPORAL_ADDRESS)"
     return None

@@ -18,8 +18,14 @@ def dead_letters_list(limit: int = typer.Option(50)) -> None:
     rows = api_call("GET", "/v1/dead-letters", params={"limit": limit})
     table = Table("id", "job", "stage", "attempts", "reason", "routed at")
     for row in rows:
-        table.add_row(str(row["id"]), row["job_id"], row["stage"] or "", str(row["attempt_count"]),
-                      row["failure_reason"][:80], row["routed_at"][:19])
+        table.add_row(
+            str(row["id"]),
+            row["job_id"],
+            row["stage"] or "",
+            str(row["attempt_count"]),
+            row["failure_reason"][:80],
+            row["routed_at"][:19],
+        )
     console.print(table)
 
 

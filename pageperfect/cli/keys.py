@@ -16,8 +16,10 @@ from pageperfect.cli.common import settings
 from pageperfect.runtime.backends import database
 from pageperfect.services import apikeys
 
-keys_app = typer.Typer(help="API keys: create (shown once), list, revoke. Uses DATABASE_URL, else the "
-                            "embedded Postgres in the data dir.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys: create (shown once), list, revoke. Uses DATABASE_URL, else the embedded Postgres in the data dir.",
+    no_args_is_help=True,
+)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -49,8 +51,10 @@ def _run(work, data_dir: Optional[Path]):
 
 
 @keys_app.command("create")
-def keys_create(name: str = typer.Option("", "--name", help="What the key is for, e.g. the client that uses it"),
-                data_dir: Optional[Path] = DATA_DIR) -> None:
+def keys_create(
+    name: str = typer.Option("", "--name", help="What the key is for, e.g. the client that uses it"),
+    data_dir: Optional[Path] = DATA_DIR,
+) -> None:
     """Make a key and print it once; only its hash is kept. Example: pageperfect keys create --name ci"""
     new = _run(lambda pool: apikeys.create_key(pool, name), data_dir)
     err_console.print(f"key {new.id}{f' ({new.name})' if new.name else ''} created; it is shown only now:")
@@ -63,14 +67,20 @@ def keys_list(data_dir: Optional[Path] = DATA_DIR) -> None:
     rows = _run(apikeys.list_keys, data_dir)
     table = Table("id", "name", "starts with", "created", "revoked")
     for row in rows:
-        table.add_row(str(row["id"]), row["name"], row["key_prefix"] + "…", row["created_at"].isoformat()[:19],
-                      row["revoked_at"].isoformat()[:19] if row["revoked_at"] else "")
+        table.add_row(
+            str(row["id"]),
+            row["name"],
+            row["key_prefix"] + "…",
+            row["created_at"].isoformat()[:19],
+            row["revoked_at"].isoformat()[:19] if row["revoked_at"] else "",
+        )
     console.print(table)
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: int = typer.Argument(..., help="The id from `pageperfect keys list`"),
-                data_dir: Optional[Path] = DATA_DIR) -> None:
+def keys_revoke(
+    key_id: int = typer.Argument(..., help="The id from `pageperfect keys list`"), data_dir: Optional[Path] = DATA_DIR
+) -> None:
     """Revoke a key: the API answers 403 to it from now on."""
     row = _run(lambda pool: apikeys.revoke_key(pool, key_id), data_dir)
     if row is None:

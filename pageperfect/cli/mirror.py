@@ -13,8 +13,10 @@ mirror_app = typer.Typer(help="The Postgres mirror of Temporal history.", no_arg
 
 
 @mirror_app.command("reconcile")
-def mirror_reconcile(job_id: Optional[str] = typer.Argument(None, help="One job; all jobs of the last day without it"),
-                     check: bool = typer.Option(False, "--check", help="Only report differences; exit 1 if any")) -> None:
+def mirror_reconcile(
+    job_id: Optional[str] = typer.Argument(None, help="One job; all jobs of the last day without it"),
+    check: bool = typer.Option(False, "--check", help="Only report differences; exit 1 if any"),
+) -> None:
     """Rebuild the mirror's job and stage rows from Temporal history.
 
     Example: pageperfect mirror reconcile --check (exit 1 if a row differs from history)

@@ -15,26 +15,40 @@ from pageperfect.runtime.backends import temporal_target
 replay_app = typer.Typer()
 
 
-@replay_app.command(epilog=examples(
-    "temporal workflow show --workflow-id pageperfect-page-12 --output json > h.json && pageperfect replay h.json",
-    "pageperfect replay tests/histories/*.json",
-    "pageperfect replay --workflow-id pageperfect-page-12",
-    "pageperfect replay --all --query \"StartTime > '2026-01-01T00:00:00Z'\" --limit 500",
-))
+@replay_app.command(
+    epilog=examples(
+        "temporal workflow show --workflow-id pageperfect-page-12 --output json > h.json && pageperfect replay h.json",
+        "pageperfect replay tests/histories/*.json",
+        "pageperfect replay --workflow-id pageperfect-page-12",
+        "pageperfect replay --all --query \"StartTime > '2026-01-01T00:00:00Z'\" --limit 500",
+    )
+)
 def replay(
-    files: Optional[list[Path]] = typer.Argument(None, exists=True, dir_okay=False,
-                                                 help="Histories from `temporal workflow show --output json`"),
-    workflow_id: Optional[str] = typer.Option(None, "--workflow-id", help="Fetch this workflow's history from Temporal"),
+    files: Optional[list[Path]] = typer.Argument(
+        None, exists=True, dir_okay=False, help="Histories from `temporal workflow show --output json`"
+    ),
+    workflow_id: Optional[str] = typer.Option(
+        None, "--workflow-id", help="Fetch this workflow's history from Temporal"
+    ),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="With --workflow-id: this run (default the latest)"),
     all_runs: bool = typer.Option(False, "--all", help="Every closed PagePerfect run Temporal still keeps"),
     query: Optional[str] = typer.Option(None, "--query", help="With --all: a further visibility filter, ANDed in"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="With --all: at most this many runs, newest first"),
+    limit: Optional[int] = typer.Option(
+        None, "--limit", min=1, help="With --all: at most this many runs, newest first"
+    ),
 ) -> None:
     """Replay workflow histories against the current code; exit 1 on any non-determinism.
 
     Uses the worker's interceptors and data converter (and payload keys, where encryption is on). Run it before deploying a workflow change: a failure means the change needs a workflow.patched branch.
     """
-    from pageperfect.ops.replay import HistoryFileError, closed_histories, fetch_history, read_history_file, replay_history, replayer
+    from pageperfect.ops.replay import (
+        HistoryFileError,
+        closed_histories,
+        fetch_history,
+        read_history_file,
+        replay_history,
+        replayer,
+    )
 
     if sum([bool(files), workflow_id is not None, all_runs]) != 1:
         fail("give history FILEs, --workflow-id ID or --all (one of them)")
@@ -81,4 +95,3 @@ def replay(
         console.print("no closed PagePerfect runs matched", markup=False)
     console.print(f"{len(outcomes)} replayed, {len(failed)} failed", markup=False)
     finish(1 if failed else 0)
-

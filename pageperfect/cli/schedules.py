@@ -16,8 +16,10 @@ from rich.table import Table
 
 from pageperfect.cli.common import console, fail, finish, settings, temporal_client
 
-schedules_app = typer.Typer(help="Recurring work as Temporal Schedules: re-analyze pages every N days, import "
-                                 "Search Console data daily.", no_args_is_help=True)
+schedules_app = typer.Typer(
+    help="Recurring work as Temporal Schedules: re-analyze pages every N days, import Search Console data daily.",
+    no_args_is_help=True,
+)
 
 
 def _run(work):
@@ -46,19 +48,24 @@ def _time_of_day(value: str) -> tuple[int, int]:
 
 
 @schedules_app.command("create")
-def create(schedule_id: str = typer.Argument(..., help="A name for the schedule, e.g. weekly-blog"),
-           reanalyze: Optional[Path] = typer.Option(None, "--reanalyze", exists=True, dir_okay=False,
-                                                    help="Re-analyze the pages in this file (one URL a line)"),
-           every_days: int = typer.Option(7, "--every-days", min=1, max=366, help="With --reanalyze: how often"),
-           concurrency: int = typer.Option(5, "--concurrency", "-c", min=1, max=50),
-           force_update: bool = typer.Option(False, "--force-update", help="Run every stage again each time"),
-           webhook_url: Optional[str] = typer.Option(None, "--webhook-url", help="Signed POST when each batch ends"),
-           gsc_site: Optional[str] = typer.Option(None, "--gsc-site",
-                                                  help="Import this Search Console property daily "
-                                                       "(https://example.com/ or sc-domain:example.com)"),
-           at: str = typer.Option("06:00", "--at", help="With --gsc-site: time of day, HH:MM UTC"),
-           days: int = typer.Option(28, "--days", min=1, max=480, help="With --gsc-site: days of data each time"),
-           page: Optional[str] = typer.Option(None, "--page", help="With --gsc-site: only this page's rows")) -> None:
+def create(
+    schedule_id: str = typer.Argument(..., help="A name for the schedule, e.g. weekly-blog"),
+    reanalyze: Optional[Path] = typer.Option(
+        None, "--reanalyze", exists=True, dir_okay=False, help="Re-analyze the pages in this file (one URL a line)"
+    ),
+    every_days: int = typer.Option(7, "--every-days", min=1, max=366, help="With --reanalyze: how often"),
+    concurrency: int = typer.Option(5, "--concurrency", "-c", min=1, max=50),
+    force_update: bool = typer.Option(False, "--force-update", help="Run every stage again each time"),
+    webhook_url: Optional[str] = typer.Option(None, "--webhook-url", help="Signed POST when each batch ends"),
+    gsc_site: Optional[str] = typer.Option(
+        None,
+        "--gsc-site",
+        help="Import this Search Console property daily (https://example.com/ or sc-domain:example.com)",
+    ),
+    at: str = typer.Option("06:00", "--at", help="With --gsc-site: time of day, HH:MM UTC"),
+    days: int = typer.Option(28, "--days", min=1, max=480, help="With --gsc-site: days of data each time"),
+    page: Optional[str] = typer.Option(None, "--page", help="With --gsc-site: only this page's rows"),
+) -> None:
     """Create a schedule: --reanalyze FILE [--every-days 7], or --gsc-site PROPERTY [--at 06:00].
 
     Examples: pageperfect schedules create weekly-blog --reanalyze pages.txt --every-days 7 ;
@@ -73,18 +80,34 @@ def create(schedule_id: str = typer.Argument(..., help="A name for the schedule,
     run_settings = settings()
     if reanalyze:
         urls = read_url_list(reanalyze.read_bytes())
-        made = _run(lambda client: schedules.create_reanalyze_schedule(
-            client, schedule_id, urls, every=timedelta(days=every_days), settings=run_settings,
-            jobs=JobOptions(force_update=force_update), concurrency=concurrency, webhook_url=webhook_url))
-        console.print(f"schedule {made}: re-analyzes {len(set(urls))} pages every {every_days} day(s); "
-                      f"`pageperfect schedules trigger {made}` runs it now")
+        made = _run(
+            lambda client: schedules.create_reanalyze_schedule(
+                client,
+                schedule_id,
+                urls,
+                every=timedelta(days=every_days),
+                settings=run_settings,
+                jobs=JobOptions(force_update=force_update),
+                concurrency=concurrency,
+                webhook_url=webhook_url,
+            )
+        )
+        console.print(
+            f"schedule {made}: re-analyzes {len(set(urls))} pages every {every_days} day(s); "
+            f"`pageperfect schedules trigger {made}` runs it now"
+        )
     else:
         assert gsc_site is not None  # one of the two, checked above
         hour, minute = _time_of_day(at)
-        made = _run(lambda client: schedules.create_gsc_import_schedule(
-            client, schedule_id, gsc_site, settings=run_settings, hour=hour, minute=minute, days=days, page=page))
-        console.print(f"schedule {made}: imports {gsc_site} daily at {hour:02d}:{minute:02d} UTC "
-                      "(the worker reads the key file PAGEPERFECT_GSC_CREDENTIALS names)")
+        made = _run(
+            lambda client: schedules.create_gsc_import_schedule(
+                client, schedule_id, gsc_site, settings=run_settings, hour=hour, minute=minute, days=days, page=page
+            )
+        )
+        console.print(
+            f"schedule {made}: imports {gsc_site} daily at {hour:02d}:{minute:02d} UTC "
+            "(the worker reads the key file PAGEPERFECT_GSC_CREDENTIALS names)"
+        )
     finish(0)
 
 
@@ -96,8 +119,15 @@ def list_() -> None:
     found = _run(schedules.list_schedules)
     table = Table("schedule", "kind", "when", "paused", "next run", "last run", "note")
     for s in found:
-        table.add_row(s.id, s.kind, s.when, "yes" if s.paused else "", s.next_run.isoformat()[:16] if s.next_run else "",
-                      s.last_run.isoformat()[:16] if s.last_run else "", s.note[:60])
+        table.add_row(
+            s.id,
+            s.kind,
+            s.when,
+            "yes" if s.paused else "",
+            s.next_run.isoformat()[:16] if s.next_run else "",
+            s.last_run.isoformat()[:16] if s.last_run else "",
+            s.note[:60],
+        )
     console.print(table)
     finish(0)
 

@@ -39,16 +39,32 @@ def print_site(result: dict) -> None:
     pages = Table("page", "coverage", "gaps", "opportunity", "top gap (fix)", title="Pages by opportunity")
     for p in result["pages"][:30]:
         top = p["top_gaps"][0] if p["top_gaps"] else None
-        pages.add_row(p["url"], "" if p["coverage"] is None else f"{p['coverage']:.0%}", str(p["gaps"]),
-                      f"{p['opportunity']:.3f}", f"{top['representative']} ({top['fix']})" if top else "")
+        pages.add_row(
+            p["url"],
+            "" if p["coverage"] is None else f"{p['coverage']:.0%}",
+            str(p["gaps"]),
+            f"{p['opportunity']:.3f}",
+            f"{top['representative']} ({top['fix']})" if top else "",
+        )
     console.print(pages)
     if result["cannibalization"]:
         for i, case in enumerate(result["cannibalization"], 1):
-            table = Table("page", "impressions", "share", "clicks", "position",
-                          title=f"{i}. {case['intent']}: {case['recommendation']} (severity {case['severity']:,.0f})")
+            table = Table(
+                "page",
+                "impressions",
+                "share",
+                "clicks",
+                "position",
+                title=f"{i}. {case['intent']}: {case['recommendation']} (severity {case['severity']:,.0f})",
+            )
             for p in case["pages"]:
-                table.add_row(p["url"], f"{p['impressions']:,.0f}", f"{p['impression_share']:.0%}",
-                              f"{p['clicks']:,.0f}", f"{p['position']:.1f}")
+                table.add_row(
+                    p["url"],
+                    f"{p['impressions']:,.0f}",
+                    f"{p['impression_share']:.0%}",
+                    f"{p['clicks']:,.0f}",
+                    f"{p['position']:.1f}",
+                )
             console.print(table)
             for reason in case["reasons"]:
                 console.print(f"  - {reason}")
@@ -64,14 +80,16 @@ def print_site(result: dict) -> None:
 
 
 @site_app.command("site")
-def site(file: Optional[Path] = typer.Argument(None, exists=True, dir_okay=False, help="A page-and-query CSV"),
-         gsc_site: Optional[str] = typer.Option(None, "--gsc-site", help="A Search Console property instead"),
-         start: Optional[str] = typer.Option(None, "--start", help="With --gsc-site: YYYY-MM-DD"),
-         end: Optional[str] = typer.Option(None, "--end", help="With --gsc-site: YYYY-MM-DD"),
-         concurrency: int = typer.Option(5, "--concurrency", "-c", min=1, max=50, help="Page jobs at once"),
-         force_update: bool = typer.Option(False, "--force-update", help="Run every page's stages again"),
-         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON"),
-         wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the result")) -> None:
+def site(
+    file: Optional[Path] = typer.Argument(None, exists=True, dir_okay=False, help="A page-and-query CSV"),
+    gsc_site: Optional[str] = typer.Option(None, "--gsc-site", help="A Search Console property instead"),
+    start: Optional[str] = typer.Option(None, "--start", help="With --gsc-site: YYYY-MM-DD"),
+    end: Optional[str] = typer.Option(None, "--end", help="With --gsc-site: YYYY-MM-DD"),
+    concurrency: int = typer.Option(5, "--concurrency", "-c", min=1, max=50, help="Page jobs at once"),
+    force_update: bool = typer.Option(False, "--force-update", help="Run every page's stages again"),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON"),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the result"),
+) -> None:
     """Analyse a site: each page's gaps, then the pages that compete for one intent and the links to propose.
 
     Examples: pageperfect site performance-by-page.csv ;  pageperfect site --gsc-site https://example.com/
@@ -83,15 +101,19 @@ def site(file: Optional[Path] = typer.Argument(None, exists=True, dir_okay=False
     if gsc_site:
         if not (start and end):
             fail("--gsc-site needs --start and --end (YYYY-MM-DD)")
-        created = api_call("POST", "/v1/sites", json={
-            "search_console": {"site_url": gsc_site, "start_date": start, "end_date": end}, **shared})
+        created = api_call(
+            "POST",
+            "/v1/sites",
+            json={"search_console": {"site_url": gsc_site, "start_date": start, "end_date": end}, **shared},
+        )
     else:
         assert file is not None
         data = file.read_bytes()
         if not data.strip():
             fail(f"{file} is empty: a page-and-query CSV (page, query, clicks, impressions, ctr, position) is needed")
-        created = api_call("POST", "/v1/sites", files={"file": (file.name, data, "text/csv")},
-                           data={"options": json.dumps(shared)})
+        created = api_call(
+            "POST", "/v1/sites", files={"file": (file.name, data, "text/csv")}, data={"options": json.dumps(shared)}
+        )
     if not as_json:
         err_console.print(f"site {created['site_id']}: {created['pages']} pages")
     if not wait:

@@ -14,13 +14,14 @@ from pageperfect.models import FINAL_STATUSES, STAGE_ENDINGS, StageStatus
 from pageperfect.stages import STAGE_NAMES
 
 
-
 def _stage_line(stage: dict) -> str:
     text = stage["status"]
     if stage.get("reused"):
         text += " (reused)"
     if stage.get("attempt_count", 0) > 1 or stage["status"] == "retrying":
-        text += f", attempt {stage['attempt_count']}" + (f"/{stage['max_attempts']}" if stage.get("max_attempts") else "")
+        text += f", attempt {stage['attempt_count']}" + (
+            f"/{stage['max_attempts']}" if stage.get("max_attempts") else ""
+        )
     if stage["status"] in (StageStatus.RETRYING, StageStatus.FAILED) and stage.get("last_error"):
         text += f": {stage['last_error'][:70]}"
     return text
@@ -51,7 +52,9 @@ def attempt_news(before: tuple[int, str] | None, stage: dict) -> str | None:
     error = (stage.get("last_error") or "")[:120]
     if status == "retrying":
         when = _clock(stage.get("next_retry_at"))
-        return f"{stage['stage']}: attempt {attempt}{of} failed: {error}" + (f"; next attempt at {when}" if when else "")
+        return f"{stage['stage']}: attempt {attempt}{of} failed: {error}" + (
+            f"; next attempt at {when}" if when else ""
+        )
     if status == StageStatus.PROCESSING and attempt > 1:
         return f"{stage['stage']}: attempt {attempt}{of} started"
     if status == StageStatus.FAILED:
@@ -66,8 +69,13 @@ async def watch_job(http: httpx.AsyncClient, job_id: str, console: Console) -> d
     """A bar per stage, updated until the job ends, and a line for each retry as it happens; returns the final job."""
     seen: dict[str, tuple[int, str]] = {}
     # markup=False: error texts come from pages and providers and may hold [brackets].
-    with Progress(TextColumn("{task.fields[stage]:<20}", markup=False), BarColumn(bar_width=24),
-                  TextColumn("{task.fields[state]}", markup=False), console=console, transient=False) as progress:
+    with Progress(
+        TextColumn("{task.fields[stage]:<20}", markup=False),
+        BarColumn(bar_width=24),
+        TextColumn("{task.fields[state]}", markup=False),
+        console=console,
+        transient=False,
+    ) as progress:
         tasks = {name: progress.add_task("", total=1, stage=name, state="pending") for name in STAGE_NAMES}
         while True:
             response = await http.get(f"/v1/jobs/{job_id}")
@@ -81,7 +89,9 @@ async def watch_job(http: httpx.AsyncClient, job_id: str, console: Console) -> d
                 seen[stage["stage"]] = (stage.get("attempt_count", 0), stage["status"])
                 task = tasks.get(stage["stage"])
                 if task is not None:
-                    progress.update(task, completed=1 if stage["status"] in STAGE_ENDINGS else 0, state=_stage_line(stage))
+                    progress.update(
+                        task, completed=1 if stage["status"] in STAGE_ENDINGS else 0, state=_stage_line(stage)
+                    )
             if job["status"] in FINAL_STATUSES:
                 return job
             await asyncio.sleep(POLL_SECONDS)
@@ -91,9 +101,13 @@ def stage_table(job: dict) -> Table:
     table = Table("stage", "status", "attempts", "duration", "last error")
     for stage in job.get("stages", []):
         duration = f"{stage['duration_ms'] / 1000:.2f} s" if stage.get("duration_ms") is not None else ""
-        table.add_row(stage["stage"], stage["status"] + (" (reused)" if stage.get("reused") else ""),
-                      f"{stage['attempt_count']}" + (f"/{stage['max_attempts']}" if stage.get("max_attempts") else ""),
-                      duration, (stage.get("last_error") or "")[:60])
+        table.add_row(
+            stage["stage"],
+            stage["status"] + (" (reused)" if stage.get("reused") else ""),
+            f"{stage['attempt_count']}" + (f"/{stage['max_attempts']}" if stage.get("max_attempts") else ""),
+            duration,
+            (stage.get("last_error") or "")[:60],
+        )
     return table
 
 
@@ -102,25 +116,37 @@ def print_result(result: dict, console: Console, *, top: int = 10) -> None:
     # Page and query text is untrusted: printed as Text, never read as Rich markup.
     console.print(Text(f"\n{page.get('title') or page['url']}", style="bold"))
     coverage = stats.get("coverage_score")
-    console.print(f"{stats['segments']} segments, {stats['keywords']} queries in {stats['clusters']} clusters; "
-                  f"{stats['gaps']} gaps; coverage "
-                  + (f"{coverage:.0%} of impressions" if coverage is not None else "n/a"))
+    console.print(
+        f"{stats['segments']} segments, {stats['keywords']} queries in {stats['clusters']} clusters; "
+        f"{stats['gaps']} gaps; coverage " + (f"{coverage:.0%} of impressions" if coverage is not None else "n/a")
+    )
     if result["providers"].get("note"):
         console.print(f"[yellow]{result['providers']['note']}[/yellow]")
     table = Table("rank", "missing intent", "queries", "impressions", "position", "score", "why")
     for rank, gap in enumerate([g for g in result["gaps"] if g["has_gap"]][:top], start=1):
-        table.add_row(str(rank), Text(gap["representative"]), str(len(gap["keywords"])),
-                      f"{gap['total_impressions']:,.0f}", f"{gap['avg_position']:.1f}", f"{gap['opportunity_score']:.3f}",
-                      Text(why(gap)))
+        table.add_row(
+            str(rank),
+            Text(gap["representative"]),
+            str(len(gap["keywords"])),
+            f"{gap['total_impressions']:,.0f}",
+            f"{gap['avg_position']:.1f}",
+            f"{gap['opportunity_score']:.3f}",
+            Text(why(gap)),
+        )
     console.print(table)
     for draft in result["drafts"]:
         label = "Draft" if draft["kind"] == "draft" else "Brief"
-        console.print(Text(f"\n{label} for cluster {draft['cluster_id']}"
-                           + (f" — {draft['suggested_heading']}" if draft.get("suggested_heading") else ""), style="bold"))
+        console.print(
+            Text(
+                f"\n{label} for cluster {draft['cluster_id']}"
+                + (f" — {draft['suggested_heading']}" if draft.get("suggested_heading") else ""),
+                style="bold",
+            )
+        )
         # An insertion repeats the passage it follows: show only what is new.
         text, original = draft["draft"], draft.get("original") or ""
         if original and text.startswith(original):
-            text = text[len(original):].strip()
+            text = text[len(original) :].strip()
         console.print(Text(text[:900]))
 
 

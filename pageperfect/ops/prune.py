@@ -32,8 +32,9 @@ class _DryRun(Exception):
     """Raised inside the transaction to roll it back."""
 
 
-async def prune(pool: asyncpg.Pool, *, older_than_days: float, dry_run: bool = False,
-                now: datetime | None = None) -> PruneReport:
+async def prune(
+    pool: asyncpg.Pool, *, older_than_days: float, dry_run: bool = False, now: datetime | None = None
+) -> PruneReport:
     if older_than_days < 0:
         raise ValueError("--older-than must be 0 days or more")
     cutoff = (now or datetime.now(UTC)) - timedelta(days=older_than_days)

@@ -51,10 +51,17 @@ def replayer(settings=None, *, quiet: bool = False) -> Replayer:
 
     runtime = None
     if quiet:
-        runtime = Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
-            filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))))
-    return Replayer(workflows=list(WORKFLOWS), data_converter=data_converter(settings),
-                    interceptors=worker_interceptors(None), runtime=runtime)
+        runtime = Runtime(
+            telemetry=TelemetryConfig(
+                logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+            )
+        )
+    return Replayer(
+        workflows=list(WORKFLOWS),
+        data_converter=data_converter(settings),
+        interceptors=worker_interceptors(None),
+        runtime=runtime,
+    )
 
 
 def read_history_file(path: Path) -> WorkflowHistory:
@@ -63,8 +70,9 @@ def read_history_file(path: Path) -> WorkflowHistory:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise HistoryFileError(f"{path} is not readable JSON ({err})") from err
     if not isinstance(data, dict) or not isinstance(data.get("events"), list) or not data["events"]:
-        raise HistoryFileError(f"{path} holds no history events; export one with "
-                               "`temporal workflow show --workflow-id ID --output json`")
+        raise HistoryFileError(
+            f"{path} holds no history events; export one with `temporal workflow show --workflow-id ID --output json`"
+        )
     try:
         return WorkflowHistory.from_json(Path(path).stem, data)
     except Exception as err:  # the protobuf parser says what is wrong in its own words
@@ -100,8 +108,9 @@ async def fetch_history(client: Client, workflow_id: str, run_id: str | None = N
     return await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
 
 
-async def closed_histories(client: Client, *, extra_query: str | None = None,
-                           limit: int | None = None) -> AsyncIterator[WorkflowHistory]:
+async def closed_histories(
+    client: Client, *, extra_query: str | None = None, limit: int | None = None
+) -> AsyncIterator[WorkflowHistory]:
     """The histories of every closed PagePerfect run (newest first), optionally filtered further."""
     query = CLOSED_RUNS_QUERY + (f" AND ({extra_query})" if extra_query else "")
     async for history in client.list_workflows(query, limit=limit).map_histories():

@@ -90,8 +90,12 @@ async def running_stack(settings: Settings) -> AsyncIterator[RunningStack]:
 
         address, ui_url = settings.temporal_address, None
         if not address:
-            server = TemporalDevServer(port=settings.temporal_port, ui_port=settings.ui_port,
-                                       db_file=data_dir / "temporal.db", log_file=data_dir / "temporal.log")
+            server = TemporalDevServer(
+                port=settings.temporal_port,
+                ui_port=settings.ui_port,
+                db_file=data_dir / "temporal.db",
+                log_file=data_dir / "temporal.log",
+            )
             await asyncio.to_thread(server.start)
             stack.callback(server.stop)
             address, ui_url = server.address, server.ui_url
@@ -108,7 +112,8 @@ async def running_stack(settings: Settings) -> AsyncIterator[RunningStack]:
         # How long closed runs stay: set on the embedded server, on a cluster only when asked to.
         retention = None
         wanted_days = settings.temporal_retention_days or (
-            None if settings.temporal_address else DEFAULT_RETENTION_DAYS)
+            None if settings.temporal_address else DEFAULT_RETENTION_DAYS
+        )
         if wanted_days:
             retention = await set_retention(client, wanted_days)
 
@@ -138,15 +143,33 @@ async def running_stack(settings: Settings) -> AsyncIterator[RunningStack]:
         await asyncio.to_thread(wait_for_port, "127.0.0.1", settings.api_port, 10)
         # The other commands run from this data dir find this stack by this record (no secret in it).
         api_url = f"http://127.0.0.1:{settings.api_port}"
-        record_stack(data_dir, StackRecord(pid=os.getpid(), temporal_address=address,
-                                           embedded_temporal=not settings.temporal_address,
-                                           embedded_postgres=not settings.database_dsn, api_url=api_url, ui_url=ui_url))
+        record_stack(
+            data_dir,
+            StackRecord(
+                pid=os.getpid(),
+                temporal_address=address,
+                embedded_temporal=not settings.temporal_address,
+                embedded_postgres=not settings.database_dsn,
+                api_url=api_url,
+                ui_url=ui_url,
+            ),
+        )
         stack.callback(clear_stack, data_dir, os.getpid())
-        yield RunningStack(settings=run_settings, temporal_address=address, ui_url=ui_url, dsn=dsn,
-                           api_url=api_url,
-                           embedded_postgres=not settings.database_dsn,
-                           embedded_temporal=not settings.temporal_address, client=client, pool=pool,
-                           workers=group, api_key=api_key, api_key_source=api_key_source,
-                           metrics_url=(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"
-                                        if settings.worker_metrics_port else None),
-                           retention=retention)
+        yield RunningStack(
+            settings=run_settings,
+            temporal_address=address,
+            ui_url=ui_url,
+            dsn=dsn,
+            api_url=api_url,
+            embedded_postgres=not settings.database_dsn,
+            embedded_temporal=not settings.temporal_address,
+            client=client,
+            pool=pool,
+            workers=group,
+            api_key=api_key,
+            api_key_source=api_key_source,
+            metrics_url=(
+                f"http://127.0.0.1:{settings.worker_metrics_port}/metrics" if settings.worker_metrics_port else None
+            ),
+            retention=retention,
+        )

@@ -106,8 +106,11 @@ def temporal_target(settings: Settings | None = None) -> TemporalTarget:
         return TemporalTarget(settings.temporal_address, settings.temporal_namespace, settings)
     record = read_stack(settings.data_dir)
     if record is not None:
-        return TemporalTarget(record.temporal_address, settings.temporal_namespace,
-                              plain_grpc(settings) if record.embedded_temporal else settings)
+        return TemporalTarget(
+            record.temporal_address,
+            settings.temporal_namespace,
+            plain_grpc(settings) if record.embedded_temporal else settings,
+        )
     # Nothing recorded: the embedded dev server's port (PAGEPERFECT_TEMPORAL_PORT).
     return TemporalTarget(f"127.0.0.1:{settings.temporal_port}", settings.temporal_namespace, plain_grpc(settings))
 

@@ -58,8 +58,9 @@ def _decode_key(key_id: str, encoded: str) -> bytes:
     except (binascii.Error, ValueError):
         raise PayloadKeyError(f"payload key {key_id!r} is not base64") from None
     if len(key) != KEY_BYTES:
-        raise PayloadKeyError(f"payload key {key_id!r} is {len(key)} bytes; it must be {KEY_BYTES} "
-                              "(e.g. `openssl rand -base64 32`)")
+        raise PayloadKeyError(
+            f"payload key {key_id!r} is {len(key)} bytes; it must be {KEY_BYTES} (e.g. `openssl rand -base64 32`)"
+        )
     return key
 
 
@@ -88,13 +89,16 @@ class EncryptionCodec(PayloadCodec):
         key_id = payload.metadata.get(KEY_ID_METADATA, b"").decode(errors="replace")
         cipher = self._ciphers.get(key_id)
         if cipher is None:
-            raise PayloadKeyError(f"payload was encrypted with key id {key_id!r}, which is not configured "
-                                  f"(configured: {', '.join(self._ciphers)})")
+            raise PayloadKeyError(
+                f"payload was encrypted with key id {key_id!r}, which is not configured "
+                f"(configured: {', '.join(self._ciphers)})"
+            )
         try:
             plain = cipher.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], key_id.encode())
         except (InvalidTag, ValueError):  # ValueError: too short to hold a nonce
-            raise PayloadKeyError(f"payload does not decrypt with key {key_id!r}: the key is wrong "
-                                  "or the payload was altered") from None
+            raise PayloadKeyError(
+                f"payload does not decrypt with key {key_id!r}: the key is wrong or the payload was altered"
+            ) from None
         return Payload.FromString(plain)
 
 

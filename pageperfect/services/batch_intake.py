@@ -29,18 +29,33 @@ MAX_BATCH_KEYWORDS = 200_000
 class BatchRequest(JobOptions):
     """POST /v1/batches: one job per page, `concurrency` at a time."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "urls": ["https://example.com/blog/a", "https://example.com/blog/b"], "concurrency": 5,
-        "keywords": {"https://example.com/blog/a": [{"query": "shed base", "clicks": 3, "impressions": 420,
-                                                     "ctr": 0.0071, "position": 11.4}]}}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "urls": ["https://example.com/blog/a", "https://example.com/blog/b"],
+                    "concurrency": 5,
+                    "keywords": {
+                        "https://example.com/blog/a": [
+                            {"query": "shed base", "clicks": 3, "impressions": 420, "ctr": 0.0071, "position": 11.4}
+                        ]
+                    },
+                }
+            ]
+        },
+    )
 
     urls: list[str] = Field(min_length=1, max_length=MAX_BATCH_PAGES)
     keywords: dict[str, list[KeywordRow]] | None = Field(
-        default=None, description="Search Console rows by page URL; pages without any use their latest import")
-    concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=MAX_CONCURRENCY,
-                             description="How many of the batch's jobs run at once")
-    webhook_url: str | None = Field(default=None, max_length=2048,
-                                    description="Gets a signed POST when the batch has ended")
+        default=None, description="Search Console rows by page URL; pages without any use their latest import"
+    )
+    concurrency: int = Field(
+        default=DEFAULT_CONCURRENCY, ge=1, le=MAX_CONCURRENCY, description="How many of the batch's jobs run at once"
+    )
+    webhook_url: str | None = Field(
+        default=None, max_length=2048, description="Gets a signed POST when the batch has ended"
+    )
 
 
 @dataclass
@@ -79,12 +94,16 @@ class StoredBatch:
     webhook_url: str | None
 
 
-async def store_batch(request: BatchRequest, *, pool: asyncpg.Pool, settings: Settings,
-                      source: str = "api", keyword_source: str = "batch") -> StoredBatch:
+async def store_batch(
+    request: BatchRequest, *, pool: asyncpg.Pool, settings: Settings, source: str = "api", keyword_source: str = "batch"
+) -> StoredBatch:
     """The batch's checked pages and keyword sets and its rows, stored; nothing is started (a 4xx stores none)."""
     pages, duplicates = _normalized_pages(request.urls, settings)
-    webhook_url = (await check_webhook_url(request.webhook_url, parse_allowed_hosts(settings.allowed_hosts))
-                   if request.webhook_url else None)
+    webhook_url = (
+        await check_webhook_url(request.webhook_url, parse_allowed_hosts(settings.allowed_hosts))
+        if request.webhook_url
+        else None
+    )
     keywords: dict[str, list[KeywordRow]] = {}
     if request.keywords:
         if sum(len(rows) for rows in request.keywords.values()) > MAX_BATCH_KEYWORDS:
@@ -110,30 +129,52 @@ async def store_batch(request: BatchRequest, *, pool: asyncpg.Pool, settings: Se
                 page_id = await queries.get_or_create_page(conn, url)
                 set_id = await queries.create_keyword_set(conn, page_id, keywords[url], source=keyword_source)
             items.append((url, set_id, None))
-        await queries.insert_batch(conn, batch_id, source=source, concurrency=request.concurrency,
-                                   options=jobs.model_dump(mode="json"), webhook_url=webhook_url,
-                                   workflow_id=workflow_id, run_id=None, items=items)
+        await queries.insert_batch(
+            conn,
+            batch_id,
+            source=source,
+            concurrency=request.concurrency,
+            options=jobs.model_dump(mode="json"),
+            webhook_url=webhook_url,
+            workflow_id=workflow_id,
+            run_id=None,
+            items=items,
+        )
     return StoredBatch(batch_id, workflow_id, pages, duplicates, jobs, webhook_url)
 
 
-async def create_batch(request: BatchRequest, *, pool: asyncpg.Pool, client: Client, settings: Settings,
-                       queue_prefix: str | None = None, source: str = "api") -> CreatedBatch:
+async def create_batch(
+    request: BatchRequest,
+    *,
+    pool: asyncpg.Pool,
+    client: Client,
+    settings: Settings,
+    queue_prefix: str | None = None,
+    source: str = "api",
+) -> CreatedBatch:
     stored = await store_batch(request, pool=pool, settings=settings, source=source)
     batch_id, workflow_id = stored.batch_id, stored.workflow_id
     prefix = queue_prefix or settings.queue_prefix
     try:
         handle = await client.start_workflow(
             PagePerfectBatchWorkflow.run,
-            BatchInput(batch_id=batch_id, concurrency=request.concurrency, jobs=stored.jobs,
-                       webhook_url=stored.webhook_url, source=source, queue_prefix=prefix,
-                       poll_seconds=settings.batch_poll_seconds),
+            BatchInput(
+                batch_id=batch_id,
+                concurrency=request.concurrency,
+                jobs=stored.jobs,
+                webhook_url=stored.webhook_url,
+                source=source,
+                queue_prefix=prefix,
+                poll_seconds=settings.batch_poll_seconds,
+            ),
             id=workflow_id,
             task_queue=queue_name(prefix, WORKFLOW_QUEUE),
         )
     except RPCError as err:
         await queries.delete_batch(pool, batch_id)
-        raise IntakeError(503, f"Temporal did not take the batch ({err.message}); nothing was created, "
-                               "try again") from err
+        raise IntakeError(
+            503, f"Temporal did not take the batch ({err.message}); nothing was created, try again"
+        ) from err
     run_id = handle.result_run_id or ""
     await queries.set_batch_run(pool, batch_id, workflow_id, run_id)
     return CreatedBatch(batch_id, workflow_id, run_id, len(stored.pages), stored.duplicates)
@@ -146,15 +187,34 @@ async def batch_status(pool: asyncpg.Pool, batch_id: str, *, items: bool = True)
         return None
     counts = await queries.batch_counts(pool, batch_id)
     ended = sum(counts[k] for k in (*FINAL_STATUSES, "rejected"))
-    body = {"batch_id": str(batch["id"]), "status": batch["status"], "source": batch["source"],
-            "total": batch["total"], "ended": ended, "counts": counts, "concurrency": batch["concurrency"],
-            "options": batch["options"], "webhook_url": batch["webhook_url"], "workflow_id": batch["workflow_id"],
-            "run_id": batch["run_id"], "created_at": batch["created_at"], "completed_at": batch["completed_at"]}
+    body = {
+        "batch_id": str(batch["id"]),
+        "status": batch["status"],
+        "source": batch["source"],
+        "total": batch["total"],
+        "ended": ended,
+        "counts": counts,
+        "concurrency": batch["concurrency"],
+        "options": batch["options"],
+        "webhook_url": batch["webhook_url"],
+        "workflow_id": batch["workflow_id"],
+        "run_id": batch["run_id"],
+        "created_at": batch["created_at"],
+        "completed_at": batch["completed_at"],
+    }
     if items:
-        body["pages"] = [{"position": r["position"], "url": r["url"],
-                          "job_id": str(r["job_id"]) if r["job_id"] else None,
-                          "status": "rejected" if r["error"] else (
-                              r["status"] or ("cancelled" if batch["status"] == "cancelled" else "waiting")),
-                          "existing": r["existing"], "stage": r["stage"], "error": r["error"] or r["job_error"]}
-                         for r in await queries.batch_items(pool, batch_id)]
+        body["pages"] = [
+            {
+                "position": r["position"],
+                "url": r["url"],
+                "job_id": str(r["job_id"]) if r["job_id"] else None,
+                "status": "rejected"
+                if r["error"]
+                else (r["status"] or ("cancelled" if batch["status"] == "cancelled" else "waiting")),
+                "existing": r["existing"],
+                "stage": r["stage"],
+                "error": r["error"] or r["job_error"],
+            }
+            for r in await queries.batch_items(pool, batch_id)
+        ]
     return body

@@ -28,8 +28,9 @@ class GscImport:
         return sum(self.counts.values())
 
 
-def rows_by_page(data: bytes, filename: str, page: str | None, *, site_wide: bool = False
-                 ) -> tuple[str | None, dict[str, list[KeywordRow]]]:
+def rows_by_page(
+    data: bytes, filename: str, page: str | None, *, site_wide: bool = False
+) -> tuple[str | None, dict[str, list[KeywordRow]]]:
     """Parse an export ZIP, a Queries.csv or a page-and-query CSV; rows grouped by page URL.
 
     GscFormatError (a ValueError) says why the file cannot be read, or its rows not attributed to pages.
@@ -38,8 +39,15 @@ def rows_by_page(data: bytes, filename: str, page: str | None, *, site_wide: boo
     return export.date_range, pages_for_import(export, page, site_wide=site_wide)
 
 
-async def import_bytes(pool: asyncpg.Pool, data: bytes, filename: str, *, page: str | None = None,
-                       filters: KeywordFilters | None = None, site_wide: bool = False) -> GscImport:
+async def import_bytes(
+    pool: asyncpg.Pool,
+    data: bytes,
+    filename: str,
+    *,
+    page: str | None = None,
+    filters: KeywordFilters | None = None,
+    site_wide: bool = False,
+) -> GscImport:
     def parse() -> tuple[str | None, dict[str, list[KeywordRow]], dict[str, int]]:
         date_range, grouped = rows_by_page(data, filename, page, site_wide=site_wide)
         if filters is not None:  # the old system's import filters: positions, minimums, brand terms, a cap
@@ -57,12 +65,20 @@ async def import_bytes(pool: asyncpg.Pool, data: bytes, filename: str, *, page: 
     async with pool.acquire() as conn:
         async with conn.transaction():  # all pages or none
             for url, rows in grouped.items():
-                outcome.counts[url] = await queries.store_gsc_rows(conn, url, rows, date_range=date_range,
-                                                                   source=filename)
+                outcome.counts[url] = await queries.store_gsc_rows(
+                    conn, url, rows, date_range=date_range, source=filename
+                )
     return outcome
 
 
-async def import_file(pool: asyncpg.Pool, path: Path, *, page: str | None = None,
-                      filters: KeywordFilters | None = None, site_wide: bool = False) -> GscImport:
-    return await import_bytes(pool, Path(path).read_bytes(), Path(path).name, page=page, filters=filters,
-                              site_wide=site_wide)
+async def import_file(
+    pool: asyncpg.Pool,
+    path: Path,
+    *,
+    page: str | None = None,
+    filters: KeywordFilters | None = None,
+    site_wide: bool = False,
+) -> GscImport:
+    return await import_bytes(
+        pool, Path(path).read_bytes(), Path(path).name, page=page, filters=filters, site_wide=site_wide
+    )

@@ -48,16 +48,32 @@ MAX_INLINE_KEYWORDS = 50_000
 class JobRequest(JobOptions):
     """POST /v1/jobs. Give `url`, or the `page_id` of a page PagePerfect already knows."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"url": "https://example.com/blog/fiddle-leaf-fig-care",
-                      "keywords": [{"query": "fiddle leaf fig brown spots", "clicks": 3, "impressions": 420,
-                                    "ctr": 0.0071, "position": 11.4}]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://example.com/blog/fiddle-leaf-fig-care",
+                    "keywords": [
+                        {
+                            "query": "fiddle leaf fig brown spots",
+                            "clicks": 3,
+                            "impressions": 420,
+                            "ctr": 0.0071,
+                            "position": 11.4,
+                        }
+                    ],
+                }
+            ]
+        },
+    )
 
     url: str | None = Field(default=None, max_length=2048)
     page_id: int | None = Field(default=None, ge=1, le=2**63 - 1)  # a Postgres BIGINT
     keywords: list[KeywordRow] | None = Field(default=None, max_length=MAX_INLINE_KEYWORDS)
-    webhook_url: str | None = Field(default=None, max_length=2048,
-                                    description="Gets a signed POST when the job completes, fails or is cancelled")
+    webhook_url: str | None = Field(
+        default=None, max_length=2048, description="Gets a signed POST when the job completes, fails or is cancelled"
+    )
 
     @model_validator(mode="after")
     def _one_page(self) -> JobRequest:
@@ -123,8 +139,9 @@ async def submit_job(
     queue_prefix: str | None = None,
     reuse_window_seconds: float | None = None,
 ) -> Submitted:
-    job, payload = await prepare_job(request, pool=pool, settings=settings, queue_prefix=queue_prefix,
-                                     reuse_window_seconds=reuse_window_seconds)
+    job, payload = await prepare_job(
+        request, pool=pool, settings=settings, queue_prefix=queue_prefix, reuse_window_seconds=reuse_window_seconds
+    )
     return await start_job(job, payload, pool=pool, client=client)
 
 
@@ -159,17 +176,24 @@ async def prepare_job(
         else:
             date_range, rows = await queries.latest_gsc_rows(conn, url)
             if rows:
-                keyword_set_id = await queries.create_keyword_set(conn, page_id, rows, source="gsc",
-                                                                  date_range=date_range)
+                keyword_set_id = await queries.create_keyword_set(
+                    conn, page_id, rows, source="gsc", date_range=date_range
+                )
 
     job = JobInput(
-        job_id=job_id or str(uuid.uuid4()), page_id=page_id, url=url,
+        job_id=job_id or str(uuid.uuid4()),
+        page_id=page_id,
+        url=url,
         queue_prefix=queue_prefix or settings.queue_prefix,
-        keyword_set_id=keyword_set_id, skip_steps=list(request.skip_steps), force_update=request.force_update,
-        priority=request.priority, max_attempts=request.max_attempts,
+        keyword_set_id=keyword_set_id,
+        skip_steps=list(request.skip_steps),
+        force_update=request.force_update,
+        priority=request.priority,
+        max_attempts=request.max_attempts,
         retry_delay_seconds=request.retry_delay_seconds,
-        reuse_window_seconds=(reuse_window_seconds if reuse_window_seconds is not None
-                              else settings.reuse_window_seconds),
+        reuse_window_seconds=(
+            reuse_window_seconds if reuse_window_seconds is not None else settings.reuse_window_seconds
+        ),
         timeout_scale=settings.stage_timeout_scale,
         options=request.options,
         webhook_url=webhook_url,
@@ -195,13 +219,18 @@ async def start_job(job: JobInput, payload: dict, *, pool: asyncpg.Pool, client:
                 task_queue=queue_name(job.queue_prefix, WORKFLOW_QUEUE),
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                search_attributes=TypedSearchAttributes([
-                    # Search attributes are never encrypted, so with payload encryption on the URL stays out.
-                    *([SearchAttributePair(URL_ATTRIBUTE,
-                                           job.url[:2000])] if client.data_converter.payload_codec is None else []),
-                    SearchAttributePair(JOB_ATTRIBUTE, job.job_id),
-                    SearchAttributePair(STAGE_ATTRIBUTE, "queued"),
-                ]),
+                search_attributes=TypedSearchAttributes(
+                    [
+                        # Search attributes are never encrypted, so with payload encryption on the URL stays out.
+                        *(
+                            [SearchAttributePair(URL_ATTRIBUTE, job.url[:2000])]
+                            if client.data_converter.payload_codec is None
+                            else []
+                        ),
+                        SearchAttributePair(JOB_ATTRIBUTE, job.job_id),
+                        SearchAttributePair(STAGE_ATTRIBUTE, "queued"),
+                    ]
+                ),
                 priority=temporal_priority(job.priority),
             )
             run_id = handle.result_run_id or ""
@@ -211,13 +240,17 @@ async def start_job(job: JobInput, payload: dict, *, pool: asyncpg.Pool, client:
             running_job_id = await _job_id_of_run(client, workflow_id, run_id)
             # A run whose job row is already final has finished its work and is closing: once it
             # has closed, start again, so that this request gets a job of its own.
-            if not (running_job_id and running_job_id != job.job_id
-                    and await _closed_after_its_end(pool, client, workflow_id, run_id, running_job_id)):
+            if not (
+                running_job_id
+                and running_job_id != job.job_id
+                and await _closed_after_its_end(pool, client, workflow_id, run_id, running_job_id)
+            ):
                 break
     except RPCError as err:
         await queries.delete_job(pool, job.job_id)
-        raise IntakeError(503,
-                          f"Temporal did not take the job ({err.message}); nothing was created, try again") from err
+        raise IntakeError(
+            503, f"Temporal did not take the job ({err.message}); nothing was created, try again"
+        ) from err
     if running_job_id and running_job_id != job.job_id:
         # The page already has a running job: answer with that one, keep nothing of this request.
         await queries.delete_job(pool, job.job_id)
@@ -226,8 +259,9 @@ async def start_job(job: JobInput, payload: dict, *, pool: asyncpg.Pool, client:
     return Submitted(job.job_id, workflow_id, run_id, job.page_id, job.url, existing=False)
 
 
-async def _closed_after_its_end(pool: asyncpg.Pool, client: Client, workflow_id: str, run_id: str,
-                                job_id: str, wait: float = 10.0) -> bool:
+async def _closed_after_its_end(
+    pool: asyncpg.Pool, client: Client, workflow_id: str, run_id: str, job_id: str, wait: float = 10.0
+) -> bool:
     """Whether the run of a job whose row is final closes within `wait` seconds (it has only its
     last workflow task left: the job row is written by its final activity)."""
     existing = await queries.get_job(pool, job_id)

@@ -96,8 +96,14 @@ async def reconcile(pool: asyncpg.Pool, client: Client, *, job_id: str | None = 
                 seen = f"{row['status']}/{row['attempt_count']}" if row else "missing"
                 differences.append(f"{job['id']} {stage}: mirror {seen}, history {fact.status}/{fact.attempt}")
                 if write:
-                    await queries.mirror_stage(pool, job_id=str(job["id"]), stage=stage, status=fact.status,
-                                               attempt=fact.attempt, max_attempts=None)
+                    await queries.mirror_stage(
+                        pool,
+                        job_id=str(job["id"]),
+                        stage=stage,
+                        status=fact.status,
+                        attempt=fact.attempt,
+                        max_attempts=None,
+                    )
         # The job row's final status is written by the run's last activity, a moment before the run
         # closes: a final row over a running history is that moment, not a difference to undo.
         closing = job_status == JobStatus.PROCESSING and job["status"] in FINAL_STATUSES

@@ -20,9 +20,13 @@ async def redrive(dead_letter_id: int, *, pool: asyncpg.Pool, client: Client) ->
     if letter is None:
         raise LookupError(f"no dead letter {dead_letter_id}")
     original = JobInput.model_validate(letter["payload"])
-    job = original.model_copy(update={
-        "job_id": str(uuid.uuid4()), "force_update": False, "reuse_window_seconds": REDRIVE_REUSE_WINDOW,
-    })
+    job = original.model_copy(
+        update={
+            "job_id": str(uuid.uuid4()),
+            "force_update": False,
+            "reuse_window_seconds": REDRIVE_REUSE_WINDOW,
+        }
+    )
     old = await queries.get_job(pool, str(letter["job_id"]))
     payload = dict(old["payload"]) if old else {}
     payload["redrive_of"] = str(letter["job_id"])

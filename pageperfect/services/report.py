@@ -146,22 +146,25 @@ def gap_bars(gaps: list[dict]) -> str:
     bar_w = width - label_w - 260  # room for the value and its note
     peak = max(g["opportunity_score"] for g in ranked) or 1.0
     height = top + row_h * len(ranked) + 8
-    parts = [f'<svg class="chart bars" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="gaps ranked by opportunity">']
+    parts = [
+        f'<svg class="chart bars" viewBox="0 0 {width} {height}" role="img" aria-label="gaps ranked by opportunity">'
+    ]
     for i, gap in enumerate(ranked):
         y = top + i * row_h
         length = max(2.0, bar_w * gap["opportunity_score"] / peak)
-        tip = (f'{gap["representative"]}: score {gap["opportunity_score"]:.3f}, '
-               f'{gap["total_impressions"]:,.0f} impressions, position {gap["avg_position"]:.1f}, '
-               f'{len(gap["keywords"])} queries: {", ".join(gap["keywords"][:12])}' + _why(gap))
+        tip = (
+            f"{gap['representative']}: score {gap['opportunity_score']:.3f}, "
+            f"{gap['total_impressions']:,.0f} impressions, position {gap['avg_position']:.1f}, "
+            f"{len(gap['keywords'])} queries: {', '.join(gap['keywords'][:12])}" + _why(gap)
+        )
         parts.append(
             f'<g class="bar"><title>{_e(tip)}</title>'
             f'<text x="{label_w - 12}" y="{y + 21}" text-anchor="end" class="bar-label">'
-            f'{i + 1}. {_e(_clip(gap["representative"], 42))}</text>'
+            f"{i + 1}. {_e(_clip(gap['representative'], 42))}</text>"
             f'<rect x="{label_w}" y="{y + 6}" width="{length:.1f}" height="{row_h - 12}" rx="4" fill="{GAP_COLOUR}"/>'
             f'<text x="{label_w + length + 8:.1f}" y="{y + 21}" class="bar-value">{gap["opportunity_score"]:.3f}'
             f'<tspan class="bar-note"> · {gap["total_impressions"]:,.0f} impr · pos {gap["avg_position"]:.1f}</tspan>'
-            f'</text></g>'
+            f"</text></g>"
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -174,10 +177,10 @@ def _why(gap: dict) -> str:
     explanation = gap.get("explanation") or {}
     missing = (explanation.get("words") or {}).get("missing") or []
     judge = explanation.get("judge") or {}
-    text = f'; coverage {gap["coverage"]:.2f}'
+    text = f"; coverage {gap['coverage']:.2f}"
     if gap.get("decided_by") == "llm":
-        text += f' (the LLM judged: {judge.get("status")})'
-    return text + (f'; the closest passage lacks: {", ".join(missing[:8])}' if missing else "")
+        text += f" (the LLM judged: {judge.get('status')})"
+    return text + (f"; the closest passage lacks: {', '.join(missing[:8])}" if missing else "")
 
 
 def _placed_labels(labels: list[tuple[float, float, float, float, str]], width: int, height: int) -> list[str]:
@@ -197,8 +200,9 @@ def _placed_labels(labels: list[tuple[float, float, float, float, str]], width: 
             inside = box[0] >= 4 and box[1] >= 4 and box[2] <= width - 4 and box[3] <= height - 4
             if inside and not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
                 placed.append(box)
-                out.append(f'<text x="{tx:.1f}" y="{ty:.1f}" text-anchor="{anchor}" class="point-label">'
-                           f'{_e(text)}</text>')
+                out.append(
+                    f'<text x="{tx:.1f}" y="{ty:.1f}" text-anchor="{anchor}" class="point-label">{_e(text)}</text>'
+                )
                 break
     return out
 
@@ -222,8 +226,10 @@ def cluster_map(data: ReportData) -> str:
     """Cluster centroids and the page's segments in one PCA plane; circles sized by impressions."""
     gaps_by_cluster = {g["cluster_id"]: g for g in data.result["gaps"]}
     # A part split off by the coverage decision has no stored centroid of its own: it is drawn at its cluster's.
-    placed = {c: data.centroids.get(c, data.centroids.get((gap.get("explanation") or {}).get("split_from", c)))
-              for c, gap in gaps_by_cluster.items()}
+    placed = {
+        c: data.centroids.get(c, data.centroids.get((gap.get("explanation") or {}).get("split_from", c)))
+        for c, gap in gaps_by_cluster.items()
+    }
     cluster_ids = [c for c, centroid in placed.items() if centroid is not None]
     if not cluster_ids:
         return '<p class="empty">No query clusters to draw.</p>'
@@ -239,9 +245,11 @@ def cluster_map(data: ReportData) -> str:
     ys = height - pad - scaled[:, 1] * (height - 2 * pad)
     peak = max((gaps_by_cluster[c]["total_impressions"] for c in cluster_ids), default=0) or 1.0
 
-    parts = [f'<svg class="chart scatter" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="query clusters and page segments">',
-             f'<rect x="0" y="0" width="{width}" height="{height}" rx="10" fill="#fafbfd"/>']
+    parts = [
+        f'<svg class="chart scatter" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="query clusters and page segments">',
+        f'<rect x="0" y="0" width="{width}" height="{height}" rx="10" fill="#fafbfd"/>',
+    ]
     for k in range(1, 4):  # a light grid
         across, down = width * k / 4, height * k / 4
         parts.append(f'<line x1="{across:.0f}" y1="12" x2="{across:.0f}" y2="{height - 12}" class="grid"/>')
@@ -250,30 +258,41 @@ def cluster_map(data: ReportData) -> str:
     for i in range(segments.shape[0]):
         x, y = xs[len(cluster_ids) + i], ys[len(cluster_ids) + i]
         seg = data.segments[i]
-        tip = f'segment {seg["position"]}: {segment_titles[i]} — {_clip(seg["text"], 140)}'
-        parts.append(f'<g class="segment"><title>{_e(tip)}</title>'
-                     f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" '
-                     f'transform="rotate(45 {x:.1f} {y:.1f})" '
-                     f'fill="{SEGMENT_COLOUR}" opacity="0.55"/></g>')
+        tip = f"segment {seg['position']}: {segment_titles[i]} — {_clip(seg['text'], 140)}"
+        parts.append(
+            f'<g class="segment"><title>{_e(tip)}</title>'
+            f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" '
+            f'transform="rotate(45 {x:.1f} {y:.1f})" '
+            f'fill="{SEGMENT_COLOUR}" opacity="0.55"/></g>'
+        )
     # Big circles first, so small ones stay visible on top.
     order = sorted(range(len(cluster_ids)), key=lambda i: -gaps_by_cluster[cluster_ids[i]]["total_impressions"])
-    labelled = {g["cluster_id"] for g in sorted((g for g in data.result["gaps"] if g["has_gap"]),
-                                                  key=lambda g: -g["opportunity_score"])[:MAX_LABELS]}
+    labelled = {
+        g["cluster_id"]
+        for g in sorted((g for g in data.result["gaps"] if g["has_gap"]), key=lambda g: -g["opportunity_score"])[
+            :MAX_LABELS
+        ]
+    }
     labels = []
     for i in order:
         gap = gaps_by_cluster[cluster_ids[i]]
         radius = 5 + 25 * math.sqrt(max(gap["total_impressions"], 0) / peak)
         colour = GAP_COLOUR if gap["has_gap"] else COVERED_COLOUR
         best = gap.get("best_match") or {}
-        similarity = f', closest passage {best["similarity"]:.2f}' if best.get("similarity") is not None else ""
+        similarity = f", closest passage {best['similarity']:.2f}" if best.get("similarity") is not None else ""
         if gap.get("coverage") is not None:
-            similarity = f', coverage {gap["coverage"]:.2f}' + (" (judged by the LLM)" if gap.get("decided_by") == "llm"
-                                                                  else "")
-        tip = (f'{gap["representative"]} ({"gap" if gap["has_gap"] else "covered"}): '
-               f'{gap["total_impressions"]:,.0f} impressions, position {gap["avg_position"]:.1f}{similarity}')
-        parts.append(f'<g class="cluster {"gap" if gap["has_gap"] else "covered"}"><title>{_e(tip)}</title>'
-                     f'<circle cx="{xs[i]:.1f}" cy="{ys[i]:.1f}" r="{radius:.1f}" fill="{colour}" '
-                     f'fill-opacity="0.62" stroke="{colour}" stroke-width="1.5"/></g>')
+            similarity = f", coverage {gap['coverage']:.2f}" + (
+                " (judged by the LLM)" if gap.get("decided_by") == "llm" else ""
+            )
+        tip = (
+            f"{gap['representative']} ({'gap' if gap['has_gap'] else 'covered'}): "
+            f"{gap['total_impressions']:,.0f} impressions, position {gap['avg_position']:.1f}{similarity}"
+        )
+        parts.append(
+            f'<g class="cluster {"gap" if gap["has_gap"] else "covered"}"><title>{_e(tip)}</title>'
+            f'<circle cx="{xs[i]:.1f}" cy="{ys[i]:.1f}" r="{radius:.1f}" fill="{colour}" '
+            f'fill-opacity="0.62" stroke="{colour}" stroke-width="1.5"/></g>'
+        )
         if gap["cluster_id"] in labelled:
             labels.append((gap["opportunity_score"], xs[i], ys[i], radius, _clip(gap["representative"], 34)))
     parts.extend(_placed_labels(labels, width, height))  # labels above every mark
@@ -284,7 +303,7 @@ def cluster_map(data: ReportData) -> str:
         f'<span><i class="dot" style="background:{COVERED_COLOUR}"></i>covered cluster</span>'
         f'<span><i class="diamond" style="background:{SEGMENT_COLOUR}"></i>page segment</span>'
         '<span class="muted">circle area ∝ impressions · axes: first two principal components of the embeddings</span>'
-        '</div>'
+        "</div>"
     )
     return "".join(parts) + legend
 
@@ -305,15 +324,21 @@ def outline(data: ReportData) -> str:
         if match is not None and match[0] in gaps_by_cluster:
             gap = gaps_by_cluster[match[0]]
             kind = "gap" if gap["has_gap"] else "covered"
-            chip = (f'<span class="chip {kind}" title="{_e(", ".join(gap["keywords"][:10]))}">'
-                    f'{_e(_clip(gap["representative"], 40))} <b>{match[1]:.2f}</b></span>')
+            chip = (
+                f'<span class="chip {kind}" title="{_e(", ".join(gap["keywords"][:10]))}">'
+                f"{_e(_clip(gap['representative'], 40))} <b>{match[1]:.2f}</b></span>"
+            )
         if seg["kind"] == "heading":
             body = f'<span class="h">{_e(_clip(seg["text"], 120))}</span>'
         else:
-            body = (f'<span class="kind">{_e(seg["kind"].replace("_", " "))}</span> '
-                    f'{_e(_clip(seg["text"], MAX_OUTLINE_CHARS))}')
-        rows.append(f'<li class="seg {"heading" if seg["kind"] == "heading" else "text"}" style="--indent:{indent}">'
-                    f'<div class="seg-text">{body}</div>{chip}</li>')
+            body = (
+                f'<span class="kind">{_e(seg["kind"].replace("_", " "))}</span> '
+                f"{_e(_clip(seg['text'], MAX_OUTLINE_CHARS))}"
+            )
+        rows.append(
+            f'<li class="seg {"heading" if seg["kind"] == "heading" else "text"}" style="--indent:{indent}">'
+            f'<div class="seg-text">{body}</div>{chip}</li>'
+        )
     return '<ol class="outline">' + "".join(rows) + "</ol>"
 
 
@@ -370,8 +395,10 @@ def side_by_side(original: str, draft: str) -> str:
         else:
             left, right, classes = "", _run(new, [_e(t) for _, t in new]), ("none", "ins")
         rows.append(f'<tr><td class="{classes[0]}">{left}</td><td class="{classes[1]}">{right}</td></tr>')
-    return ('<table class="diff"><thead><tr><th>On the page now</th><th>Proposed</th></tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
+    return (
+        '<table class="diff"><thead><tr><th>On the page now</th><th>Proposed</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def drafts(data: ReportData) -> str:
@@ -382,14 +409,18 @@ def drafts(data: ReportData) -> str:
     for draft in data.result["drafts"]:
         gap = gaps_by_cluster.get(draft["cluster_id"], {})
         label = "Draft" if draft["kind"] == "draft" else "Brief"
-        action = ("rewrites the closest passage" if draft["action"] == "rewrite"
-                  else "adds a section after the closest passage")
+        action = (
+            "rewrites the closest passage"
+            if draft["action"] == "rewrite"
+            else "adds a section after the closest passage"
+        )
         queries_list = ", ".join(gap.get("keywords", [])[:12])
         blocks.append(
             f'<article class="draft"><h3>{label}: '
-            f'{_e(draft.get("suggested_heading") or gap.get("representative", ""))}</h3>'
+            f"{_e(draft.get('suggested_heading') or gap.get('representative', ''))}</h3>"
             f'<p class="muted">For “{_e(gap.get("representative", ""))}” ({_e(queries_list)}); {action}'
-            + (f'; model {_e(draft["model"])}' if draft.get("model") else "") + "</p>"
+            + (f"; model {_e(draft['model'])}" if draft.get("model") else "")
+            + "</p>"
             + side_by_side(draft.get("original") or "", draft.get("draft") or "")
             + "</article>"
         )
@@ -420,12 +451,14 @@ def render_report(data: ReportData) -> str:
     completed = data.job.get("completed_at")
     completed_text = completed.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if isinstance(completed, datetime) else ""
     note = f'<p class="note">{_e(providers["note"])}</p>' if providers.get("note") else ""
-    cards = "".join([
-        _card("segments on the page", f'{stats["segments"]}'),
-        _card("search queries", f'{stats["keywords"]}'),
-        _card("query clusters", f'{stats["clusters"]}'),
-        _card("gaps", f'<span style="color:{GAP_COLOUR}">{stats["gaps"]}</span>'),
-    ])
+    cards = "".join(
+        [
+            _card("segments on the page", f"{stats['segments']}"),
+            _card("search queries", f"{stats['keywords']}"),
+            _card("query clusters", f"{stats['clusters']}"),
+            _card("gaps", f'<span style="color:{GAP_COLOUR}">{stats["gaps"]}</span>'),
+        ]
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">

@@ -21,8 +21,10 @@ def offline_note(embedding: dict | None, llm: dict | None) -> str | None:
     local = LOCAL_EMBEDDERS.get(embedding["provider"]) if embedding else None
     briefs = bool(llm and llm["provider"] == "brief")
     if local and briefs:
-        return (f"offline defaults: no OPENAI_API_KEY is set, so queries and segments are embedded with {local} "
-                "and the top gaps get briefs instead of LLM drafts")
+        return (
+            f"offline defaults: no OPENAI_API_KEY is set, so queries and segments are embedded with {local} "
+            "and the top gaps get briefs instead of LLM drafts"
+        )
     if local:
         return f"queries and segments are embedded offline with {local} (PAGEPERFECT_EMBEDDING_PROVIDER)"
     if briefs:
@@ -60,31 +62,54 @@ async def build_result(pool: asyncpg.Pool, job: asyncpg.Record) -> dict[str, Any
     draft_set = await queries.get_draft_set(pool, draft_set_id) if draft_set_id else None
     cluster_set = await queries.get_cluster_set(pool, cluster_set_id) if cluster_set_id else None
 
-    clusters = [dict(r) for r in await queries.get_clusters(pool, cluster_set_id, with_centroids=False)] if cluster_set_id else []
+    clusters = (
+        [dict(r) for r in await queries.get_clusters(pool, cluster_set_id, with_centroids=False)]
+        if cluster_set_id
+        else []
+    )
     gaps = []
     for row in await queries.get_gaps(pool, report_id) if report_id else []:
-        gaps.append({
-            "cluster_id": row["cluster_id"], "representative": row["representative"],
-            "keywords": list(row["keywords"]), "total_impressions": row["total_impressions"],
-            "avg_position": row["avg_position"], "has_gap": row["has_gap"],
-            "opportunity_score": row["opportunity_score"], "best_match": row["best_match"],
-            "top_matches": row["top_matches"], "coverage": row["coverage"], "decided_by": row["decided_by"],
-            "explanation": row["explanation"],
-        })
+        gaps.append(
+            {
+                "cluster_id": row["cluster_id"],
+                "representative": row["representative"],
+                "keywords": list(row["keywords"]),
+                "total_impressions": row["total_impressions"],
+                "avg_position": row["avg_position"],
+                "has_gap": row["has_gap"],
+                "opportunity_score": row["opportunity_score"],
+                "best_match": row["best_match"],
+                "top_matches": row["top_matches"],
+                "coverage": row["coverage"],
+                "decided_by": row["decided_by"],
+                "explanation": row["explanation"],
+            }
+        )
     if report and report["method"] == "evidence":
         clusters = _final_groups(clusters, gaps)
     drafts = []
     for row in await queries.get_drafts(pool, draft_set_id) if draft_set_id else []:
-        drafts.append({
-            "cluster_id": row["cluster_id"], "kind": row["kind"], "action": row["action"],
-            "target_segment_id": row["target_segment_id"], "suggested_heading": row["suggested_heading"],
-            "original": row["original"], "draft": row["draft"], "diff": row["diff"], "model": row["model"],
-            "prompt_version": row["prompt_version"],
-        })
+        drafts.append(
+            {
+                "cluster_id": row["cluster_id"],
+                "kind": row["kind"],
+                "action": row["action"],
+                "target_segment_id": row["target_segment_id"],
+                "suggested_heading": row["suggested_heading"],
+                "original": row["original"],
+                "draft": row["draft"],
+                "diff": row["diff"],
+                "model": row["model"],
+                "prompt_version": row["prompt_version"],
+            }
+        )
 
-    embedding = ({"provider": segment_set["embedding_provider"], "model": segment_set["embedding_model"]}
-                 if segment_set else None)
-    llm = ({"provider": draft_set["llm_provider"], "model": draft_set["llm_model"]} if draft_set else None)
+    embedding = (
+        {"provider": segment_set["embedding_provider"], "model": segment_set["embedding_model"]}
+        if segment_set
+        else None
+    )
+    llm = {"provider": draft_set["llm_provider"], "model": draft_set["llm_model"]} if draft_set else None
     note = offline_note(embedding, llm)
     return {
         "job_id": str(job["id"]),
@@ -134,9 +159,16 @@ def _final_groups(clusters: list[dict], gaps: list[dict]) -> list[dict]:
     out = []
     for g in sorted(gaps, key=lambda g: g["cluster_id"]):
         base = dict(by_id.get(g["cluster_id"], {}))
-        base.update({"cluster_id": g["cluster_id"], "representative": g["representative"],
-                     "keywords": g["keywords"], "size": len(g["keywords"]),
-                     "total_impressions": g["total_impressions"], "avg_position": g["avg_position"]})
+        base.update(
+            {
+                "cluster_id": g["cluster_id"],
+                "representative": g["representative"],
+                "keywords": g["keywords"],
+                "size": len(g["keywords"]),
+                "total_impressions": g["total_impressions"],
+                "avg_position": g["avg_position"],
+            }
+        )
         explanation = g.get("explanation") or {}
         for key in ("split_from", "merged"):
             if key in explanation:

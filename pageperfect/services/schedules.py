@@ -86,9 +86,17 @@ async def _create(client: Client, schedule_id: str, schedule: Schedule) -> None:
 
 
 async def create_reanalyze_schedule(
-    client: Client, schedule_id: str, urls: list[str], *, every: timedelta, settings: Settings,
-    jobs: JobOptions | None = None, concurrency: int = DEFAULT_CONCURRENCY, webhook_url: str | None = None,
-    queue_prefix: str | None = None, note: str = "",
+    client: Client,
+    schedule_id: str,
+    urls: list[str],
+    *,
+    every: timedelta,
+    settings: Settings,
+    jobs: JobOptions | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    webhook_url: str | None = None,
+    queue_prefix: str | None = None,
+    note: str = "",
 ) -> str:
     """Every `every`, a batch over the pages (the first one after `every`, or now with trigger)."""
     schedule_id = _check_id(schedule_id)
@@ -101,22 +109,47 @@ async def create_reanalyze_schedule(
         except GuardError as err:
             raise ScheduleError(f"webhook_url: {err}") from err
     prefix = queue_prefix or settings.queue_prefix
-    batch = BatchInput(urls=pages, concurrency=concurrency, jobs=jobs or JobOptions(), webhook_url=webhook_url,
-                       source=f"schedule:{schedule_id}", queue_prefix=prefix, poll_seconds=settings.batch_poll_seconds)
-    await _create(client, schedule_id, Schedule(
-        action=ScheduleActionStartWorkflow(PagePerfectBatchWorkflow.run, batch, id=f"pageperfect-batch-{schedule_id}",
-                                           task_queue=queue_name(prefix, WORKFLOW_QUEUE)),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        # A batch still running when the next is due: skip that one rather than pile up.
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        state=ScheduleState(note=note or f"re-analyze {len(pages)} pages every {_every(every)}"),
-    ))
+    batch = BatchInput(
+        urls=pages,
+        concurrency=concurrency,
+        jobs=jobs or JobOptions(),
+        webhook_url=webhook_url,
+        source=f"schedule:{schedule_id}",
+        queue_prefix=prefix,
+        poll_seconds=settings.batch_poll_seconds,
+    )
+    await _create(
+        client,
+        schedule_id,
+        Schedule(
+            action=ScheduleActionStartWorkflow(
+                PagePerfectBatchWorkflow.run,
+                batch,
+                id=f"pageperfect-batch-{schedule_id}",
+                task_queue=queue_name(prefix, WORKFLOW_QUEUE),
+            ),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+            # A batch still running when the next is due: skip that one rather than pile up.
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            state=ScheduleState(note=note or f"re-analyze {len(pages)} pages every {_every(every)}"),
+        ),
+    )
     return schedule_id
 
 
 async def create_gsc_import_schedule(
-    client: Client, schedule_id: str, site_url: str, *, settings: Settings, hour: int = 6, minute: int = 0,
-    days: int = 28, lag_days: int = 3, page: str | None = None, queue_prefix: str | None = None, note: str = "",
+    client: Client,
+    schedule_id: str,
+    site_url: str,
+    *,
+    settings: Settings,
+    hour: int = 6,
+    minute: int = 0,
+    days: int = 28,
+    lag_days: int = 3,
+    page: str | None = None,
+    queue_prefix: str | None = None,
+    note: str = "",
 ) -> str:
     """Daily at hour:minute UTC, the property's last `days` days (ending `lag_days` ago) into Postgres."""
     schedule_id = _check_id(schedule_id)
@@ -125,17 +158,34 @@ async def create_gsc_import_schedule(
     if not site_url.strip():
         raise ScheduleError("give the Search Console property: https://example.com/ or sc-domain:example.com")
     try:
-        inp = GscImportInput(site_url=site_url.strip(), days=days, lag_days=lag_days, page=page,
-                             queue_prefix=queue_prefix or settings.queue_prefix)
+        inp = GscImportInput(
+            site_url=site_url.strip(),
+            days=days,
+            lag_days=lag_days,
+            page=page,
+            queue_prefix=queue_prefix or settings.queue_prefix,
+        )
     except ValueError as err:
         raise ScheduleError(str(err).splitlines()[0] if str(err) else "bad input") from err
-    await _create(client, schedule_id, Schedule(
-        action=ScheduleActionStartWorkflow(PagePerfectGscImportWorkflow.run, inp, id=f"pageperfect-gsc-{schedule_id}",
-                                           task_queue=queue_name(inp.queue_prefix, WORKFLOW_QUEUE)),
-        spec=ScheduleSpec(calendars=[ScheduleCalendarSpec(hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)])]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        state=ScheduleState(note=note or f"import {inp.site_url}, {days} days, daily at {hour:02d}:{minute:02d} UTC"),
-    ))
+    await _create(
+        client,
+        schedule_id,
+        Schedule(
+            action=ScheduleActionStartWorkflow(
+                PagePerfectGscImportWorkflow.run,
+                inp,
+                id=f"pageperfect-gsc-{schedule_id}",
+                task_queue=queue_name(inp.queue_prefix, WORKFLOW_QUEUE),
+            ),
+            spec=ScheduleSpec(
+                calendars=[ScheduleCalendarSpec(hour=[ScheduleRange(hour)], minute=[ScheduleRange(minute)])]
+            ),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            state=ScheduleState(
+                note=note or f"import {inp.site_url}, {days} days, daily at {hour:02d}:{minute:02d} UTC"
+            ),
+        ),
+    )
     return schedule_id
 
 
@@ -165,11 +215,17 @@ async def list_schedules(client: Client) -> list[ScheduleSummary]:
         if workflow_type not in KINDS or entry.schedule is None:
             continue
         info = entry.info
-        found.append(ScheduleSummary(
-            id=entry.id, kind=KINDS[workflow_type], when=_when(entry.schedule.spec),
-            paused=entry.schedule.state.paused, note=entry.schedule.state.note or "",
-            next_run=info.next_action_times[0] if info and info.next_action_times else None,
-            last_run=info.recent_actions[-1].started_at if info and info.recent_actions else None))
+        found.append(
+            ScheduleSummary(
+                id=entry.id,
+                kind=KINDS[workflow_type],
+                when=_when(entry.schedule.spec),
+                paused=entry.schedule.state.paused,
+                note=entry.schedule.state.note or "",
+                next_run=info.next_action_times[0] if info and info.next_action_times else None,
+                last_run=info.recent_actions[-1].started_at if info and info.recent_actions else None,
+            )
+        )
     return sorted(found, key=lambda s: s.id)
 
 

@@ -41,8 +41,9 @@ class SearchConsoleRange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    site_url: str = Field(min_length=1, max_length=2048,
-                          description="https://example.com/ (URL prefix) or sc-domain:example.com")
+    site_url: str = Field(
+        min_length=1, max_length=2048, description="https://example.com/ (URL prefix) or sc-domain:example.com"
+    )
     start_date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
     end_date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
 
@@ -50,11 +51,33 @@ class SearchConsoleRange(BaseModel):
 class SiteRequest(JobOptions):
     """POST /v1/sites: the site's page-and-query rows (or a Search Console property and date range)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rows": [
-        {"page": "https://example.com/a", "query": "cold brew ratio", "clicks": 9, "impressions": 150,
-         "ctr": 0.06, "position": 3.2},
-        {"page": "https://example.com/b", "query": "cold brew ratio", "clicks": 4, "impressions": 120,
-         "ctr": 0.033, "position": 5.1}]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "rows": [
+                        {
+                            "page": "https://example.com/a",
+                            "query": "cold brew ratio",
+                            "clicks": 9,
+                            "impressions": 150,
+                            "ctr": 0.06,
+                            "position": 3.2,
+                        },
+                        {
+                            "page": "https://example.com/b",
+                            "query": "cold brew ratio",
+                            "clicks": 4,
+                            "impressions": 120,
+                            "ctr": 0.033,
+                            "position": 5.1,
+                        },
+                    ]
+                }
+            ]
+        },
+    )
 
     rows: list[PageQueryRow] | None = Field(default=None, max_length=200_000)
     search_console: SearchConsoleRange | None = None
@@ -92,8 +115,11 @@ def check_site_pages(grouped: dict[str, list[KeywordRow]], *, what: str = "the f
         except GuardError as err:
             raise IntakeError(422, f"{what}: page {url[:100]!r}: {err}") from err
     if len(normalized) < MIN_SITE_PAGES:
-        raise IntakeError(422, f"{what} has rows for {len(normalized)} page; a site analysis needs at least "
-                               f"{MIN_SITE_PAGES} pages of one site")
+        raise IntakeError(
+            422,
+            f"{what} has rows for {len(normalized)} page; a site analysis needs at least "
+            f"{MIN_SITE_PAGES} pages of one site",
+        )
     if len(normalized) > MAX_BATCH_PAGES:
         raise IntakeError(422, f"{what} has {len(normalized)} pages; at most {MAX_BATCH_PAGES}")
     hosts: dict[str, int] = {}
@@ -102,8 +128,9 @@ def check_site_pages(grouped: dict[str, list[KeywordRow]], *, what: str = "the f
     if len(hosts) > 1:
         main = max(hosts, key=lambda h: hosts[h])
         strangers = [u for u in normalized if _host(u) != main]
-        raise IntakeError(422, f"{what}: {len(strangers)} pages are not on {main}, the site's host: "
-                               + ", ".join(strangers[:3]))
+        raise IntakeError(
+            422, f"{what}: {len(strangers)} pages are not on {main}, the site's host: " + ", ".join(strangers[:3])
+        )
     return normalized
 
 
@@ -123,9 +150,12 @@ async def rows_for(request: SiteRequest, pool: asyncpg.Pool) -> dict[str, list[K
         prefix, domain = property_scope(sc.site_url)
         stored = await queries.site_gsc_rows(pool, prefix, domain, f"{sc.start_date}/{sc.end_date}")
         if not stored:
-            raise IntakeError(422, f"no Search Console rows are stored for {sc.site_url} from {sc.start_date} to "
-                                   f"{sc.end_date}: import them first (a Search Console import schedule, "
-                                   "`pageperfect schedules create`, stores them)")
+            raise IntakeError(
+                422,
+                f"no Search Console rows are stored for {sc.site_url} from {sc.start_date} to "
+                f"{sc.end_date}: import them first (a Search Console import schedule, "
+                "`pageperfect schedules create`, stores them)",
+            )
         return check_site_pages(stored, what=f"the property {sc.site_url}")
     grouped: dict[str, list[KeywordRow]] = {}
     for row in request.rows or []:
@@ -133,30 +163,57 @@ async def rows_for(request: SiteRequest, pool: asyncpg.Pool) -> dict[str, list[K
     return check_site_pages(grouped, what="rows")
 
 
-async def create_site(request: SiteRequest, *, pool: asyncpg.Pool, client: Client, settings: Settings,
-                      queue_prefix: str | None = None, source: str = "api",
-                      grouped: dict[str, list[KeywordRow]] | None = None) -> CreatedSite:
+async def create_site(
+    request: SiteRequest,
+    *,
+    pool: asyncpg.Pool,
+    client: Client,
+    settings: Settings,
+    queue_prefix: str | None = None,
+    source: str = "api",
+    grouped: dict[str, list[KeywordRow]] | None = None,
+) -> CreatedSite:
     """Stores the site's pages as a batch and starts the site workflow; refuses bad input storing nothing."""
     grouped = grouped if grouped is not None else await rows_for(request, pool)
-    batch = BatchRequest(urls=list(grouped), keywords=grouped, concurrency=request.concurrency,
-                         **request.model_dump(include=set(JobOptions.model_fields)))
+    batch = BatchRequest(
+        urls=list(grouped),
+        keywords=grouped,
+        concurrency=request.concurrency,
+        **request.model_dump(include=set(JobOptions.model_fields)),
+    )
     stored = await store_batch(batch, pool=pool, settings=settings, source="site", keyword_source=f"site:{source}")
     site_id = str(uuid.uuid4())
     workflow_id = site_workflow_id(site_id)
     prefix = queue_prefix or settings.queue_prefix
-    await queries.insert_site(pool, site_id, batch_id=stored.batch_id, source=source, pages=len(stored.pages),
-                              options=stored.jobs.model_dump(mode="json"), workflow_id=workflow_id)
+    await queries.insert_site(
+        pool,
+        site_id,
+        batch_id=stored.batch_id,
+        source=source,
+        pages=len(stored.pages),
+        options=stored.jobs.model_dump(mode="json"),
+        workflow_id=workflow_id,
+    )
     try:
         handle = await client.start_workflow(
             PagePerfectSiteWorkflow.run,
-            SiteInput(site_id=site_id, batch_id=stored.batch_id, concurrency=request.concurrency, jobs=stored.jobs,
-                      queue_prefix=prefix, poll_seconds=settings.batch_poll_seconds),
-            id=workflow_id, task_queue=queue_name(prefix, WORKFLOW_QUEUE))
+            SiteInput(
+                site_id=site_id,
+                batch_id=stored.batch_id,
+                concurrency=request.concurrency,
+                jobs=stored.jobs,
+                queue_prefix=prefix,
+                poll_seconds=settings.batch_poll_seconds,
+            ),
+            id=workflow_id,
+            task_queue=queue_name(prefix, WORKFLOW_QUEUE),
+        )
     except RPCError as err:
         await queries.delete_site(pool, site_id)
         await queries.delete_batch(pool, stored.batch_id)
-        raise IntakeError(503, f"Temporal did not take the site ({err.message}); nothing was created, "
-                               "try again") from err
+        raise IntakeError(
+            503, f"Temporal did not take the site ({err.message}); nothing was created, try again"
+        ) from err
     run_id = handle.result_run_id or ""
     await queries.set_site_run(pool, site_id, run_id)
     return CreatedSite(site_id, stored.batch_id, workflow_id, run_id, len(stored.pages))
@@ -169,12 +226,23 @@ async def site_status(pool: asyncpg.Pool, site_id: str) -> dict[str, Any] | None
     counts = await queries.batch_counts(pool, str(site["batch_id"])) if site["batch_id"] else {}
     stats = site["stats"] or {}
     return {
-        "site_id": str(site["id"]), "status": site["status"], "stage": site["stage"], "source": site["source"],
-        "batch_id": str(site["batch_id"]) if site["batch_id"] else None, "workflow_id": site["workflow_id"],
-        "run_id": site["run_id"], "error": site["error"],
-        "counts": {"pages": site["pages"], "jobs": counts, "cases": stats.get("cases"), "links": stats.get("links"),
-                   "site_intents": stats.get("site_intents")},
-        "created_at": site["created_at"], "completed_at": site["completed_at"],
+        "site_id": str(site["id"]),
+        "status": site["status"],
+        "stage": site["stage"],
+        "source": site["source"],
+        "batch_id": str(site["batch_id"]) if site["batch_id"] else None,
+        "workflow_id": site["workflow_id"],
+        "run_id": site["run_id"],
+        "error": site["error"],
+        "counts": {
+            "pages": site["pages"],
+            "jobs": counts,
+            "cases": stats.get("cases"),
+            "links": stats.get("links"),
+            "site_intents": stats.get("site_intents"),
+        },
+        "created_at": site["created_at"],
+        "completed_at": site["completed_at"],
     }
 
 
@@ -185,35 +253,80 @@ async def site_result(pool: asyncpg.Pool, site_id: str) -> dict[str, Any]:
         raise IntakeError(404, f"no site {site_id}")
     if site["status"] != "completed":
         detail = f": {site['error']}" if site["error"] else ""
-        raise IntakeError(409, f"site {site_id} is {site['status']} (stage {site['stage']}){detail}; "
-                               "its result comes when it has completed")
+        raise IntakeError(
+            409,
+            f"site {site_id} is {site['status']} (stage {site['stage']}){detail}; "
+            "its result comes when it has completed",
+        )
     rows = await queries.site_result_rows(pool, site_id)
     by_case: dict[int, list] = {}
     for p in rows["case_pages"]:
-        by_case.setdefault(p["case_id"], []).append({
-            "url": p["url"], "job_id": str(p["job_id"]) if p["job_id"] else None, "impressions": p["impressions"],
-            "clicks": p["clicks"], "position": p["position_avg"], "impression_share": p["impression_share"],
-            "click_share": p["click_share"], "queries": list(p["queries"]), "passage": p["passage"],
-            "passage_cosine": p["passage_cosine"]})
+        by_case.setdefault(p["case_id"], []).append(
+            {
+                "url": p["url"],
+                "job_id": str(p["job_id"]) if p["job_id"] else None,
+                "impressions": p["impressions"],
+                "clicks": p["clicks"],
+                "position": p["position_avg"],
+                "impression_share": p["impression_share"],
+                "click_share": p["click_share"],
+                "queries": list(p["queries"]),
+                "passage": p["passage"],
+                "passage_cosine": p["passage_cosine"],
+            }
+        )
     matrix: dict[int, dict] = {}
     for r in rows["intents"]:
-        matrix.setdefault(r["intent_id"], {"intent_id": r["intent_id"], "intent": r["intent"], "pages": {}})[
-            "pages"][r["url"]] = r["impressions"]
+        matrix.setdefault(r["intent_id"], {"intent_id": r["intent_id"], "intent": r["intent"], "pages": {}})["pages"][
+            r["url"]
+        ] = r["impressions"]
     return {
-        "site_id": site_id, "status": site["status"], "stats": site["stats"],
-        "pages": [{"url": p["url"], "job_id": str(p["job_id"]) if p["job_id"] else None, "coverage": p["coverage"],
-                   "queries": p["queries"], "impressions": p["impressions"], "gaps": p["gaps"],
-                   "opportunity": p["opportunity"], "top_gaps": p["top_gaps"]} for p in rows["pages"]],
-        "cannibalization": [{"intent": c["intent"], "queries": list(c["queries"]),
-                             "pages": by_case.get(c["case_id"], []),
-                             "total_impressions": c["total_impressions"], "evenness": c["evenness"],
-                             "severity": c["severity"], "recommendation": c["recommendation"],
-                             "reasons": list(c["reasons"])} for c in rows["cases"]],
-        "links": [{"from_url": x["from_url"], "intent": x["intent"], "queries": list(x["queries"]),
-                   "to_url": x["to_url"], "to_segment_id": x["to_segment_id"], "anchor_text": x["anchor_text"],
-                   "passage": x["passage"], "coverage": x["coverage"], "original_score": x["original_score"],
-                   "score": x["score"], "reason": x["reason"],
-                   "from_job_id": str(x["from_job_id"]) if x["from_job_id"] else None,
-                   "to_job_id": str(x["to_job_id"]) if x["to_job_id"] else None} for x in rows["links"]],
+        "site_id": site_id,
+        "status": site["status"],
+        "stats": site["stats"],
+        "pages": [
+            {
+                "url": p["url"],
+                "job_id": str(p["job_id"]) if p["job_id"] else None,
+                "coverage": p["coverage"],
+                "queries": p["queries"],
+                "impressions": p["impressions"],
+                "gaps": p["gaps"],
+                "opportunity": p["opportunity"],
+                "top_gaps": p["top_gaps"],
+            }
+            for p in rows["pages"]
+        ],
+        "cannibalization": [
+            {
+                "intent": c["intent"],
+                "queries": list(c["queries"]),
+                "pages": by_case.get(c["case_id"], []),
+                "total_impressions": c["total_impressions"],
+                "evenness": c["evenness"],
+                "severity": c["severity"],
+                "recommendation": c["recommendation"],
+                "reasons": list(c["reasons"]),
+            }
+            for c in rows["cases"]
+        ],
+        "links": [
+            {
+                "from_url": x["from_url"],
+                "intent": x["intent"],
+                "queries": list(x["queries"]),
+                "to_url": x["to_url"],
+                "to_segment_id": x["to_segment_id"],
+                "anchor_text": x["anchor_text"],
+                "passage": x["passage"],
+                "coverage": x["coverage"],
+                "original_score": x["original_score"],
+                "score": x["score"],
+                "reason": x["reason"],
+                "from_job_id": str(x["from_job_id"]) if x["from_job_id"] else None,
+                "to_job_id": str(x["to_job_id"]) if x["to_job_id"] else None,
+            }
+            for x in rows["links"]
+        ],
         "intents": sorted(matrix.values(), key=lambda i: -sum(i["pages"].values())),
     }

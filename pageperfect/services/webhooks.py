@@ -64,18 +64,22 @@ class Delivered:
     signature: str
 
 
-async def deliver(url: str, payload: dict, *, secret: str, allow: AllowList, delivery_id: str, event: str,
-                  timeout: float = 15.0) -> Delivered:
+async def deliver(
+    url: str, payload: dict, *, secret: str, allow: AllowList, delivery_id: str, event: str, timeout: float = 15.0
+) -> Delivered:
     """POST the signed payload once. Raises pageperfect.sources.guard.GuardError (no retry fixes it), WebhookRefused
     or httpx errors."""
     validate_url(url, allow)
     body = encode_body(payload)
     signature = sign(secret, body)
-    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature, DELIVERY_HEADER: delivery_id,
-               EVENT_HEADER: event}
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: signature,
+        DELIVERY_HEADER: delivery_id,
+        EVENT_HEADER: event,
+    }
     async with guarded_client(allow, timeout=httpx.Timeout(timeout), user_agent=USER_AGENT) as http:
         response = await http.post(url, content=body, headers=headers)
     if not 200 <= response.status_code < 300:
         raise WebhookRefused(response.status_code)
     return Delivered(response.status_code, signature)
-

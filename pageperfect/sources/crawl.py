@@ -120,9 +120,7 @@ def classify_status(status_code: int, url: str, *, retry_after: str | None = Non
             retry_after=wait,
             status_code=status_code,
         )
-    return CrawlError(
-        "HttpError", f"{url} answered HTTP {status_code}", retryable=False, status_code=status_code
-    )
+    return CrawlError("HttpError", f"{url} answered HTTP {status_code}", retryable=False, status_code=status_code)
 
 
 # --- Content type and character set -------------------------------------------------
@@ -352,9 +350,7 @@ class DirectCrawler:
         return CrawlTicket(provider=self.name, ticket_id=uuid.uuid4().hex, result=result)
 
     async def poll(self, ticket_id: str) -> CrawlResult | None:
-        raise CrawlError(
-            "ProviderError", "direct crawls finish in submit; there is nothing to poll", retryable=False
-        )
+        raise CrawlError("ProviderError", "direct crawls finish in submit; there is nothing to poll", retryable=False)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -410,8 +406,9 @@ class DirectCrawler:
         try:
             target = str(httpx.URL(current).join(location.strip()))
         except (httpx.InvalidURL, ValueError, UnicodeError) as exc:
-            raise CrawlError("InvalidUrl", f"{current} redirects to an invalid URL {location!r}",
-                             retryable=False) from exc
+            raise CrawlError(
+                "InvalidUrl", f"{current} redirects to an invalid URL {location!r}", retryable=False
+            ) from exc
         try:
             return validate_url(target, self._allow)
         except GuardError as exc:
@@ -443,8 +440,9 @@ class DirectCrawler:
         except _TooLarge:
             raise _too_large(final_url, self._max_bytes) from None
         except zlib.error as exc:
-            raise CrawlError("HttpError", f"{final_url} sent a corrupt compressed body: {exc}",
-                             retryable=False) from exc
+            raise CrawlError(
+                "HttpError", f"{final_url} sent a corrupt compressed body: {exc}", retryable=False
+            ) from exc
 
         if not content_type:
             if not looks_like_html(body):
@@ -562,8 +560,9 @@ class AsyncJobsCrawler:
         try:
             response = await self._client.request(method, path, **kwargs)  # type: ignore[arg-type]
         except httpx.TimeoutException as exc:
-            raise CrawlError("ProviderError", f"the crawl provider timed out: {type(exc).__name__}",
-                             retryable=True) from exc
+            raise CrawlError(
+                "ProviderError", f"the crawl provider timed out: {type(exc).__name__}", retryable=True
+            ) from exc
         except httpx.TransportError as exc:
             raise CrawlError("ProviderError", f"could not reach the crawl provider: {exc}", retryable=True) from exc
         if response.status_code == 429 or response.status_code >= 500:
@@ -585,8 +584,9 @@ class AsyncJobsCrawler:
         try:
             data = response.json()
         except ValueError as exc:
-            raise CrawlError("ProviderError", "the crawl provider sent a response that is not JSON",
-                             retryable=True) from exc
+            raise CrawlError(
+                "ProviderError", "the crawl provider sent a response that is not JSON", retryable=True
+            ) from exc
         if not isinstance(data, dict):
             raise CrawlError("ProviderError", "the crawl provider sent an unexpected JSON shape", retryable=True)
         return data

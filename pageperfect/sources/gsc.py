@@ -55,11 +55,30 @@ FILTERS_FILE = "Filters.csv"
 
 # Canonical column -> header spellings accepted (compared after _header_key): the Search Console UI, its
 # Search Analytics API exporters (Search Analytics for Sheets, Screaming Frog) and Looker Studio's connector.
-PAGE_SPELLINGS = ("page", "pages", "top pages", "landing page", "landing pages", "url", "urls", "page url",
-                  "landing page url", "address")
+PAGE_SPELLINGS = (
+    "page",
+    "pages",
+    "top pages",
+    "landing page",
+    "landing pages",
+    "url",
+    "urls",
+    "page url",
+    "landing page url",
+    "address",
+)
 _QUERY_COLUMNS: dict[str, tuple[str, ...]] = {
-    "query": ("top queries", "top query", "queries", "query", "search query", "search queries", "search term",
-              "keyword", "keywords"),
+    "query": (
+        "top queries",
+        "top query",
+        "queries",
+        "query",
+        "search query",
+        "search queries",
+        "search term",
+        "keyword",
+        "keywords",
+    ),
     "clicks": ("clicks", "url clicks", "site clicks", "total clicks"),
     "impressions": ("impressions", "url impressions", "site impressions", "total impressions"),
     "ctr": ("ctr", "click through rate", "url ctr", "site ctr", "average ctr"),
@@ -80,15 +99,24 @@ _EXPECTED = {
     "query": "Top queries (or Query)",
 }
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
-ENCODINGS = {"utf-8": "UTF-8", "utf-8-bom": "UTF-8 with BOM", "utf-16-le": "UTF-16 LE", "utf-16-be": "UTF-16 BE",
-             "cp1252": "Windows-1252 (cp1252)", "text": "text"}
+ENCODINGS = {
+    "utf-8": "UTF-8",
+    "utf-8-bom": "UTF-8 with BOM",
+    "utf-16-le": "UTF-16 LE",
+    "utf-16-be": "UTF-16 BE",
+    "cp1252": "Windows-1252 (cp1252)",
+    "text": "text",
+}
 
-NO_ROWS = ("has a header and no rows: Search Console found no queries for the export's dates and filters "
-           "(widen them and export again)")
+NO_ROWS = (
+    "has a header and no rows: Search Console found no queries for the export's dates and filters "
+    "(widen them and export again)"
+)
 HOW_TO_EXPORT_ONE_PAGE = (
     "to export one page's queries, open Performance in Search Console, click + New, choose Page..., then "
     "Exact URL, enter the page's address and Apply, then Export; a page-and-query file (Page, Query, Clicks, "
-    "Impressions, CTR, Position) imports many pages at once")
+    "Impressions, CTR, Position) imports many pages at once"
+)
 SITE_WIDE_FLAG = "if the whole site's queries are meant for this page, say so with --site-wide (API: site_wide=true)"
 
 
@@ -188,8 +216,14 @@ class _Table:
     the record starts, fields).
     """
 
-    def __init__(self, data: bytes | str, source: str, columns: dict[str, tuple[str, ...]],
-                 optional: dict[str, tuple[str, ...]] | None = None, codec: str | None = None):
+    def __init__(
+        self,
+        data: bytes | str,
+        source: str,
+        columns: dict[str, tuple[str, ...]],
+        optional: dict[str, tuple[str, ...]] | None = None,
+        codec: str | None = None,
+    ):
         self.source = source
         self._data = data
         bom = 0
@@ -296,7 +330,10 @@ def _pick_delimiter(header_line: str, wanted: dict[str, tuple[str, ...]], forced
 
 
 def _match_header(
-    header: list[str], table: _Table, columns: dict[str, tuple[str, ...]], optional: dict[str, tuple[str, ...]],
+    header: list[str],
+    table: _Table,
+    columns: dict[str, tuple[str, ...]],
+    optional: dict[str, tuple[str, ...]],
     line: int,
 ) -> tuple[dict[str, int], dict[str, str]]:
     """{column: index} and {column: header as written, for messages}; refuses a missing column by name,
@@ -323,7 +360,8 @@ def _match_header(
                 f"missing column {_DISPLAY[name]}: the header, read as {table.encoding} with a {delimiter} "
                 f"between columns, holds {len(header)} column{'s' if len(header) != 1 else ''} ({found}); "
                 f"expected {', '.join(expected[:-1])} and {expected[-1]}{hint}",
-                source=table.source, line=line,
+                source=table.source,
+                line=line,
             )
     return index, written
 
@@ -402,7 +440,9 @@ def _keyword_row(fields: list[str], table: _Table, line: int) -> KeywordRow:
             raise GscFormatError(
                 f"the query runs over {spanned} lines and its line {line + offset} reads as a "
                 f"row of its own ({text[:80]!r}): the quote that opens it is not closed",
-                source=source, line=line, column=names["query"],
+                source=source,
+                line=line,
+                column=names["query"],
             )
     if len(query) > MAX_QUERY_CHARS:
         raise GscFormatError(
@@ -476,7 +516,13 @@ class _Merger:
         acc = self._extra.get(i)
         if acc is None:
             first = self.rows[i]
-            acc = self._extra[i] = [first.clicks, first.impressions, first.position * first.impressions, first.position, 1]
+            acc = self._extra[i] = [
+                first.clicks,
+                first.impressions,
+                first.position * first.impressions,
+                first.position,
+                1,
+            ]
         acc[0] += row.clicks
         acc[1] += row.impressions
         acc[2] += row.position * row.impressions
@@ -507,7 +553,6 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-
 @dataclass
 class _Parsed:
     rows: list[KeywordRow]
@@ -517,16 +562,25 @@ class _Parsed:
     delimiter: str
 
 
-def _parse(data: bytes | str, source: str, columns: dict[str, tuple[str, ...]],
-           optional: dict[str, tuple[str, ...]] | None = None) -> _Parsed:
+def _parse(
+    data: bytes | str,
+    source: str,
+    columns: dict[str, tuple[str, ...]],
+    optional: dict[str, tuple[str, ...]] | None = None,
+) -> _Parsed:
     try:
         return _parse_as(data, source, columns, optional, None)
     except _NotUtf8:  # not UTF-8 and no BOM: a Windows "ANSI" save
         return _parse_as(data, source, columns, optional, "cp1252")
 
 
-def _parse_as(data: bytes | str, source: str, columns: dict[str, tuple[str, ...]],
-              optional: dict[str, tuple[str, ...]] | None, codec: str | None) -> _Parsed:
+def _parse_as(
+    data: bytes | str,
+    source: str,
+    columns: dict[str, tuple[str, ...]],
+    optional: dict[str, tuple[str, ...]] | None,
+    codec: str | None,
+) -> _Parsed:
     table = _Table(data, source, columns, optional, codec)
     page_column = table.index.get("page")
     with _collector_paused():
@@ -691,9 +745,17 @@ def _read_zip(data: bytes, name: str) -> GscExport:
     if not (parsed.rows or parsed.pages):
         raise GscFormatError(NO_ROWS, source=source)
     return GscExport(
-        rows=parsed.rows, date_range=date_range, page=page, files=files, duplicates_merged=parsed.merged,
-        page_filter=page_filter, pages=parsed.pages, has_filters_file=bool(filters), encoding=parsed.encoding,
-        delimiter=parsed.delimiter, source=name,
+        rows=parsed.rows,
+        date_range=date_range,
+        page=page,
+        files=files,
+        duplicates_merged=parsed.merged,
+        page_filter=page_filter,
+        pages=parsed.pages,
+        has_filters_file=bool(filters),
+        encoding=parsed.encoding,
+        delimiter=parsed.delimiter,
+        source=name,
     )
 
 
@@ -710,9 +772,7 @@ def read_export(path_or_bytes: str | Path | bytes, filename: str | None = None) 
         path = Path(path_or_bytes)
         name = filename or path.name
         if path.stat().st_size > MAX_UNCOMPRESSED_BYTES:
-            raise GscFormatError(
-                f"is larger than {MAX_UNCOMPRESSED_BYTES // (1024 * 1024)} MB", source=name
-            )
+            raise GscFormatError(f"is larger than {MAX_UNCOMPRESSED_BYTES // (1024 * 1024)} MB", source=name)
         data = path.read_bytes()
     if data[:4] == b"PK\x03\x04" or data[:4] == b"PK\x05\x06":
         return _read_zip(data, name)
@@ -721,8 +781,17 @@ def read_export(path_or_bytes: str | Path | bytes, filename: str | None = None) 
     parsed = _parse(data, name, _QUERY_COLUMNS, {"page": PAGE_SPELLINGS})
     if not (parsed.rows or parsed.pages):
         raise GscFormatError(NO_ROWS, source=name)
-    return GscExport(rows=parsed.rows, date_range=None, page=None, files=[name], duplicates_merged=parsed.merged,
-                     pages=parsed.pages, encoding=parsed.encoding, delimiter=parsed.delimiter, source=name)
+    return GscExport(
+        rows=parsed.rows,
+        date_range=None,
+        page=None,
+        files=[name],
+        duplicates_merged=parsed.merged,
+        pages=parsed.pages,
+        encoding=parsed.encoding,
+        delimiter=parsed.delimiter,
+        source=name,
+    )
 
 
 def is_page_query_file(data: bytes | str) -> bool:
@@ -747,8 +816,9 @@ def _url_key(url: str) -> str:
         return url.strip()
 
 
-def pages_for_import(export: GscExport, page: str | None = None, *, site_wide: bool = False
-                     ) -> dict[str, list[KeywordRow]]:
+def pages_for_import(
+    export: GscExport, page: str | None = None, *, site_wide: bool = False
+) -> dict[str, list[KeywordRow]]:
     """The export's rows by the page they are for; GscFormatError says why they cannot be attributed.
 
     A page-and-query file gives every page, or with `page` that page's rows alone (never another page's
@@ -772,13 +842,18 @@ def pages_for_import(export: GscExport, page: str | None = None, *, site_wide: b
         )
     if export.has_filters_file and export.page is None and not site_wide:
         if export.page_filter:
-            what = (f"is filtered to the pages matching {export.page_filter!r}, many pages rather than one, so its "
-                    "queries are not one page's")
+            what = (
+                f"is filtered to the pages matching {export.page_filter!r}, many pages rather than one, so its "
+                "queries are not one page's"
+            )
         else:
-            what = (f"is a site-wide export: its {FILTERS_FILE} sets no page, so its queries are the whole "
-                    "property's, not one page's")
-        raise GscFormatError(f"{what}; {HOW_TO_EXPORT_ONE_PAGE}. {SITE_WIDE_FLAG[0].upper()}{SITE_WIDE_FLAG[1:]}",
-                             source=export.source)
+            what = (
+                f"is a site-wide export: its {FILTERS_FILE} sets no page, so its queries are the whole "
+                "property's, not one page's"
+            )
+        raise GscFormatError(
+            f"{what}; {HOW_TO_EXPORT_ONE_PAGE}. {SITE_WIDE_FLAG[0].upper()}{SITE_WIDE_FLAG[1:]}", source=export.source
+        )
     target = page or export.page
     if not target:
         raise GscFormatError(
@@ -954,9 +1029,7 @@ class SearchAnalyticsClient:
                 log.warning("Search Console answered %s; retrying", response.status_code)
             await asyncio.sleep(self._delay(attempt, response))
         assert response is not None
-        raise SearchConsoleError(
-            f"{_error_text(response)} (after {self.max_tries} tries)", status=response.status_code
-        )
+        raise SearchConsoleError(f"{_error_text(response)} (after {self.max_tries} tries)", status=response.status_code)
 
     async def _post_api(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
         for renewed in (False, True):

@@ -39,8 +39,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Instance metadata services hand out cloud credentials: AWS/GCP/Azure/Oracle,
 # AWS over IPv6, AWS ECS task metadata, Alibaba Cloud.
 METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(a)
-    for a in ("169.254.169.254", "fd00:ec2::254", "169.254.170.2", "100.100.100.200")
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "169.254.170.2", "100.100.100.200")
 )
 _SHARED_CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")

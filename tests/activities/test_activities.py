@@ -48,17 +48,26 @@ class PollingCrawler:
         self.polls += 1
         if self.polls < 3:
             return None
-        return CrawlResult(url="https://example.test/p", final_url="https://example.test/p", status_code=200,
-                           content_type="text/html", encoding="utf-8", html="<h1>Fig care</h1>",
-                           fetched_at=datetime.now(UTC), provider=self.name, bytes=18)
+        return CrawlResult(
+            url="https://example.test/p",
+            final_url="https://example.test/p",
+            status_code=200,
+            content_type="text/html",
+            encoding="utf-8",
+            html="<h1>Fig care</h1>",
+            fetched_at=datetime.now(UTC),
+            provider=self.name,
+            bytes=18,
+        )
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def installed(pool):
     """The activities' resources in this process: the session's Postgres, a polling crawler, no providers."""
     before = runtime._current
-    resources = runtime.Resources(settings=make_settings(), pool=pool, crawler=PollingCrawler(), embedder=None,
-                                  llm=None)
+    resources = runtime.Resources(
+        settings=make_settings(), pool=pool, crawler=PollingCrawler(), embedder=None, llm=None
+    )
     runtime.install(resources)
     yield resources
     runtime._current = before
@@ -126,8 +135,9 @@ async def test_a_stage_output_is_reused_inside_the_window_and_run_again_when_for
     env, _ = environment()
     first = await env.run(reuse_or_run, StageInput(job=job), "segment_embed", "key-1", run)
     again = await env.run(reuse_or_run, StageInput(job=job), "segment_embed", "key-1", run)
-    forced = await env.run(reuse_or_run, StageInput(job=job.model_copy(update={"force_update": True})),
-                           "segment_embed", "key-1", run)
+    forced = await env.run(
+        reuse_or_run, StageInput(job=job.model_copy(update={"force_update": True})), "segment_embed", "key-1", run
+    )
     other = await env.run(reuse_or_run, StageInput(job=job), "segment_embed", "key-2", run)
     assert (first.status, first.artifact_id, first.info["job_id"]) == ("completed", 1, job.job_id)
     assert (again.status, again.artifact_id, again.info["reused_from_job"]) == ("reused", 1, job.job_id)
@@ -137,11 +147,17 @@ async def test_a_stage_output_is_reused_inside_the_window_and_run_again_when_for
 
 async def test_wait_crawl_polls_and_heartbeats_until_the_crawl_is_done(installed, pool):
     job = await a_job(pool)
-    crawl_id = await queries.insert_crawl(pool, page_id=job.page_id, job_id=job.job_id, provider="polling",
-                                          requested_url=job.url, external_id="ticket-1")
+    crawl_id = await queries.insert_crawl(
+        pool, page_id=job.page_id, job_id=job.job_id, provider="polling", requested_url=job.url, external_id="ticket-1"
+    )
     env, beats = environment(heartbeat_timeout=0.3)
-    summary = await env.run(wait_crawl, StageInput(job=job, previous={
-        "submit_crawl": {"stage": "submit_crawl", "status": "completed", "artifact_id": crawl_id}}))
+    summary = await env.run(
+        wait_crawl,
+        StageInput(
+            job=job,
+            previous={"submit_crawl": {"stage": "submit_crawl", "status": "completed", "artifact_id": crawl_id}},
+        ),
+    )
     assert installed.crawler.polls == 3
     assert beats == [({"crawl_id": crawl_id, "waiting": True},)] * 2  # one per poll that found it running
     assert (summary.status, summary.artifact_id, summary.counts["http_status"]) == ("completed", crawl_id, 200)
@@ -159,11 +175,18 @@ async def test_wait_crawl_without_its_crawl_fails_for_good(installed, pool):
 
 async def _an_earlier_jobs_crawl(pool, job: JobInput) -> int:
     """A crawl another job of the page made and stored as its submit_crawl output, already fetched."""
-    crawl_id = await queries.insert_crawl(pool, page_id=job.page_id, job_id=job.job_id, provider="polling",
-                                          requested_url=job.url, external_id="earlier")
+    crawl_id = await queries.insert_crawl(
+        pool, page_id=job.page_id, job_id=job.job_id, provider="polling", requested_url=job.url, external_id="earlier"
+    )
     await queries.store_crawl_result(pool, crawl_id, await PollingCrawler().poll_until_done())
-    await queries.record_stage_output(pool, job.page_id, "submit_crawl", f"earlier-{crawl_id}", str(uuid.uuid4()),
-                                      {"stage": "submit_crawl", "artifact_id": crawl_id})
+    await queries.record_stage_output(
+        pool,
+        job.page_id,
+        "submit_crawl",
+        f"earlier-{crawl_id}",
+        str(uuid.uuid4()),
+        {"stage": "submit_crawl", "artifact_id": crawl_id},
+    )
     return crawl_id
 
 
@@ -191,11 +214,16 @@ async def test_a_stage_the_job_skips_is_read_from_the_pages_latest_output(instal
 async def test_finalize_writes_the_ending_and_a_dead_letter_for_a_failure_only(installed, pool, status):
     job = await a_job(pool)
     failed = status == "failed"
-    outcome = JobOutcome(job=job, status=status, stage="gap_analysis" if status != "completed" else None,
-                         failure_reason="BadInput: no clusters" if failed else None,
-                         error_details="ActivityError <- ApplicationError" if failed else None,
-                         summaries={"submit_crawl": {"stage": "submit_crawl"}}, workflow_id="wf",
-                         run_id=str(uuid.uuid4()))
+    outcome = JobOutcome(
+        job=job,
+        status=status,
+        stage="gap_analysis" if status != "completed" else None,
+        failure_reason="BadInput: no clusters" if failed else None,
+        error_details="ActivityError <- ApplicationError" if failed else None,
+        summaries={"submit_crawl": {"stage": "submit_crawl"}},
+        workflow_id="wf",
+        run_id=str(uuid.uuid4()),
+    )
     env, _ = environment()
     await env.run(finalize_job, outcome)
     await env.run(finalize_job, outcome)  # a retried finalize changes nothing
@@ -209,8 +237,13 @@ async def test_finalize_writes_the_ending_and_a_dead_letter_for_a_failure_only(i
 
 
 async def test_send_webhook_waits_for_its_secret_and_refuses_an_unknown_job(installed, pool):
-    call = WebhookCall(url="https://hooks.example.test/", kind="job", id=str(uuid.uuid4()), status="completed",
-                       occurred_at=datetime.now(UTC))
+    call = WebhookCall(
+        url="https://hooks.example.test/",
+        kind="job",
+        id=str(uuid.uuid4()),
+        status="completed",
+        occurred_at=datetime.now(UTC),
+    )
     env, _ = environment()
     with pytest.raises(ApplicationError) as no_secret:
         await env.run(send_webhook, call)
@@ -257,18 +290,24 @@ class RecordingEmbedder:
 
 @pytest.mark.parametrize("include", [False, True])
 async def test_keyword_clustering_leaves_long_queries_out_unless_asked_and_embeds_their_first_words(
-        installed, pool, include):
+    installed, pool, include
+):
     from activities.keyword_clustering import keyword_clustering
     from pageperfect.analysis.long_queries import EMBED_CHARS
     from pageperfect.models import AnalysisOptions, KeywordRow
 
-    prompt = ("can you tell me, as someone with a small garden and a modest budget, which shed base lasts longest "
-              + " ".join(f"detail{i}" for i in range(300)))
-    rows = [KeywordRow(query=q, clicks=1, impressions=50, ctr=0.02, position=3)
-            for q in ("shed base", "concrete shed base", "shed base kit", "log cabin", "log cabin kit", prompt)]
+    prompt = (
+        "can you tell me, as someone with a small garden and a modest budget, which shed base lasts longest "
+        + " ".join(f"detail{i}" for i in range(300))
+    )
+    rows = [
+        KeywordRow(query=q, clicks=1, impressions=50, ctr=0.02, position=3)
+        for q in ("shed base", "concrete shed base", "shed base kit", "log cabin", "log cabin kit", prompt)
+    ]
     job = await a_job(pool, options=AnalysisOptions(method="dbscan", include_long_queries=include))
-    job = job.model_copy(update={"keyword_set_id": await queries.create_keyword_set(pool, job.page_id, rows,
-                                                                                  source="inline")})
+    job = job.model_copy(
+        update={"keyword_set_id": await queries.create_keyword_set(pool, job.page_id, rows, source="inline")}
+    )
     embedder = RecordingEmbedder()
     before = installed.embedder
     installed.embedder = embedder

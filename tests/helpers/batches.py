@@ -37,8 +37,9 @@ async def replays(client, workflow_id: str, settings) -> None:
     from workflows.registry import WORKFLOWS
 
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    await Replayer(workflows=list(WORKFLOWS), data_converter=data_converter(settings),
-                   interceptors=worker_interceptors(None)).replay_workflow(history)
+    await Replayer(
+        workflows=list(WORKFLOWS), data_converter=data_converter(settings), interceptors=worker_interceptors(None)
+    ).replay_workflow(history)
 
 
 async def wait_batch(pipeline, batch_id: str, *, timeout: float = 180) -> dict:

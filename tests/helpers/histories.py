@@ -81,6 +81,7 @@ async def job_completed_inputs_after(client, mocks, prefix):
 @scenario("job-failed")
 async def job_failed(client, mocks, prefix):
     """A stage fails for good: the job's ending (finalize_job, which writes the dead letter) and no more stages."""
+
     async def fail(call):
         raise ApplicationError("no clusters to compare", type="BadInput", non_retryable=True)
 
@@ -116,8 +117,13 @@ async def job_tuned_retried_webhook(client, mocks, prefix):
 
 async def _start_batch(client, book: BatchBook, **overrides) -> WorkflowHandle:
     batch = book.batch_input(**overrides)
-    return await client.start_workflow(BATCH_WORKFLOW, batch, id=batch_workflow_id(batch.batch_id),
-                                       task_queue=queue_name(book.prefix, WORKFLOW_QUEUE), result_type=dict)
+    return await client.start_workflow(
+        BATCH_WORKFLOW,
+        batch,
+        id=batch_workflow_id(batch.batch_id),
+        task_queue=queue_name(book.prefix, WORKFLOW_QUEUE),
+        result_type=dict,
+    )
 
 
 @scenario("batch-completed")
@@ -166,18 +172,30 @@ async def batch_cancelled(client, mocks, prefix):
 async def webhook_delivered(client, mocks, prefix):
     """A delivery the receiver refuses once and takes on the retry."""
     mocks.on("send_webhook", refused_once("WebhookRefused", "the receiver answered 503"))
-    call = WebhookCall(url="https://hooks.example.test/pp", kind="job", id=f"job-{page_id()}", status="completed",
-                       occurred_at=datetime.now(UTC), queue_prefix=prefix)
-    return await _ended(await client.start_workflow(
-        WEBHOOK_WORKFLOW, call, id=webhook_workflow_id(call), task_queue=queue_name(prefix, WORKFLOW_QUEUE)))
+    call = WebhookCall(
+        url="https://hooks.example.test/pp",
+        kind="job",
+        id=f"job-{page_id()}",
+        status="completed",
+        occurred_at=datetime.now(UTC),
+        queue_prefix=prefix,
+    )
+    return await _ended(
+        await client.start_workflow(
+            WEBHOOK_WORKFLOW, call, id=webhook_workflow_id(call), task_queue=queue_name(prefix, WORKFLOW_QUEUE)
+        )
+    )
 
 
 @scenario("gsc-import-completed")
 async def gsc_import_completed(client, mocks, prefix):
     """One day's Search Console import of a property."""
     inp = GscImportInput(site_url="sc-domain:example.test", queue_prefix=prefix)
-    return await _ended(await client.start_workflow(
-        GSC_IMPORT_WORKFLOW, inp, id=f"gsc-import-{page_id()}", task_queue=queue_name(prefix, WORKFLOW_QUEUE)))
+    return await _ended(
+        await client.start_workflow(
+            GSC_IMPORT_WORKFLOW, inp, id=f"gsc-import-{page_id()}", task_queue=queue_name(prefix, WORKFLOW_QUEUE)
+        )
+    )
 
 
 async def _start_site(client, book: BatchBook) -> WorkflowHandle:
@@ -186,10 +204,20 @@ async def _start_site(client, book: BatchBook) -> WorkflowHandle:
     from pageperfect.messages import SiteInput
     from workflows.site import SITE_WORKFLOW, site_workflow_id
 
-    inp = SiteInput(site_id=str(uuid.uuid4()), batch_id=str(uuid.uuid4()), concurrency=2, queue_prefix=book.prefix,
-                    poll_seconds=0.05)
-    return await client.start_workflow(SITE_WORKFLOW, inp, id=site_workflow_id(inp.site_id),
-                                       task_queue=queue_name(book.prefix, WORKFLOW_QUEUE), result_type=dict)
+    inp = SiteInput(
+        site_id=str(uuid.uuid4()),
+        batch_id=str(uuid.uuid4()),
+        concurrency=2,
+        queue_prefix=book.prefix,
+        poll_seconds=0.05,
+    )
+    return await client.start_workflow(
+        SITE_WORKFLOW,
+        inp,
+        id=site_workflow_id(inp.site_id),
+        task_queue=queue_name(book.prefix, WORKFLOW_QUEUE),
+        result_type=dict,
+    )
 
 
 @scenario("site-completed")

@@ -7,8 +7,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def serve(handler: type[BaseHTTPRequestHandler],
-          name: str | None = None) -> tuple[ThreadingHTTPServer, threading.Thread]:
+def serve(
+    handler: type[BaseHTTPRequestHandler], name: str | None = None
+) -> tuple[ThreadingHTTPServer, threading.Thread]:
     """A server for `handler` on a free port of 127.0.0.1, answering from a daemon thread until shut down."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
@@ -17,8 +18,9 @@ def serve(handler: type[BaseHTTPRequestHandler],
     return server, thread
 
 
-def send_json(handler: BaseHTTPRequestHandler, status: int, payload: dict,
-              headers: dict[str, str] | None = None) -> None:
+def send_json(
+    handler: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict[str, str] | None = None
+) -> None:
     """Answer `payload` as JSON with its length, and any extra headers."""
     data = json.dumps(payload).encode()
     handler.send_response(status)

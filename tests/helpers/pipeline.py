@@ -55,23 +55,27 @@ class Pipelines:
     def __init__(self) -> None:
         self._started: list[tuple[object, uvicorn.Server, asyncio.Task, httpx.AsyncClient]] = []
 
-    async def start(self, settings: Settings, prefix: str, *, pool, client, resources, queues=None,
-                    http_timeout: float = 30) -> Pipeline:
+    async def start(
+        self, settings: Settings, prefix: str, *, pool, client, resources, queues=None, http_timeout: float = 30
+    ) -> Pipeline:
         from api.app import create_app
         from pageperfect.runtime.worker import build_workers
 
-        group = await build_workers(client, settings, pool, prefix=prefix, resources=resources,
-                                    **({"queues": queues} if queues else {}))  # queues: only these kinds
+        group = await build_workers(
+            client, settings, pool, prefix=prefix, resources=resources, **({"queues": queues} if queues else {})
+        )  # queues: only these kinds
         group.start()
         app = create_app(settings, pool=pool, client=client, queue_prefix=prefix)
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                               lifespan="on"))
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
         task = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.05)
-        http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=http_timeout,
-                                 headers={"Authorization": f"Bearer {TEST_API_KEY}"})
+        http = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=http_timeout,
+            headers={"Authorization": f"Bearer {TEST_API_KEY}"},
+        )
         self._started.append((group, server, task, http))
         return Pipeline(settings, prefix, f"http://127.0.0.1:{port}", http, group)
 

@@ -13,7 +13,13 @@ TEST_API_KEY = "pp_the-test-suite-key"  # the API key the pipeline's API accepts
 
 
 def make_settings(**overrides) -> Settings:
-    values = dict(openai_api_key=None, openai_base_url=None, allowed_hosts="127.0.0.1,localhost",
-                  database_url=None, temporal_address=None, api_keys=TEST_API_KEY)
+    values = dict(
+        openai_api_key=None,
+        openai_base_url=None,
+        allowed_hosts="127.0.0.1,localhost",
+        database_url=None,
+        temporal_address=None,
+        api_keys=TEST_API_KEY,
+    )
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -29,8 +29,15 @@ class Site:
     base_url: str
     handler: type[SiteHandler]
 
-    def add(self, path: str, body: str | bytes, *, status: int = 200, content_type: str = "text/html; charset=utf-8",
-            headers: dict[str, str] | None = None) -> str:
+    def add(
+        self,
+        path: str,
+        body: str | bytes,
+        *,
+        status: int = 200,
+        content_type: str = "text/html; charset=utf-8",
+        headers: dict[str, str] | None = None,
+    ) -> str:
         data = body.encode() if isinstance(body, str) else body
         self.handler.routes[path] = (status, {"Content-Type": content_type, **(headers or {})}, data)
         return self.base_url + path

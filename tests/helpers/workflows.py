@@ -103,8 +103,9 @@ class MockActivities:
             try:
                 return await asyncio.wait_for(self.changed.wait_for(check), timeout)
             except TimeoutError as err:
-                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; "
-                                     f"calls: {self.names()}") from err
+                raise AssertionError(
+                    f"timed out after {timeout:g} s waiting for {what}; calls: {self.names()}"
+                ) from err
 
     async def _notify(self) -> None:
         async with self.changed:
@@ -113,8 +114,10 @@ class MockActivities:
     def definitions(self) -> dict[str, list[Callable]]:
         """Queue kind -> mocks, routed exactly as the worker routes the real activities."""
         name_of = {id(function): name for name, function in ACTIVITIES.items()}
-        return {kind: [self._mock(name_of[id(function)], function) for function in functions]
-                for kind, functions in activities_by_queue().items()}
+        return {
+            kind: [self._mock(name_of[id(function)], function) for function in functions]
+            for kind, functions in activities_by_queue().items()
+        }
 
     def _mock(self, name: str, real: Callable) -> Callable:
         hints = typing.get_type_hints(real)
@@ -130,8 +133,14 @@ class MockActivities:
     async def _run(self, name: str, arg: Any) -> Any:
         info = activity.info()
         loop = asyncio.get_running_loop()
-        call = Call(name=name, arg=arg, attempt=info.attempt, workflow_id=info.workflow_id or "",
-                    started=loop.time(), mocks=self)
+        call = Call(
+            name=name,
+            arg=arg,
+            attempt=info.attempt,
+            workflow_id=info.workflow_id or "",
+            started=loop.time(),
+            mocks=self,
+        )
         self.calls.append(call)
         await self._notify()
         try:
@@ -153,20 +162,27 @@ class MockActivities:
         """What the activity does when the test set nothing for it."""
         if call.name in STAGES_BY_NAME:
             self._artifacts += 1
-            return StageSummary(stage=call.name, artifact_id=self._artifacts, counts={"items": 1},
-                                info={"job_id": call.arg.job.job_id})
+            return StageSummary(
+                stage=call.name, artifact_id=self._artifacts, counts={"items": 1}, info={"job_id": call.arg.job.job_id}
+            )
         if call.name == "send_webhook":
             arg: WebhookCall = call.arg
             return {"delivery_id": call.workflow_id, "status": 200, "type": f"{arg.kind}.{arg.status}"}
         if call.name == "import_search_console":
             req: GscImportRequest = call.arg
-            return {"site_url": req.site_url, "date_range": f"{req.start_date}/{req.end_date}", "pages": 0,
-                    "rows": 0, "skipped_rows": 0}
+            return {
+                "site_url": req.site_url,
+                "date_range": f"{req.start_date}/{req.end_date}",
+                "pages": 0,
+                "rows": 0,
+                "skipped_rows": 0,
+            }
         return None  # finalize_job; the batch's activities need a BatchBook
 
 
 def held_until(release: asyncio.Event) -> Behaviour:
     """An activity that waits for `release`, then does its default."""
+
     async def held(call: Call) -> Any:
         await release.wait()
         assert call.mocks is not None
@@ -177,6 +193,7 @@ def held_until(release: asyncio.Event) -> Behaviour:
 
 def refused_once(kind: str, message: str) -> Behaviour:
     """An activity whose first attempt fails with a retryable error of this type, then does its default."""
+
     async def refused(call: Call) -> Any:
         if call.attempt == 1:
             raise ApplicationError(message, type=kind)
@@ -200,12 +217,24 @@ async def mocked_workers(client: Client, mocks: MockActivities, *, prefix: str |
     Yields the prefix; the workers are shut down (and running mocks cancelled) on the way out.
     """
     prefix = prefix or f"w{uuid.uuid4().hex[:10]}"
-    workers = [Worker(client, task_queue=queue_name(prefix, WORKFLOW_QUEUE), workflows=list(WORKFLOWS),
-                      interceptors=worker_interceptors(None))]
+    workers = [
+        Worker(
+            client,
+            task_queue=queue_name(prefix, WORKFLOW_QUEUE),
+            workflows=list(WORKFLOWS),
+            interceptors=worker_interceptors(None),
+        )
+    ]
     for kind, functions in mocks.definitions().items():
-        workers.append(Worker(client, task_queue=queue_name(prefix, kind), activities=functions,
-                              max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-                              default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE))
+        workers.append(
+            Worker(
+                client,
+                task_queue=queue_name(prefix, kind),
+                activities=functions,
+                max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+            )
+        )
     async with contextlib.AsyncExitStack() as stack:
         for worker in workers:
             await stack.enter_async_context(worker)
@@ -220,16 +249,27 @@ def page_id() -> int:
 def job_input(prefix: str, **overrides: Any) -> JobInput:
     """A job on this prefix with short timeouts: the stage table's, scaled by 0.05 (and the shortest retry delay)."""
     pid = overrides.pop("page_id", None) or page_id()
-    values: dict[str, Any] = dict(job_id=str(uuid.uuid4()), page_id=pid, url=f"https://example.test/page-{pid}",
-                                  queue_prefix=prefix, timeout_scale=0.05, retry_delay_seconds=0.02)
+    values: dict[str, Any] = dict(
+        job_id=str(uuid.uuid4()),
+        page_id=pid,
+        url=f"https://example.test/page-{pid}",
+        queue_prefix=prefix,
+        timeout_scale=0.05,
+        retry_delay_seconds=0.02,
+    )
     values.update(overrides)
     return JobInput(**values)
 
 
 async def start_job(client: Client, job: JobInput) -> WorkflowHandle:
     """Start the PagePerfect workflow as the intake does: under the page's workflow id, on the workflow queue."""
-    return await client.start_workflow(WORKFLOW_NAME, job, id=workflow_id_for_page(job.page_id),
-                                       task_queue=queue_name(job.queue_prefix, WORKFLOW_QUEUE), result_type=dict)
+    return await client.start_workflow(
+        WORKFLOW_NAME,
+        job,
+        id=workflow_id_for_page(job.page_id),
+        task_queue=queue_name(job.queue_prefix, WORKFLOW_QUEUE),
+        result_type=dict,
+    )
 
 
 class BatchBook:
@@ -239,8 +279,9 @@ class BatchBook:
     prepare_batch_job rejects a page the guard refuses.
     """
 
-    def __init__(self, prefix: str, urls: list[str], *, refused: dict[str, str] | None = None,
-                 timeout_scale: float = 0.05) -> None:
+    def __init__(
+        self, prefix: str, urls: list[str], *, refused: dict[str, str] | None = None, timeout_scale: float = 0.05
+    ) -> None:
         self.prefix, self.urls, self.refused = prefix, urls, refused or {}
         self.timeout_scale = timeout_scale
         self.page_ids = {url: page_id() for url in urls}
@@ -252,13 +293,21 @@ class BatchBook:
         self.opened: list[OpenBatch] = []
 
     def install(self, mocks: MockActivities) -> None:
-        for name in ("open_batch", "prepare_batch_job", "link_running_job", "batch_job_status",
-                     "reject_batch_page", "close_batch", "finalize_job"):
+        for name in (
+            "open_batch",
+            "prepare_batch_job",
+            "link_running_job",
+            "batch_job_status",
+            "reject_batch_page",
+            "close_batch",
+            "finalize_job",
+        ):
             mocks.on(name, getattr(self, f"_{name}"))
 
     def batch_input(self, **overrides: Any) -> BatchInput:
-        values: dict[str, Any] = dict(batch_id=str(uuid.uuid4()), concurrency=2, queue_prefix=self.prefix,
-                                      poll_seconds=0.05)
+        values: dict[str, Any] = dict(
+            batch_id=str(uuid.uuid4()), concurrency=2, queue_prefix=self.prefix, poll_seconds=0.05
+        )
         values.update(overrides)
         return BatchInput(**values)
 
@@ -274,11 +323,19 @@ class BatchBook:
             return PreparedJob(rejected=self.refused[url])
         if req.position in self.linked:
             return PreparedJob(linked_job_id=self.linked[req.position])
-        job = JobInput(job_id=req.job_id, page_id=self.page_ids[url], url=url, queue_prefix=req.queue_prefix,
-                       skip_steps=req.jobs.skip_steps, force_update=req.jobs.force_update,
-                       priority=req.jobs.priority, max_attempts=req.jobs.max_attempts,
-                       retry_delay_seconds=req.jobs.retry_delay_seconds, options=req.jobs.options,
-                       timeout_scale=self.timeout_scale)
+        job = JobInput(
+            job_id=req.job_id,
+            page_id=self.page_ids[url],
+            url=url,
+            queue_prefix=req.queue_prefix,
+            skip_steps=req.jobs.skip_steps,
+            force_update=req.jobs.force_update,
+            priority=req.jobs.priority,
+            max_attempts=req.jobs.max_attempts,
+            retry_delay_seconds=req.jobs.retry_delay_seconds,
+            options=req.jobs.options,
+            timeout_scale=self.timeout_scale,
+        )
         self.jobs[req.position] = job
         return PreparedJob(job=job)
 

@@ -20,9 +20,13 @@ def _bearer(key: str) -> dict[str, str]:
 
 async def test_requests_without_a_key_get_401_with_a_challenge(pipeline):
     async with httpx.AsyncClient(base_url=pipeline.api_url, timeout=30) as anonymous:
-        for method, path in [("GET", "/v1/jobs"), ("GET", "/v1/dead-letters"),
-                             ("POST", "/v1/jobs"), ("GET", "/v1/jobs/00000000-0000-0000-0000-000000000000"),
-                             ("POST", "/codec/decode")]:
+        for method, path in [
+            ("GET", "/v1/jobs"),
+            ("GET", "/v1/dead-letters"),
+            ("POST", "/v1/jobs"),
+            ("GET", "/v1/jobs/00000000-0000-0000-0000-000000000000"),
+            ("POST", "/codec/decode"),
+        ]:
             response = await anonymous.request(method, path, json={"url": "https://example.com/"})
             assert response.status_code == 401, (method, path, response.text)
             assert response.headers["www-authenticate"].startswith("Bearer")
@@ -48,8 +52,9 @@ async def test_env_key_created_key_and_revoked_key(pipeline, pool):
         assert created.key.startswith("pp_") and len(created.key) > 40
         stored = [r for r in await apikeys.list_keys(pool) if r["id"] == created.id][0]
         assert created.key not in str(dict(stored))  # only a hash and a short prefix are kept
-        assert (await pool.fetchval("SELECT key_hash FROM pageperfect_api_keys WHERE id = $1", created.id)
-                == apikeys.key_hash(created.key))
+        assert await pool.fetchval(
+            "SELECT key_hash FROM pageperfect_api_keys WHERE id = $1", created.id
+        ) == apikeys.key_hash(created.key)
         assert (await http.get("/v1/jobs", headers=_bearer(created.key))).status_code == 200
 
         assert (await apikeys.revoke_key(pool, created.id))["revoked_at"] is not None
@@ -67,12 +72,19 @@ async def test_healthz_and_docs_stay_open(pipeline):
 
 
 async def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items()
-                if k not in ("PAGEPERFECT_API_KEY", "PAGEPERFECT_API_KEYS", "DATABASE_URL")}
+    full_env = {
+        k: v for k, v in os.environ.items() if k not in ("PAGEPERFECT_API_KEY", "PAGEPERFECT_API_KEYS", "DATABASE_URL")
+    }
     full_env.update(env)
     # In a thread: the API under test runs on this event loop.
-    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "pageperfect.cli", *args], env=full_env,
-                                   capture_output=True, text=True, timeout=120)
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "pageperfect.cli", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 async def test_keys_cli_creates_lists_and_revokes(pipeline, postgres_dsn, tmp_path):

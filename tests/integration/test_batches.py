@@ -13,10 +13,12 @@ from tests.helpers.batches import HangOn, batch_when, replays, wait_batch
 from tests.helpers.data import demo_keywords, pages
 from tests.helpers.settings import TEST_API_KEY
 
-CHILD_ENDED = ("child_workflow_execution_completed_event_attributes",
-               "child_workflow_execution_failed_event_attributes",
-               "child_workflow_execution_canceled_event_attributes",
-               "child_workflow_execution_terminated_event_attributes")
+CHILD_ENDED = (
+    "child_workflow_execution_completed_event_attributes",
+    "child_workflow_execution_failed_event_attributes",
+    "child_workflow_execution_canceled_event_attributes",
+    "child_workflow_execution_terminated_event_attributes",
+)
 
 
 async def most_children_at_once(client, workflow_id: str) -> int:
@@ -34,9 +36,15 @@ async def most_children_at_once(client, workflow_id: str) -> int:
 async def test_batch_runs_every_page_two_at_a_time(pipeline, site, client, pool):
     urls = pages(site, "batch", 4)
     keywords = demo_keywords()[:25]
-    response = await pipeline.http.post("/v1/batches", json={
-        "urls": urls + [urls[0]], "concurrency": 2, "keywords": {u: keywords for u in urls},
-        "options": {"top_gaps": 1}})
+    response = await pipeline.http.post(
+        "/v1/batches",
+        json={
+            "urls": urls + [urls[0]],
+            "concurrency": 2,
+            "keywords": {u: keywords for u in urls},
+            "options": {"top_gaps": 1},
+        },
+    )
     assert response.status_code == 202, response.text
     created = response.json()
     assert created["pages"] == 4 and created["duplicates_dropped"] == 1
@@ -119,8 +127,9 @@ async def test_cancelling_a_batch_cancels_its_jobs(pipeline_factory, site, pool,
     for page in started:
         row = await pool.fetchrow("SELECT status FROM pageperfect_jobs WHERE id = $1", page["job_id"])
         assert row["status"] == "cancelled"
-        assert not await pool.fetchval("SELECT count(*) FROM pageperfect_dead_letters WHERE job_id = $1",
-                                       page["job_id"])
+        assert not await pool.fetchval(
+            "SELECT count(*) FROM pageperfect_dead_letters WHERE job_id = $1", page["job_id"]
+        )
     again = await pipeline.http.post(f"/v1/batches/{created['batch_id']}/cancel")
     assert again.status_code == 409
     described = await client.get_workflow_handle(created["workflow_id"]).describe()
@@ -142,15 +151,26 @@ async def test_a_terminated_batch_shows_as_failed_and_its_jobs_end(pipeline_fact
 
 async def test_cli_batch_from_a_page_and_query_csv(pipeline, site, tmp_path):
     urls = pages(site, "cli-batch", 2)
-    rows = "".join(f"{u},{r['query']},{r['clicks']},{r['impressions']},{r['ctr']},{r['position']}\n"
-                   for u in urls for r in demo_keywords()[:12])
+    rows = "".join(
+        f"{u},{r['query']},{r['clicks']},{r['impressions']},{r['ctr']},{r['position']}\n"
+        for u in urls
+        for r in demo_keywords()[:12]
+    )
     csv_file = tmp_path / "pages.csv"
     csv_file.write_text("page,query,clicks,impressions,ctr,position\n" + rows)
-    env = {**os.environ, "PAGEPERFECT_API_URL": pipeline.api_url, "PAGEPERFECT_API_KEY": TEST_API_KEY,
-           "COLUMNS": "160"}
+    env = {**os.environ, "PAGEPERFECT_API_URL": pipeline.api_url, "PAGEPERFECT_API_KEY": TEST_API_KEY, "COLUMNS": "160"}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pageperfect.cli", "batch", str(csv_file), "--concurrency", "2",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "pageperfect.cli",
+        "batch",
+        str(csv_file),
+        "--concurrency",
+        "2",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=240)
     text = output.decode()
     assert process.returncode == 0, text
@@ -165,8 +185,15 @@ async def test_cli_batch_from_a_page_and_query_csv(pipeline, site, tmp_path):
     url_list = tmp_path / "pages.txt"
     url_list.write_text("# two pages\n\n" + "\n".join(urls) + "\nnot a url\n")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pageperfect.cli", "batch", str(url_list), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "pageperfect.cli",
+        "batch",
+        str(url_list),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
     assert process.returncode == 1 and "urls[2]" in output.decode(), output.decode()
 
@@ -177,8 +204,9 @@ async def test_a_batch_with_payload_encryption(pipeline_factory, site, client):
 
     pipeline = await pipeline_factory(payload_key=base64.b64encode(secrets.token_bytes(32)).decode())
     (url,) = pages(site, "encrypted-batch", 1)
-    created = (await pipeline.http.post("/v1/batches", json={"urls": [url],
-                                                              "keywords": {url: demo_keywords()[:10]}})).json()
+    created = (
+        await pipeline.http.post("/v1/batches", json={"urls": [url], "keywords": {url: demo_keywords()[:10]}})
+    ).json()
     batch = await wait_batch(pipeline, created["batch_id"])
     assert batch["status"] == "completed" and batch["counts"]["completed"] == 1
     # Search attributes are never encrypted, so the page's URL is not among them.
@@ -209,9 +237,11 @@ async def test_a_long_batch_continues_as_new_and_counts_every_page(pipeline, sit
     urls = pages(site, "continued", 5)
     workflow_id = f"pageperfect-batch-test-{uuid.uuid4().hex[:8]}"
     handle = await client.start_workflow(
-        PagePerfectBatchWorkflow.run, BatchInput(urls=urls, concurrency=2, pages_per_run=2,
-                                                 queue_prefix=pipeline.prefix, source="test"),
-        id=workflow_id, task_queue=f"{pipeline.prefix}-workflow")
+        PagePerfectBatchWorkflow.run,
+        BatchInput(urls=urls, concurrency=2, pages_per_run=2, queue_prefix=pipeline.prefix, source="test"),
+        id=workflow_id,
+        task_queue=f"{pipeline.prefix}-workflow",
+    )
     summary = await asyncio.wait_for(handle.result(), timeout=180)  # follows the chain of runs
     assert summary["status"] == "completed" and summary["total"] == 5 and summary["counts"]["completed"] == 5
     runs = await batch_runs(client, workflow_id, 3)

@@ -29,9 +29,16 @@ async def test_stage_fails_twice_then_succeeds(pipeline_factory, site, pool):
     assert "injected 503 number 2" in crawl["last_error"]
     events = await pool.fetch(
         "SELECT status, attempt FROM pageperfect_job_events WHERE job_id = $1 AND stage = 'submit_crawl' ORDER BY id",
-        created["job_id"])
+        created["job_id"],
+    )
     assert [(e["status"], e["attempt"]) for e in events] == [
-        ("processing", 1), ("retrying", 1), ("processing", 2), ("retrying", 2), ("processing", 3), ("completed", 3)]
+        ("processing", 1),
+        ("retrying", 1),
+        ("processing", 2),
+        ("retrying", 2),
+        ("processing", 3),
+        ("completed", 3),
+    ]
     assert flaky["crawler"].calls == 3
 
 
@@ -79,9 +86,14 @@ async def test_redrive_reuses_completed_stages(pipeline_factory, site, pool, cli
         job = await pipeline.wait(submitted.job_id)
         assert job["status"] == "completed"
         reused = {s["stage"]: s["reused"] for s in job["stages"]}
-        assert reused == {"submit_crawl": True, "wait_crawl": False, "segment_embed": True,
-                          "keyword_clustering": True, "gap_analysis": True, "rewrite_draft": False} or all(
-            reused[s] for s in ("submit_crawl", "segment_embed", "keyword_clustering", "gap_analysis"))
+        assert reused == {
+            "submit_crawl": True,
+            "wait_crawl": False,
+            "segment_embed": True,
+            "keyword_clustering": True,
+            "gap_analysis": True,
+            "rewrite_draft": False,
+        } or all(reused[s] for s in ("submit_crawl", "segment_embed", "keyword_clustering", "gap_analysis"))
         assert not reused["rewrite_draft"]
         assert stub.requests["embeddings"] == embeddings_before  # nothing embedded twice
         result = (await pipeline.http.get(f"/v1/jobs/{submitted.job_id}/result")).json()
@@ -101,8 +113,9 @@ async def test_cancel_through_api(pipeline_factory, site, pool):
     assert response.status_code == 202, response.text
     job = await pipeline.wait(created["job_id"])
     assert job["status"] == "cancelled"
-    assert await pool.fetchval("SELECT count(*) FROM pageperfect_dead_letters WHERE job_id = $1",
-                               created["job_id"]) == 0
+    assert (
+        await pool.fetchval("SELECT count(*) FROM pageperfect_dead_letters WHERE job_id = $1", created["job_id"]) == 0
+    )
     again = await pipeline.http.post(f"/v1/jobs/{created['job_id']}/cancel")
     assert again.status_code == 409
 
@@ -112,16 +125,30 @@ async def test_cancel_through_temporal_cli(pipeline_factory, site, pool, tempora
     url = site.add("/cancel-cli.html", "<p>x</p>")
     created = await pipeline.submit(url=url)
     await until_stage(pipeline, created["job_id"], "wait_crawl")
-    done = await asyncio.to_thread(subprocess.run, [
-        temporal_binary(), "workflow", "cancel", "--address", temporal_server.address,
-        "--workflow-id", created["workflow_id"], "--run-id", created["run_id"]], capture_output=True, text=True)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            temporal_binary(),
+            "workflow",
+            "cancel",
+            "--address",
+            temporal_server.address,
+            "--workflow-id",
+            created["workflow_id"],
+            "--run-id",
+            created["run_id"],
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     job = await pipeline.wait(created["job_id"])
     assert job["status"] == "cancelled"
     wait_stage = next(s for s in job["stages"] if s["stage"] == "wait_crawl")
     assert wait_stage["status"] == "cancelled"
-    assert await pool.fetchval("SELECT count(*) FROM pageperfect_dead_letters WHERE job_id = $1",
-                               created["job_id"]) == 0
+    assert (
+        await pool.fetchval("SELECT count(*) FROM pageperfect_dead_letters WHERE job_id = $1", created["job_id"]) == 0
+    )
 
 
 async def test_second_submission_returns_running_job(pipeline_factory, site, pool):

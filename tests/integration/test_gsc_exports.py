@@ -31,8 +31,9 @@ def csv_text(rows: list[list[str]], delimiter: str = ",") -> str:
 def prompt(words: int = 400, seed: int = 1) -> str:
     """A prompt-like query of random words: long enough (and incompressible enough) to overflow a B-tree key."""
     rng = random.Random(seed)
-    tail = " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9)))
-                    for _ in range(words))
+    tail = " ".join(
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9))) for _ in range(words)
+    )
     return "i'm in my mid-50s with a modest income, how does this compare " + tail
 
 
@@ -41,23 +42,32 @@ def page_url() -> str:
 
 
 async def upload(pipeline, data: bytes, filename: str, **form):
-    return await pipeline.http.post("/v1/gsc/import", data={k: str(v).lower() if isinstance(v, bool) else v
-                                                             for k, v in form.items()},
-                                    files={"file": (filename, data, "application/octet-stream")})
+    return await pipeline.http.post(
+        "/v1/gsc/import",
+        data={k: str(v).lower() if isinstance(v, bool) else v for k, v in form.items()},
+        files={"file": (filename, data, "application/octet-stream")},
+    )
 
 
 async def cli(tmp_path, dsn: str, data: bytes, filename: str, *args: str) -> subprocess.CompletedProcess:
     path = tmp_path / f"{uuid.uuid4().hex[:6]}-{filename}"
     path.write_bytes(data)
     env = {**os.environ, "DATABASE_URL": dsn}
-    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "pageperfect.cli", "gsc", "import",
-                                                    str(path), *args],
-                                   capture_output=True, text=True, env=env, timeout=120)
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "pageperfect.cli", "gsc", "import", str(path), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 async def stored(pool, url: str) -> dict[str, float]:
-    return {r["query"]: r["clicks"] for r in
-            await pool.fetch("SELECT query, clicks FROM gsc_keywords WHERE page_url = $1", url)}
+    return {
+        r["query"]: r["clicks"]
+        for r in await pool.fetch("SELECT query, clicks FROM gsc_keywords WHERE page_url = $1", url)
+    }
 
 
 def one_line_error(done: subprocess.CompletedProcess) -> str:
@@ -71,13 +81,14 @@ def one_line_error(done: subprocess.CompletedProcess) -> str:
 # --------------------------------------------------------------------------- 1. long queries
 
 
-async def test_case1_a_long_prompt_is_stored_whole_counted_and_left_out_of_clustering(pipeline, pool, site,
-                                                                                      postgres_dsn, tmp_path):
+async def test_case1_a_long_prompt_is_stored_whole_counted_and_left_out_of_clustering(
+    pipeline, pool, site, postgres_dsn, tmp_path
+):
     long_query = prompt()
     assert len(long_query) > 2700  # more than a B-tree key holds
     demo = (DEMO / "queries.csv").read_text()
     cut = long_query.index(" ", 500)  # the UI wraps a long query over lines
-    wrapped = long_query[:cut] + "\n" + long_query[cut + 1:]
+    wrapped = long_query[:cut] + "\n" + long_query[cut + 1 :]
     data = (demo.rstrip("\n") + "\n" + csv_text([[wrapped, "2", "30", "6.67%", "4.2"]])).encode()
     url = site.add(f"/long-{uuid.uuid4().hex[:6]}.html", site.handler.routes["/index.html"][2])
     response = await upload(pipeline, data, "Queries.csv", page=url)
@@ -88,8 +99,10 @@ async def test_case1_a_long_prompt_is_stored_whole_counted_and_left_out_of_clust
     other = page_url()
     done = await cli(tmp_path, postgres_dsn, data, "Queries.csv", "--page", other)
     assert done.returncode == 0, done.stderr
-    assert f"51 rows for {other} (1 long or prompt-like query, left out of clustering unless a job sets " \
-           "include_long_queries)" in done.stdout
+    assert (
+        f"51 rows for {other} (1 long or prompt-like query, left out of clustering unless a job sets "
+        "include_long_queries)" in done.stdout
+    )
     assert long_query in await stored(pool, other)
 
     created = await pipeline.submit(url=url)
@@ -144,9 +157,14 @@ async def test_case2_semicolon_and_unicode_text_exports(pipeline, pool, postgres
 
 async def test_case3_page_and_query_files_under_other_headers(pipeline, pool, postgres_dsn, tmp_path):
     a, b = page_url(), page_url()
-    data = csv_text([["Query", "Landing Page", "Url Clicks", "Impressions", "URL CTR", "Average Position"],
-                     ["shed base", a, "8", "100", "8%", "2"], ["shed base", b, "8", "100", "8%", "3"],
-                     ["log cabin", a, "1", "10", "10%", "5"]]).encode()
+    data = csv_text(
+        [
+            ["Query", "Landing Page", "Url Clicks", "Impressions", "URL CTR", "Average Position"],
+            ["shed base", a, "8", "100", "8%", "2"],
+            ["shed base", b, "8", "100", "8%", "3"],
+            ["log cabin", a, "1", "10", "10%", "5"],
+        ]
+    ).encode()
     response = await upload(pipeline, data, "looker.csv")
     assert response.status_code == 200, response.text
     assert response.json()["imported"] == {a: 2, b: 1}
@@ -174,8 +192,10 @@ async def test_case4_an_export_with_no_rows_is_an_error(pipeline, postgres_dsn, 
     data = csv_text([HEADER]).encode()
     response = await upload(pipeline, data, "Queries.csv", page=page_url())
     assert response.status_code == 422
-    expected = ("Queries.csv has a header and no rows: Search Console found no queries for the export's dates and "
-                "filters (widen them and export again)")
+    expected = (
+        "Queries.csv has a header and no rows: Search Console found no queries for the export's dates and "
+        "filters (widen them and export again)"
+    )
     assert response.json()["detail"] == expected
     line = one_line_error(await cli(tmp_path, postgres_dsn, data, "Queries.csv", "--page", page_url()))
     assert line.endswith(expected)
@@ -186,9 +206,11 @@ async def test_case4_an_export_with_no_rows_is_an_error(pipeline, postgres_dsn, 
 
 async def test_case5_zip_names_with_colons_pass_and_unsafe_ones_do_not(pipeline, pool, postgres_dsn, tmp_path):
     url = page_url()
-    files = {"Queries.csv": csv_text([HEADER, ["shed base", "3", "30", "10%", "2"]]),
-             "Filters.csv": f"Filter,Value\r\nDate,Last 3 months\r\nPage,+{url}\r\n",
-             "Project Brief: Oil Tank (final).svg": "<svg/>"}
+    files = {
+        "Queries.csv": csv_text([HEADER, ["shed base", "3", "30", "10%", "2"]]),
+        "Filters.csv": f"Filter,Value\r\nDate,Last 3 months\r\nPage,+{url}\r\n",
+        "Project Brief: Oil Tank (final).svg": "<svg/>",
+    }
     data = make_zip(files)
     response = await upload(pipeline, data, "export.zip")
     assert response.status_code == 200, response.text
@@ -208,8 +230,12 @@ async def test_case5_zip_names_with_colons_pass_and_unsafe_ones_do_not(pipeline,
 
 
 async def test_case7_a_site_wide_export_needs_site_wide(pipeline, pool, postgres_dsn, tmp_path):
-    data = make_zip({"Queries.csv": csv_text([HEADER, ["shed base", "3", "30", "10%", "2"]]),
-                     "Filters.csv": "Filter,Value\r\nSearch type,Web\r\nDate,Last 3 months\r\n"})
+    data = make_zip(
+        {
+            "Queries.csv": csv_text([HEADER, ["shed base", "3", "30", "10%", "2"]]),
+            "Filters.csv": "Filter,Value\r\nSearch type,Web\r\nDate,Last 3 months\r\n",
+        }
+    )
     url = page_url()
     response = await upload(pipeline, data, "site.zip", page=url)
     line = one_line_error(await cli(tmp_path, postgres_dsn, data, "site.zip", "--page", url))

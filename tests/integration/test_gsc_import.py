@@ -8,13 +8,17 @@ from tests.conftest import DEMO
 async def test_uploaded_export_feeds_the_next_job(pipeline, site, pool):
     url = site.add("/imported.html", site.handler.routes["/index.html"][2])
     response = await pipeline.http.post(
-        "/v1/gsc/import", data={"page": url},
-        files={"file": ("Queries.csv", (DEMO / "queries.csv").read_bytes(), "text/csv")})
+        "/v1/gsc/import",
+        data={"page": url},
+        files={"file": ("Queries.csv", (DEMO / "queries.csv").read_bytes(), "text/csv")},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["rows"] == 50
     again = await pipeline.http.post(
-        "/v1/gsc/import", data={"page": url},
-        files={"file": ("Queries.csv", (DEMO / "queries.csv").read_bytes(), "text/csv")})
+        "/v1/gsc/import",
+        data={"page": url},
+        files={"file": ("Queries.csv", (DEMO / "queries.csv").read_bytes(), "text/csv")},
+    )
     assert again.status_code == 200
     assert await pool.fetchval("SELECT count(*) FROM gsc_keywords WHERE page_url = $1", url) == 50  # no duplicates
 
@@ -27,13 +31,15 @@ async def test_uploaded_export_feeds_the_next_job(pipeline, site, pool):
 
 async def test_broken_upload_is_refused_with_line_and_column(pipeline, pool):
     before = await pool.fetchval("SELECT count(*) FROM gsc_keywords")
-    broken = b"Top queries,Clicks,Impressions,CTR,Position\nfig care,3,\"1,234\",1%,4.2\n"
-    response = await pipeline.http.post("/v1/gsc/import", data={"page": "https://example.com/a"},
-                                        files={"file": ("Queries.csv", broken, "text/csv")})
+    broken = b'Top queries,Clicks,Impressions,CTR,Position\nfig care,3,"1,234",1%,4.2\n'
+    response = await pipeline.http.post(
+        "/v1/gsc/import", data={"page": "https://example.com/a"}, files={"file": ("Queries.csv", broken, "text/csv")}
+    )
     assert response.status_code == 422
     assert "line 2" in response.json()["detail"] and "Impressions" in response.json()["detail"]
-    missing_page = await pipeline.http.post("/v1/gsc/import",
-                                            files={"file": ("Queries.csv", (DEMO / "queries.csv").read_bytes(), "text/csv")})
+    missing_page = await pipeline.http.post(
+        "/v1/gsc/import", files={"file": ("Queries.csv", (DEMO / "queries.csv").read_bytes(), "text/csv")}
+    )
     assert missing_page.status_code == 422 and "--page" in missing_page.json()["detail"]
     assert await pool.fetchval("SELECT count(*) FROM gsc_keywords") == before
 
@@ -44,16 +50,28 @@ def _cli(*args: str, dsn: str):
     import sys
 
     env = {**os.environ, "DATABASE_URL": dsn}
-    return subprocess.run([sys.executable, "-m", "pageperfect.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "pageperfect.cli", *args], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 async def test_cli_import_applies_the_filters(pool, postgres_dsn, tmp_path):
     import asyncio
 
     url = "https://example.com/blog/filtered-import"
-    done = await asyncio.to_thread(_cli, "gsc", "import", str(DEMO / "queries.csv"), "--page", url,
-                                   "--brand", "ficus", "--max-keywords", "10", dsn=postgres_dsn)
+    done = await asyncio.to_thread(
+        _cli,
+        "gsc",
+        "import",
+        str(DEMO / "queries.csv"),
+        "--page",
+        url,
+        "--brand",
+        "ficus",
+        "--max-keywords",
+        "10",
+        dsn=postgres_dsn,
+    )
     assert done.returncode == 0, done.stderr
     assert f"10 rows for {url}" in done.stdout
     queries = {r["query"] for r in await pool.fetch("SELECT query FROM gsc_keywords WHERE page_url = $1", url)}

@@ -78,10 +78,12 @@ async def test_start_response_says_whether_a_run_was_started(client):
     from pageperfect.services.intake import started_new_run
 
     workflow_id, queue = f"start-flag-{uuid.uuid4()}", f"nobody-{uuid.uuid4()}"
-    first = await client.start_workflow("Nothing", id=workflow_id, task_queue=queue,
-                                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
-    again = await client.start_workflow("Nothing", id=workflow_id, task_queue=queue,
-                                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+    first = await client.start_workflow(
+        "Nothing", id=workflow_id, task_queue=queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
+    )
+    again = await client.start_workflow(
+        "Nothing", id=workflow_id, task_queue=queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
+    )
     try:
         assert started_new_run(first) is True
         assert started_new_run(again) is False

@@ -21,9 +21,12 @@ from tests.helpers.settings import make_settings
 
 # The series docs/METRICS.md points operators at.
 WORKER_SERIES = (
-    "temporal_workflow_completed", "temporal_workflow_task_execution_latency_seconds",
-    "temporal_activity_execution_latency_seconds", "temporal_activity_schedule_to_start_latency_seconds",
-    "temporal_worker_task_slots_available", "temporal_request",
+    "temporal_workflow_completed",
+    "temporal_workflow_task_execution_latency_seconds",
+    "temporal_activity_execution_latency_seconds",
+    "temporal_activity_schedule_to_start_latency_seconds",
+    "temporal_worker_task_slots_available",
+    "temporal_request",
 )
 
 
@@ -39,12 +42,18 @@ async def test_api_requests_are_counted_by_route_template(pipeline):
     response = await pipeline.http.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     found = samples(response.text)
-    counted = {(labels["method"], labels["route"], labels["status"]) for name, labels, value in found
-               if name == "pageperfect_api_requests_total" and value >= 1}
+    counted = {
+        (labels["method"], labels["route"], labels["status"])
+        for name, labels, value in found
+        if name == "pageperfect_api_requests_total" and value >= 1
+    }
     assert {("GET", "/v1/jobs", "200"), ("GET", "/v1/jobs/{job_id}", "404"), ("GET", "unmatched", "404")} <= counted
     assert not any(str(missing) in labels.get("route", "") for _, labels, _ in found)  # templates, not paths
-    buckets = [labels for name, labels, _ in found if name == "pageperfect_api_request_duration_seconds_bucket"
-               and labels["route"] == "/v1/jobs"]
+    buckets = [
+        labels
+        for name, labels, _ in found
+        if name == "pageperfect_api_request_duration_seconds_bucket" and labels["route"] == "/v1/jobs"
+    ]
     assert buckets and {b["le"] for b in buckets} >= {"0.1", "1.0", "+Inf"}
     # Scraping needs the API key like every other route.
     async with httpx.AsyncClient(base_url=pipeline.api_url) as anonymous:
@@ -62,22 +71,35 @@ async def test_worker_metrics_from_the_temporal_sdk(pool, temporal_server, site)
     group.start()
     try:
         (url,) = pages(site, "metrics", 1)
-        submitted = await submit_job(JobRequest(url=url, keywords=demo_keywords()[:10]), pool=pool, client=client,
-                                     settings=settings, queue_prefix=prefix)
+        submitted = await submit_job(
+            JobRequest(url=url, keywords=demo_keywords()[:10]),
+            pool=pool,
+            client=client,
+            settings=settings,
+            queue_prefix=prefix,
+        )
         await asyncio.wait_for(client.get_workflow_handle(submitted.workflow_id).result(), timeout=120)
         async with httpx.AsyncClient() as http:
             text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
     finally:
         await group.shutdown()
     found = samples(text)
-    names = {name.removesuffix("_total").removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
-             for name, _, _ in found}
+    names = {
+        name.removesuffix("_total").removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
+        for name, _, _ in found
+    }
     assert set(WORKER_SERIES) <= names, sorted(names)
-    completed = [(labels, value) for name, labels, value in found if name == "temporal_workflow_completed_total"
-                 and labels.get("task_queue") == f"{prefix}-workflow"]
+    completed = [
+        (labels, value)
+        for name, labels, value in found
+        if name == "temporal_workflow_completed_total" and labels.get("task_queue") == f"{prefix}-workflow"
+    ]
     assert completed and completed[0][0]["workflow_type"] == "PagePerfect" and completed[0][1] >= 1
-    stage_latency = {labels.get("activity_type") for name, labels, _ in found
-                     if name == "temporal_activity_execution_latency_seconds_count"}
+    stage_latency = {
+        labels.get("activity_type")
+        for name, labels, _ in found
+        if name == "temporal_activity_execution_latency_seconds_count"
+    }
     assert {"submit_crawl", "rewrite_draft", "finalize_job"} <= stage_latency
 
 
@@ -85,10 +107,27 @@ def test_pageperfect_up_serves_both(tmp_path):
     ports = {name: free_port() for name in ("api", "temporal", "ui", "metrics")}
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS", "OPENAI_API_KEY")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "pageperfect.cli", "up", "--data-dir", str(tmp_path), "--api-port", str(ports["api"]),
-         "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"]),
-         "--metrics-port", str(ports["metrics"])],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "pageperfect.cli",
+            "up",
+            "--data-dir",
+            str(tmp_path),
+            "--api-port",
+            str(ports["api"]),
+            "--temporal-port",
+            str(ports["temporal"]),
+            "--ui-port",
+            str(ports["ui"]),
+            "--metrics-port",
+            str(ports["metrics"]),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     api = f"http://127.0.0.1:{ports['api']}"
     try:
         from tests.helpers.cli import wait_healthy

@@ -43,26 +43,42 @@ async def test_vectors_stored_as_real_arrays_read_back_the_same_after_004(fresh_
     crawl_id = await conn.fetchval(
         "INSERT INTO crawls (page_id, provider, status, requested_url)"
         " VALUES ($1, 'direct', 'fetched', 'x') RETURNING id",
-        page_id)
+        page_id,
+    )
     segment_set = await conn.fetchval(
         """INSERT INTO segment_sets (page_id, crawl_id, extractor, embedding_provider, embedding_model)
-           VALUES ($1, $2, 'trafilatura', 'hashing', 'm') RETURNING id""", page_id, crawl_id)
+           VALUES ($1, $2, 'trafilatura', 'hashing', 'm') RETURNING id""",
+        page_id,
+        crawl_id,
+    )
     await conn.execute(
         """INSERT INTO segments (segment_set_id, segment_id, position, kind, heading_level, heading_path, text,
                                  embedding)
-           VALUES ($1, 's1', 0, 'section', 2, '{}', 'text', $2)""", segment_set, segment.tolist())
+           VALUES ($1, 's1', 0, 'section', 2, '{}', 'text', $2)""",
+        segment_set,
+        segment.tolist(),
+    )
     await conn.execute(
         "INSERT INTO segments (segment_set_id, segment_id, position, kind, heading_level, heading_path, text,"
-        " embedding) VALUES ($1, 's2', 1, 'section', 2, '{}', 'empty', '{}')", segment_set)
-    await conn.execute("INSERT INTO embedding_cache (provider, model, text_hash, embedding) VALUES ('p', 'm', 'h', $1)",
-                       cached.tolist())
+        " embedding) VALUES ($1, 's2', 1, 'section', 2, '{}', 'empty', '{}')",
+        segment_set,
+    )
+    await conn.execute(
+        "INSERT INTO embedding_cache (provider, model, text_hash, embedding) VALUES ('p', 'm', 'h', $1)",
+        cached.tolist(),
+    )
     cluster_set = await conn.fetchval(
         """INSERT INTO cluster_sets (page_id, embedding_provider, embedding_model, eps, min_samples, keyword_count)
-           VALUES ($1, 'hashing', 'm', 0.2, 2, 1) RETURNING id""", page_id)
+           VALUES ($1, 'hashing', 'm', 0.2, 2, 1) RETURNING id""",
+        page_id,
+    )
     await conn.execute(
         """INSERT INTO clusters (cluster_set_id, cluster_id, representative, keywords, size, total_impressions,
                                  avg_impressions, total_clicks, avg_position, centroid)
-           VALUES ($1, 0, 'q', '{q}', 1, 1, 1, 0, 3, $2)""", cluster_set, centroid.tolist())
+           VALUES ($1, 0, 'q', '{q}', 1, 1, 1, 0, 3, $2)""",
+        cluster_set,
+        centroid.tolist(),
+    )
 
     monkeypatch.setattr(migrations, "migration_files", lambda: every)
     assert "004_vectors_as_bytes.sql" in await migrations.migrate(conn)

@@ -14,9 +14,12 @@ from tests.integration.test_pipeline import demo_keywords
 
 async def test_a_second_run_is_answered_by_the_postgres_cache(pool):
     tag = uuid.uuid4().hex[:8]  # texts of their own: the session's cache has not seen them
-    texts = [f"is fiddle leaf fig toxic to cats {tag}", f"fiddle leaf fig brown spots {tag}",
-             f"Watering: water when the top two inches of soil are dry ({tag}).",
-             f"is fiddle leaf fig toxic to cats {tag}"]
+    texts = [
+        f"is fiddle leaf fig toxic to cats {tag}",
+        f"fiddle leaf fig brown spots {tag}",
+        f"Watering: water when the top two inches of soil are dry ({tag}).",
+        f"is fiddle leaf fig toxic to cats {tag}",
+    ]
     cache = PostgresEmbeddingCache(pool)
 
     first = MiniLMEmbedder()

@@ -17,10 +17,12 @@ async def test_reconcile_rebuilds_lost_rows(pipeline, site, pool, client):
     assert await reconcile(pool, client, job_id=job_id, write=False) == []
 
     # What a long Postgres outage could leave: rows that never caught up.
-    await pool.execute("DELETE FROM pageperfect_job_stages WHERE job_id = $1"
-                       " AND stage IN ('gap_analysis', 'rewrite_draft')", job_id)
-    await pool.execute("UPDATE pageperfect_job_stages SET status = 'processing'"
-                       " WHERE job_id = $1 AND stage = 'segment_embed'", job_id)
+    await pool.execute(
+        "DELETE FROM pageperfect_job_stages WHERE job_id = $1 AND stage IN ('gap_analysis', 'rewrite_draft')", job_id
+    )
+    await pool.execute(
+        "UPDATE pageperfect_job_stages SET status = 'processing' WHERE job_id = $1 AND stage = 'segment_embed'", job_id
+    )
     await pool.execute("UPDATE pageperfect_jobs SET status = 'processing', completed_at = NULL WHERE id = $1", job_id)
     differences = await reconcile(pool, client, job_id=job_id, write=False)
     assert len(differences) == 4, differences
@@ -39,15 +41,31 @@ async def test_mirror_writes_are_idempotent_and_move_forward_only(pipeline, site
     before = await pool.fetchval("SELECT count(*) FROM pageperfect_job_events WHERE job_id = $1", job_id)
     event = await pool.fetchrow("SELECT * FROM pageperfect_job_events WHERE job_id = $1 ORDER BY id LIMIT 1", job_id)
     # A duplicate delivery of the same event inserts nothing.
-    await queries.mirror_event(pool, job_id=job_id, stage=event["stage"], status=event["status"], message="again",
-                               metadata={}, workflow_id=event["workflow_id"], run_id=event["run_id"],
-                               activity_id=event["activity_id"], attempt=event["attempt"])
+    await queries.mirror_event(
+        pool,
+        job_id=job_id,
+        stage=event["stage"],
+        status=event["status"],
+        message="again",
+        metadata={},
+        workflow_id=event["workflow_id"],
+        run_id=event["run_id"],
+        activity_id=event["activity_id"],
+        attempt=event["attempt"],
+    )
     assert await pool.fetchval("SELECT count(*) FROM pageperfect_job_events WHERE job_id = $1", job_id) == before
     # A late write of an older attempt, or of an earlier status, never regresses a row.
-    await queries.mirror_stage(pool, job_id=job_id, stage="gap_analysis", status="processing", attempt=1,
-                               max_attempts=4, started_at=datetime.now(UTC))
-    await queries.mirror_stage(pool, job_id=job_id, stage="gap_analysis", status="retrying", attempt=0,
-                               max_attempts=4)
-    row = await pool.fetchrow("SELECT * FROM pageperfect_job_stages WHERE job_id = $1 AND stage = 'gap_analysis'",
-                              job_id)
+    await queries.mirror_stage(
+        pool,
+        job_id=job_id,
+        stage="gap_analysis",
+        status="processing",
+        attempt=1,
+        max_attempts=4,
+        started_at=datetime.now(UTC),
+    )
+    await queries.mirror_stage(pool, job_id=job_id, stage="gap_analysis", status="retrying", attempt=0, max_attempts=4)
+    row = await pool.fetchrow(
+        "SELECT * FROM pageperfect_job_stages WHERE job_id = $1 AND stage = 'gap_analysis'", job_id
+    )
     assert row["status"] == "completed" and row["attempt_count"] == 1

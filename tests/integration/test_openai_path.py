@@ -12,8 +12,9 @@ async def test_batched_embeddings_cache_and_drafts(pipeline_factory, site, pool)
     with OpenAIStub() as stub:
         # A model name of its own: the session's embedding cache must not answer for other tests' jobs.
         model = f"text-embedding-3-small-{uuid.uuid4().hex[:8]}"
-        pipeline = await pipeline_factory(openai_api_key="sk-test-openai-path", openai_base_url=stub.base_url,
-                                          embedding_model=model)
+        pipeline = await pipeline_factory(
+            openai_api_key="sk-test-openai-path", openai_base_url=stub.base_url, embedding_model=model
+        )
         url = site.add("/openai-path.html", site.handler.routes["/index.html"][2])
         keywords = demo_keywords()
         _, result = await pipeline.completed_result(url=url, keywords=keywords)

@@ -54,8 +54,16 @@ async def test_analyze_with_a_search_console_export_watches_and_prints_gaps(pipe
 async def test_analyze_json_keywords_without_waiting(pipeline, site, tmp_path):
     rows = tmp_path / "rows.json"
     rows.write_text(json.dumps({"keywords": demo_keywords()[:30]}))
-    started = await run_cli("analyze", _page(site, "cli-nowait"), "--keywords", str(rows), "--no-wait", "--json",
-                            env=cli_env(pipeline, tmp_path), cwd=tmp_path)
+    started = await run_cli(
+        "analyze",
+        _page(site, "cli-nowait"),
+        "--keywords",
+        str(rows),
+        "--no-wait",
+        "--json",
+        env=cli_env(pipeline, tmp_path),
+        cwd=tmp_path,
+    )
     assert started.returncode == 0, started.stderr
     created = json.loads(started.stdout)
     job = await pipeline.wait(created["job_id"])
@@ -69,27 +77,51 @@ async def test_analyze_failures_are_one_line_reasons(pipeline, tmp_path):
     bad_csv = tmp_path / "bad.csv"
     bad_csv.write_text("Top queries,Clicks,Impressions,CTR,Position\nfig care,1,10,250%,3\n")
     cases = {
-        ("analyze", "https://example.com/p", "--keywords",
-         str(bad_csv)): "error: bad.csv line 2, column CTR: '250%' is above 100%",
+        (
+            "analyze",
+            "https://example.com/p",
+            "--keywords",
+            str(bad_csv),
+        ): "error: bad.csv line 2, column CTR: '250%' is above 100%",
         ("analyze", "ftp://example.com/p"): "error: 422: ",
-        ("analyze", "https://example.com/p", "--gsc", str(bad_csv), "--keywords",
-         str(bad_csv)): "error: give --gsc or --keywords, not both",
+        (
+            "analyze",
+            "https://example.com/p",
+            "--gsc",
+            str(bad_csv),
+            "--keywords",
+            str(bad_csv),
+        ): "error: give --gsc or --keywords, not both",
     }
     for args, reason in cases.items():
         done = await run_cli(*args, env=env, cwd=tmp_path)
         assert done.returncode == 1, (args, done.stdout, done.stderr)
         assert done.stderr.startswith(reason) and done.stderr.count("\n") == 1, done.stderr
         assert "Traceback" not in done.stderr
-    down = await run_cli("analyze", "https://example.com/p", cwd=tmp_path,
-                         env=cli_env(pipeline, tmp_path, PAGEPERFECT_API_URL=f"http://127.0.0.1:{free_port()}"))
+    down = await run_cli(
+        "analyze",
+        "https://example.com/p",
+        cwd=tmp_path,
+        env=cli_env(pipeline, tmp_path, PAGEPERFECT_API_URL=f"http://127.0.0.1:{free_port()}"),
+    )
     assert down.returncode == 1 and down.stderr.count("\n") == 1 and "did not answer" in down.stderr
 
 
-async def _analyze_in_background(pipeline, url: str, tmp_path: Path, *, stdin) -> tuple[asyncio.subprocess.Process,
-                                                                                        str]:
+async def _analyze_in_background(
+    pipeline, url: str, tmp_path: Path, *, stdin
+) -> tuple[asyncio.subprocess.Process, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pageperfect.cli", "analyze", url, env=cli_env(pipeline, tmp_path), cwd=tmp_path,
-        stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "pageperfect.cli",
+        "analyze",
+        url,
+        env=cli_env(pipeline, tmp_path),
+        cwd=tmp_path,
+        stdin=stdin,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     line = await asyncio.wait_for(proc.stdout.readline(), 60)
     match = JOB_LINE.search(line.decode())
     assert match, line
@@ -101,8 +133,9 @@ async def _analyze_in_background(pipeline, url: str, tmp_path: Path, *, stdin) -
 
 async def test_ctrl_c_without_a_terminal_stops_watching_and_leaves_the_job(pipeline_factory, site, tmp_path):
     pipeline = await pipeline_factory(wrap_crawler=NeverDoneCrawler)
-    proc, job_id = await _analyze_in_background(pipeline, site.add("/cli-ctrl-c.html", b"<html></html>"), tmp_path,
-                                                stdin=asyncio.subprocess.DEVNULL)
+    proc, job_id = await _analyze_in_background(
+        pipeline, site.add("/cli-ctrl-c.html", b"<html></html>"), tmp_path, stdin=asyncio.subprocess.DEVNULL
+    )
     try:
         proc.send_signal(signal.SIGINT)
         _, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -119,8 +152,9 @@ async def test_ctrl_c_in_a_terminal_asks_and_can_cancel(pipeline_factory, site, 
     pipeline = await pipeline_factory(wrap_crawler=NeverDoneCrawler)
     main, terminal = pty.openpty()  # stdin is a terminal: the command asks
     try:
-        proc, job_id = await _analyze_in_background(pipeline, site.add("/cli-ctrl-c-tty.html", b"<html></html>"),
-                                                    tmp_path, stdin=terminal)
+        proc, job_id = await _analyze_in_background(
+            pipeline, site.add("/cli-ctrl-c-tty.html", b"<html></html>"), tmp_path, stdin=terminal
+        )
         proc.send_signal(signal.SIGINT)
         asked = b""
         while b"Cancel job" not in asked:
@@ -144,15 +178,25 @@ async def test_ctrl_c_in_a_terminal_asks_and_can_cancel(pipeline_factory, site, 
 async def test_tune_changes_the_policy_of_stages_not_started(pipeline_factory, site, pool, client, tmp_path):
     gates: list[GatedCrawler] = []
     pipeline = await pipeline_factory(wrap_crawler=lambda inner: gates.append(GatedCrawler(inner)) or gates[-1])
-    created = await pipeline.submit(url=_page(site, "cli-tune"), keywords=demo_keywords(), max_attempts=20,
-                                    retry_delay_seconds=1)
+    created = await pipeline.submit(
+        url=_page(site, "cli-tune"), keywords=demo_keywords(), max_attempts=20, retry_delay_seconds=1
+    )
     job_id = created["job_id"]
     await until(lambda: _stage_is(pipeline, job_id, "submit_crawl", "processing"), what="submit_crawl running")
     # keyword_clustering needs nothing from the crawl: it was scheduled beside submit_crawl, with the first policy.
     await until(lambda: _stage_is(pipeline, job_id, "keyword_clustering", "completed"), what="clustering done")
 
-    tuned = await run_cli("jobs", "tune", job_id, "--max-attempts", "7", "--retry-delay", "2.5",
-                          env=cli_env(pipeline, tmp_path), cwd=tmp_path)
+    tuned = await run_cli(
+        "jobs",
+        "tune",
+        job_id,
+        "--max-attempts",
+        "7",
+        "--retry-delay",
+        "2.5",
+        env=cli_env(pipeline, tmp_path),
+        cwd=tmp_path,
+    )
     assert tuned.returncode == 0, tuned.stderr
     assert "max attempts 7, first retry after 2.5 s" in tuned.stdout
     assert "running now, unchanged: submit_crawl" in tuned.stdout
@@ -161,18 +205,29 @@ async def test_tune_changes_the_policy_of_stages_not_started(pipeline_factory, s
 
     gates[0].release()
     assert (await pipeline.wait(job_id))["status"] == "completed"
-    stages = {r["stage"]: r["max_attempts"] for r in
-              await pool.fetch("SELECT stage, max_attempts FROM pageperfect_job_stages WHERE job_id = $1", job_id)}
-    assert stages == {"submit_crawl": 20, "wait_crawl": 7, "segment_embed": 7, "keyword_clustering": 20,
-                      "gap_analysis": 7, "rewrite_draft": 7}
+    stages = {
+        r["stage"]: r["max_attempts"]
+        for r in await pool.fetch("SELECT stage, max_attempts FROM pageperfect_job_stages WHERE job_id = $1", job_id)
+    }
+    assert stages == {
+        "submit_crawl": 20,
+        "wait_crawl": 7,
+        "segment_embed": 7,
+        "keyword_clustering": 20,
+        "gap_analysis": 7,
+        "rewrite_draft": 7,
+    }
     # The truth behind the mirror: the policies Temporal scheduled each activity with.
     scheduled = {}
-    async for event in client.get_workflow_handle(created["workflow_id"],
-                                                  run_id=created["run_id"]).fetch_history_events():
+    async for event in client.get_workflow_handle(
+        created["workflow_id"], run_id=created["run_id"]
+    ).fetch_history_events():
         if event.HasField("activity_task_scheduled_event_attributes"):
             attrs = event.activity_task_scheduled_event_attributes
-            scheduled[attrs.activity_type.name] = (attrs.retry_policy.maximum_attempts,
-                                                   attrs.retry_policy.initial_interval.ToTimedelta().total_seconds())
+            scheduled[attrs.activity_type.name] = (
+                attrs.retry_policy.maximum_attempts,
+                attrs.retry_policy.initial_interval.ToTimedelta().total_seconds(),
+            )
     assert scheduled["submit_crawl"] == scheduled["keyword_clustering"] == (20, 1.0)
     assert all(scheduled[s] == (7, 2.5) for s in ("wait_crawl", "segment_embed", "gap_analysis", "rewrite_draft"))
 
@@ -229,8 +284,9 @@ async def test_replay_fetches_runs_from_temporal(pipeline, site, temporal_server
     assert (await pipeline.wait(created["job_id"]))["status"] == "completed"
     env = cli_env(pipeline, tmp_path, TEMPORAL_ADDRESS=temporal_server.address)
 
-    one = await run_cli("replay", "--workflow-id", created["workflow_id"], "--run-id", created["run_id"], env=env,
-                        cwd=tmp_path)
+    one = await run_cli(
+        "replay", "--workflow-id", created["workflow_id"], "--run-id", created["run_id"], env=env, cwd=tmp_path
+    )
     assert one.returncode == 0, one.stderr
     assert f"ok                 {created['workflow_id']} {created['run_id']}" in one.stdout
 
@@ -248,14 +304,24 @@ async def test_commands_fail_in_one_line_when_servers_are_down(tmp_path):
     """No server answers: every command says so in one line and exits 1, never with a traceback."""
     nowhere = f"127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAGEPERFECT_")}
-    env.update(PAGEPERFECT_API_URL=f"http://{nowhere}", TEMPORAL_ADDRESS=nowhere, PAGEPERFECT_DATA_DIR=str(tmp_path),
-               DATABASE_URL=f"postgresql://pp@{nowhere}/pp", PAGEPERFECT_API_KEY="pp_unused")
+    env.update(
+        PAGEPERFECT_API_URL=f"http://{nowhere}",
+        TEMPORAL_ADDRESS=nowhere,
+        PAGEPERFECT_DATA_DIR=str(tmp_path),
+        DATABASE_URL=f"postgresql://pp@{nowhere}/pp",
+        PAGEPERFECT_API_KEY="pp_unused",
+    )
     commands = [
-        ("jobs", "list"), ("jobs", "show", "3f2c9a0e-0000-4000-8000-000000000000"),
+        ("jobs", "list"),
+        ("jobs", "show", "3f2c9a0e-0000-4000-8000-000000000000"),
         ("jobs", "tune", "3f2c9a0e-0000-4000-8000-000000000000", "--max-attempts", "3"),
-        ("report", "3f2c9a0e-0000-4000-8000-000000000000"), ("analyze", "https://example.com/p"),
-        ("replay", "--all"), ("replay", "--workflow-id", "pageperfect-page-1"),
-        ("mirror", "reconcile", "--check"), ("dead-letters", "redrive", "1"), ("migrate",),
+        ("report", "3f2c9a0e-0000-4000-8000-000000000000"),
+        ("analyze", "https://example.com/p"),
+        ("replay", "--all"),
+        ("replay", "--workflow-id", "pageperfect-page-1"),
+        ("mirror", "reconcile", "--check"),
+        ("dead-letters", "redrive", "1"),
+        ("migrate",),
         ("gsc", "import", str(DEMO / "queries.csv"), "--page", "https://example.com/p"),
     ]
     results = await asyncio.gather(*(run_cli(*args, env=env, cwd=tmp_path) for args in commands))

@@ -40,7 +40,7 @@ def _payloads(message, skip=("search_attributes",)):
                 else:
                     yield from _payloads(item, skip)
             continue
-        for item in ([value] if isinstance(value, Message) else value):
+        for item in [value] if isinstance(value, Message) else value:
             if isinstance(item, Payload):
                 yield item
             else:
@@ -48,8 +48,10 @@ def _payloads(message, skip=("search_attributes",)):
 
 
 def _is_patch_marker(event) -> bool:
-    return (event.HasField("marker_recorded_event_attributes")
-            and event.marker_recorded_event_attributes.marker_name == "core_patch")
+    return (
+        event.HasField("marker_recorded_event_attributes")
+        and event.marker_recorded_event_attributes.marker_name == "core_patch"
+    )
 
 
 def _new_key() -> bytes:
@@ -62,10 +64,12 @@ def payload_key():
 
 
 async def test_encrypted_job_completes_and_its_history_is_unreadable_without_the_key(
-        pipeline_factory, site, client, pool, payload_key):
+    pipeline_factory, site, client, pool, payload_key
+):
     encoded_key = base64.b64encode(payload_key).decode()
-    pipeline = await pipeline_factory(payload_key=f"k1:{encoded_key}",
-                                      wrap_crawler=lambda inner: FlakyCrawler(inner, failures=1))
+    pipeline = await pipeline_factory(
+        payload_key=f"k1:{encoded_key}", wrap_crawler=lambda inner: FlakyCrawler(inner, failures=1)
+    )
     marker = f"encrypted-{uuid.uuid4().hex[:12]}"
     url = site.add(f"/{marker}.html", site.handler.routes["/index.html"][2])
     created = await pipeline.submit(url=url, keywords=demo_keywords(), retry_delay_seconds=0.2)
@@ -85,8 +89,10 @@ async def test_encrypted_job_completes_and_its_history_is_unreadable_without_the
     assert len(payloads) >= 12  # input, six stage inputs and results, the outcome…
     # The SDK writes its patch markers itself, in plain JSON: they hold the change's name and nothing else.
     markers = [json.loads(p.data) for event in history.events if _is_patch_marker(event) for p in _payloads(event)]
-    assert markers and all(set(m.values()) <= {STAGES_WHEN_READY, False} if isinstance(m, dict)
-                           else m in (STAGES_WHEN_READY, False) for m in markers), markers
+    assert markers and all(
+        set(m.values()) <= {STAGES_WHEN_READY, False} if isinstance(m, dict) else m in (STAGES_WHEN_READY, False)
+        for m in markers
+    ), markers
     assert {p.metadata["encoding"] for p in payloads} == {ENCODING}
     assert {p.metadata["encryption-key-id"] for p in payloads} == {b"k1"}
 
@@ -98,13 +104,19 @@ async def test_encrypted_job_completes_and_its_history_is_unreadable_without_the
     assert len(plain) == len(payloads) and all(p.metadata["encoding"] != ENCODING for p in plain)
     assert any(marker.encode() in p.data for p in plain)
     async with httpx.AsyncClient(base_url=pipeline.api_url, timeout=30) as ui:
-        preflight = await ui.options(f"/codec/key/{TEST_API_KEY}/decode", headers={
-            "Origin": UI_ORIGIN, "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type,x-namespace"})
+        preflight = await ui.options(
+            f"/codec/key/{TEST_API_KEY}/decode",
+            headers={
+                "Origin": UI_ORIGIN,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,x-namespace",
+            },
+        )
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == UI_ORIGIN
-        from_ui = await ui.post(f"/codec/key/{TEST_API_KEY}/decode", json=body,
-                                headers={"Origin": UI_ORIGIN, "X-Namespace": "default"})
+        from_ui = await ui.post(
+            f"/codec/key/{TEST_API_KEY}/decode", json=body, headers={"Origin": UI_ORIGIN, "X-Namespace": "default"}
+        )
         assert from_ui.status_code == 200 and from_ui.json() == decoded.json()
         assert from_ui.headers["access-control-allow-origin"] == UI_ORIGIN
         assert (await ui.post("/codec/key/not-a-key/decode", json=body)).status_code == 401
@@ -115,8 +127,9 @@ async def test_encrypted_job_completes_and_its_history_is_unreadable_without_the
 
     # The Replayer replays the history with the same converter, and not without the key.
     settings = make_settings(payload_key=f"k1:{encoded_key}")
-    replayer = Replayer(workflows=[PagePerfectWorkflow], data_converter=data_converter(settings),
-                        interceptors=worker_interceptors(None))
+    replayer = Replayer(
+        workflows=[PagePerfectWorkflow], data_converter=data_converter(settings), interceptors=worker_interceptors(None)
+    )
     await replayer.replay_workflow(history)
 
     # A wrong key decodes nothing: not in the codec, not through another API's codec endpoint.
@@ -125,12 +138,16 @@ async def test_encrypted_job_completes_and_its_history_is_unreadable_without_the
         await EncryptionCodec([("k1", _new_key())]).decode(payloads[:1])
     wrong_app = create_app(wrong, pool=pool, client=client)
     wrong_app.state.pool = pool  # what its lifespan does; ASGITransport runs none
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=wrong_app), base_url="http://api",
-                                 headers={"Authorization": f"Bearer {TEST_API_KEY}"}) as other:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=wrong_app),
+        base_url="http://api",
+        headers={"Authorization": f"Bearer {TEST_API_KEY}"},
+    ) as other:
         refused = await other.post("/codec/decode", json=body)
         assert refused.status_code == 400 and "does not decrypt" in refused.json()["detail"]
-    failing = Replayer(workflows=[PagePerfectWorkflow], data_converter=data_converter(wrong),
-                       interceptors=worker_interceptors(None))
+    failing = Replayer(
+        workflows=[PagePerfectWorkflow], data_converter=data_converter(wrong), interceptors=worker_interceptors(None)
+    )
     outcome = await failing.replay_workflow(history, raise_on_replay_failure=False)
     assert outcome.replay_failure is not None
 

@@ -14,7 +14,13 @@ async def test_demo_job_completes_and_mirrors(pipeline, site, pool, client):
     job = await pipeline.wait(created["job_id"])
     assert job["status"] == "completed", job
     assert [s["stage"] for s in job["stages"]] == [
-        "submit_crawl", "wait_crawl", "segment_embed", "keyword_clustering", "gap_analysis", "rewrite_draft"]
+        "submit_crawl",
+        "wait_crawl",
+        "segment_embed",
+        "keyword_clustering",
+        "gap_analysis",
+        "rewrite_draft",
+    ]
     assert all(s["status"] == "completed" and s["attempt_count"] == 1 for s in job["stages"]), job["stages"]
 
     result = (await pipeline.http.get(f"/v1/jobs/{created['job_id']}/result")).json()
@@ -34,9 +40,12 @@ async def test_demo_job_completes_and_mirrors(pipeline, site, pool, client):
     status_rows = await pool.fetch("SELECT * FROM v_pageperfect_job_status WHERE job_id = $1", job_id)
     assert status_rows[0]["status"] == "completed" and status_rows[0]["stages_completed"] == 6
     events = await pool.fetch(
-        "SELECT * FROM pageperfect_job_events WHERE created_at > now() - interval '1 hour' AND job_id = $1", job_id)
-    assert {(e["stage"], e["status"]) for e in events} >= {("gap_analysis", "processing"), ("gap_analysis",
-                                                                                            "completed")}
+        "SELECT * FROM pageperfect_job_events WHERE created_at > now() - interval '1 hour' AND job_id = $1", job_id
+    )
+    assert {(e["stage"], e["status"]) for e in events} >= {
+        ("gap_analysis", "processing"),
+        ("gap_analysis", "completed"),
+    }
     stage_rows = await pool.fetch("SELECT * FROM pageperfect_job_stages WHERE job_id = $1", job_id)
     assert len(stage_rows) == 6
     await pool.fetch("SELECT * FROM get_pageperfect_stage_backlog()")
@@ -54,8 +63,9 @@ async def test_dashboard_queries_in_the_docs_run(pipeline, site, pool):
 
     from tests.helpers.settings import REPO
 
-    created = await pipeline.submit(url=site.add("/dashboards.html", site.handler.routes["/index.html"][2]),
-                                    keywords=demo_keywords())
+    created = await pipeline.submit(
+        url=site.add("/dashboards.html", site.handler.routes["/index.html"][2]), keywords=demo_keywords()
+    )
     await pipeline.wait(created["job_id"])
     text = (REPO / "docs" / "DASHBOARDS.md").read_text() + (REPO / "README.md").read_text()
     statements = [s.strip() for block in re.findall(r"```sql\n(.*?)```", text, re.S) for s in block.split(";")]

@@ -22,19 +22,26 @@ OLD = "now() - interval '40 days'"
 
 async def rows_of(pool, page_ids: list[int]) -> dict[str, int]:
     """Artifact rows of these pages, and the vectors and job rows that come with them."""
-    counts = {table: await pool.fetchval(f"SELECT count(*) FROM {table} WHERE page_id = ANY($1::bigint[])", page_ids)
-              for table in ARTIFACTS}
+    counts = {
+        table: await pool.fetchval(f"SELECT count(*) FROM {table} WHERE page_id = ANY($1::bigint[])", page_ids)
+        for table in ARTIFACTS
+    }
     counts["segments"] = await pool.fetchval(
         "SELECT count(*) FROM segments s JOIN segment_sets ss ON ss.id = s.segment_set_id "
-        "WHERE ss.page_id = ANY($1::bigint[])", page_ids)
-    counts["jobs"] = await pool.fetchval("SELECT count(*) FROM pageperfect_jobs WHERE page_id = ANY($1::bigint[])",
-                                         page_ids)
+        "WHERE ss.page_id = ANY($1::bigint[])",
+        page_ids,
+    )
+    counts["jobs"] = await pool.fetchval(
+        "SELECT count(*) FROM pageperfect_jobs WHERE page_id = ANY($1::bigint[])", page_ids
+    )
     return counts
 
 
 async def of_job(pool, job_id: str) -> dict[str, int]:
-    return {table: await pool.fetchval(f"SELECT count(*) FROM {table} WHERE job_id = $1", job_id)
-            for table in ("crawls", "segment_sets", "cluster_sets", "gap_reports", "draft_sets")}
+    return {
+        table: await pool.fetchval(f"SELECT count(*) FROM {table} WHERE job_id = $1", job_id)
+        for table in ("crawls", "segment_sets", "cluster_sets", "gap_reports", "draft_sets")
+    }
 
 
 async def age(pool, page_ids: list[int]) -> None:
@@ -43,13 +50,18 @@ async def age(pool, page_ids: list[int]) -> None:
         await pool.execute(f"UPDATE {table} SET created_at = {OLD} WHERE page_id = ANY($1::bigint[])", page_ids)
 
 
-async def test_prune_keeps_each_pages_latest_and_busy_pages_and_a_dry_run_deletes_nothing(pipeline, site, pool,
-                                                                                          postgres_dsn):
+async def test_prune_keeps_each_pages_latest_and_busy_pages_and_a_dry_run_deletes_nothing(
+    pipeline, site, pool, postgres_dsn
+):
     body = site.handler.routes["/index.html"][2]
     urls = {name: site.add(f"/prune-{name}-{uuid.uuid4().hex[:6]}.html", body) for name in ("twice", "once", "busy")}
     run = {}
-    for name, url in [("first", urls["twice"]), ("second", urls["twice"]), ("once", urls["once"]),
-                      ("busy", urls["busy"])]:
+    for name, url in [
+        ("first", urls["twice"]),
+        ("second", urls["twice"]),
+        ("once", urls["once"]),
+        ("busy", urls["busy"]),
+    ]:
         created = await pipeline.submit(url=url, keywords=demo_keywords(), force_update=True)
         run[name] = await pipeline.wait(created["job_id"])
         assert run[name]["status"] == "completed"
@@ -83,31 +95,48 @@ async def test_prune_keeps_each_pages_latest_and_busy_pages_and_a_dry_run_delete
     assert after["jobs"] == before["jobs"]  # job rows stay for the dashboards
     assert after["segments"] < before["segments"] and after["keyword_sets"] == before["keyword_sets"] - 1
     assert await pool.fetchval("SELECT count(*) FROM stage_outputs WHERE page_id = $1", pages["twice"]) == 6
-    assert {r["text_hash"] for r in await pool.fetch("SELECT text_hash FROM embedding_cache WHERE model = $1",
-                                                     model)} == {"read"}
+    assert {
+        r["text_hash"] for r in await pool.fetch("SELECT text_hash FROM embedding_cache WHERE model = $1", model)
+    } == {"read"}
     # What stays is whole: the second job's result reads back, and a job that skips the crawl reads the kept one.
     result = (await pipeline.http.get(f"/v1/jobs/{run['second']['job_id']}/result")).json()
     assert result["stats"]["segments"] > 0
     pruned = await pipeline.http.get(f"/v1/jobs/{run['first']['job_id']}/result")
     assert pruned.status_code == 200 and pruned.json()["gaps"] == []  # what is left of it, not an error
-    skipping = await pipeline.submit(url=urls["twice"], keywords=demo_keywords(), force_update=True,
-                                     skip_steps=["submit_crawl", "wait_crawl"])
+    skipping = await pipeline.submit(
+        url=urls["twice"], keywords=demo_keywords(), force_update=True, skip_steps=["submit_crawl", "wait_crawl"]
+    )
     assert (await pipeline.wait(skipping["job_id"]))["status"] == "completed"
     # Now the second job's artifacts are no longer the page's latest and go, but for its crawl: the new job's
     # segments were made from it.
     again = await prune(pool, older_than_days=30)
     assert (again.removed["segment_sets"], again.removed["draft_sets"], again.removed["crawls"]) == (1, 1, 0)
-    assert await of_job(pool, run["second"]["job_id"]) == {"crawls": 1, "segment_sets": 0, "cluster_sets": 0,
-                                                           "gap_reports": 0, "draft_sets": 0}
+    assert await of_job(pool, run["second"]["job_id"]) == {
+        "crawls": 1,
+        "segment_sets": 0,
+        "cluster_sets": 0,
+        "gap_reports": 0,
+        "draft_sets": 0,
+    }
 
 
 async def test_the_prune_command_reports_a_dry_run_and_refuses_negative_days(postgres_dsn, tmp_path):
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PAGEPERFECT_")},
-           "DATABASE_URL": postgres_dsn, "PAGEPERFECT_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PAGEPERFECT_")},
+        "DATABASE_URL": postgres_dsn,
+        "PAGEPERFECT_DATA_DIR": str(tmp_path),
+        "COLUMNS": "200",
+    }
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "pageperfect.cli", "prune", *args], env=env, cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "pageperfect.cli", "prune", *args],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     dry = await asyncio.to_thread(cli, "--older-than", "3650", "--dry-run")
     assert dry.returncode == 0, dry.stderr

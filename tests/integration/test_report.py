@@ -27,15 +27,20 @@ def _hostile_page(site) -> str:
     title = "&lt;script&gt;alert('title')&lt;/script&gt; Fig care"
     html = re.sub(r"<title>.*?</title>", f"<title>{title}</title>", html)
     html = re.sub(r'<meta property="og:title" content="[^"]*">', f'<meta property="og:title" content="{title}">', html)
-    html = html.replace("<h2", "<h2>&lt;img src=x onerror=alert(2)&gt; Spots</h2>\n<p>Brown spots come from "
-                               "&lt;b&gt;overwatering&lt;/b&gt; and cold drafts near windows.</p>\n<h2", 1)
+    html = html.replace(
+        "<h2",
+        "<h2>&lt;img src=x onerror=alert(2)&gt; Spots</h2>\n<p>Brown spots come from "
+        "&lt;b&gt;overwatering&lt;/b&gt; and cold drafts near windows.</p>\n<h2",
+        1,
+    )
     return site.add("/report-hostile.html", html)
 
 
 async def test_report_served_saved_and_escaped(pipeline, site, tmp_path):
     url = _hostile_page(site)
-    keywords = demo_keywords() + [{"query": HOSTILE_QUERY, "clicks": 5, "impressions": 900, "ctr": 0.005,
-                                   "position": 9}]
+    keywords = demo_keywords() + [
+        {"query": HOSTILE_QUERY, "clicks": 5, "impressions": 900, "ctr": 0.005, "position": 9}
+    ]
     created = await pipeline.submit(url=url, keywords=keywords)
     assert (await pipeline.wait(created["job_id"]))["status"] == "completed"
     job_id = created["job_id"]
@@ -52,8 +57,9 @@ async def test_report_served_saved_and_escaped(pipeline, site, tmp_path):
     async with httpx.AsyncClient(base_url=pipeline.api_url) as anonymous:  # page text is not for everyone
         assert (await anonymous.get(f"/jobs/{job_id}/report")).status_code == 401
 
-    saved = await run_cli("report", job_id, "-o", str(tmp_path / "report.html"),
-                          env=cli_env(pipeline, tmp_path), cwd=tmp_path)
+    saved = await run_cli(
+        "report", job_id, "-o", str(tmp_path / "report.html"), env=cli_env(pipeline, tmp_path), cwd=tmp_path
+    )
     assert saved.returncode == 0, saved.stderr
     assert "wrote" in saved.stdout and (tmp_path / "report.html").read_text() == page
 
@@ -81,11 +87,26 @@ async def test_report_of_unknown_or_unfinished_job_is_refused(pipeline_factory, 
 def _chromium(*args: str, page: Path, timeout: float = 90) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="pp-chromium-") as profile:
         return subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--hide-scrollbars",
-             *args, page.resolve().as_uri()],
-            capture_output=True, text=True, timeout=timeout,
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--hide-scrollbars",
+                *args,
+                page.resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
 
@@ -101,9 +122,11 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not in
 def test_the_console_check_sees_errors_and_blocked_loads(tmp_path):
     """The detector the report test relies on: a page that errs and loads from outside is caught."""
     bad = tmp_path / "bad.html"
-    bad.write_text("<!doctype html><meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
-                   "script-src 'unsafe-inline'\"><img src='http://example.invalid/x.png'>"
-                   "<script>throw new Error('kaput')</script>")
+    bad.write_text(
+        "<!doctype html><meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+        "script-src 'unsafe-inline'\"><img src='http://example.invalid/x.png'>"
+        "<script>throw new Error('kaput')</script>"
+    )
     messages = console_messages(_chromium("--dump-dom", page=bad).stderr)
     assert any("Uncaught Error: kaput" in m for m in messages)
     assert any("Content Security Policy" in m for m in messages)
@@ -111,8 +134,9 @@ def test_the_console_check_sees_errors_and_blocked_loads(tmp_path):
 
 @needs_chromium
 async def test_report_renders_in_chromium(pipeline, site, tmp_path):
-    created = await pipeline.submit(url=site.add("/report-browser.html", site.handler.routes["/index.html"][2]),
-                                    keywords=demo_keywords())
+    created = await pipeline.submit(
+        url=site.add("/report-browser.html", site.handler.routes["/index.html"][2]), keywords=demo_keywords()
+    )
     assert (await pipeline.wait(created["job_id"]))["status"] == "completed"
     result = (await pipeline.http.get(f"/v1/jobs/{created['job_id']}/result")).json()
     report = tmp_path / "report.html"
@@ -124,10 +148,10 @@ async def test_report_renders_in_chromium(pipeline, site, tmp_path):
     assert "<h1>" in dom and "Gaps by opportunity" in dom
     gaps = [g for g in result["gaps"] if g["has_gap"]]
     assert gaps, "the demo page has gaps to draw"
-    bars = dom[dom.index('class="chart bars"'):]
-    assert bars[:bars.index("</svg>")].count("<rect") == min(len(gaps), 20)
-    scatter = dom[dom.index('class="chart scatter"'):]
-    scatter = scatter[:scatter.index("</svg>")]
+    bars = dom[dom.index('class="chart bars"') :]
+    assert bars[: bars.index("</svg>")].count("<rect") == min(len(gaps), 20)
+    scatter = dom[dom.index('class="chart scatter"') :]
+    scatter = scatter[: scatter.index("</svg>")]
     assert scatter.count("<circle") == len(result["gaps"])  # every cluster drawn
     assert scatter.count('class="segment"') == result["stats"]["segments"]
     assert dom.count('class="diff"') == len(result["drafts"])

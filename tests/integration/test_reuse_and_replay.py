@@ -26,8 +26,9 @@ async def test_second_job_reuses_and_force_update_runs_again(pipeline, site):
     assert not any(s["reused"] for s in first["stages"])
     assert all(s["reused"] for s in second["stages"] if s["stage"] != "wait_crawl")
     hits = site.hits("/reuse.html")
-    forced = await pipeline.wait((await pipeline.submit(url=url, keywords=demo_keywords(),
-                                                        force_update=True))["job_id"])
+    forced = await pipeline.wait(
+        (await pipeline.submit(url=url, keywords=demo_keywords(), force_update=True))["job_id"]
+    )
     assert forced["status"] == "completed" and not any(s["reused"] for s in forced["stages"])
     assert site.hits("/reuse.html") == hits + 1
     # New keywords are new inputs: clustering runs again even inside the window.
@@ -41,8 +42,9 @@ async def test_skip_steps_read_what_an_earlier_job_stored(pipeline, site):
     first = await pipeline.wait((await pipeline.submit(url=url, keywords=demo_keywords()))["job_id"])
     assert first["status"] == "completed"
     hits = site.hits("/skip.html")
-    created = await pipeline.submit(url=url, keywords=demo_keywords(), force_update=True,
-                                    skip_steps=["submit_crawl", "wait_crawl"])
+    created = await pipeline.submit(
+        url=url, keywords=demo_keywords(), force_update=True, skip_steps=["submit_crawl", "wait_crawl"]
+    )
     job = await pipeline.wait(created["job_id"])
     assert job["status"] == "completed"
     stages = {s["stage"]: s["status"] for s in job["stages"]}
@@ -73,8 +75,11 @@ async def test_progress_query_and_tune_update(pipeline, site, client):
 
 def _replayer(settings=None) -> Replayer:
     # The same converter and interceptors as the worker (the mirror intercepts activities only).
-    return Replayer(workflows=[PagePerfectWorkflow], data_converter=data_converter(settings or make_settings()),
-                    interceptors=worker_interceptors(None))
+    return Replayer(
+        workflows=[PagePerfectWorkflow],
+        data_converter=data_converter(settings or make_settings()),
+        interceptors=worker_interceptors(None),
+    )
 
 
 async def test_fresh_history_replays(pipeline, site, client, temporal_server, tmp_path):
@@ -84,8 +89,23 @@ async def test_fresh_history_replays(pipeline, site, client, temporal_server, tm
     handle = client.get_workflow_handle(created["workflow_id"], run_id=created["run_id"])
     await _replayer().replay_workflow(await handle.fetch_history())
     # And through the CLI's JSON export, as operators keep them.
-    shown = subprocess.run([temporal_binary(), "workflow", "show", "--address", temporal_server.address,
-                            "--workflow-id", created["workflow_id"], "--run-id", created["run_id"],
-                            "--output", "json"], capture_output=True, text=True, check=True)
+    shown = subprocess.run(
+        [
+            temporal_binary(),
+            "workflow",
+            "show",
+            "--address",
+            temporal_server.address,
+            "--workflow-id",
+            created["workflow_id"],
+            "--run-id",
+            created["run_id"],
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     history = WorkflowHistory.from_json(created["workflow_id"], shown.stdout)
     await _replayer().replay_workflow(history)

@@ -41,18 +41,26 @@ async def started_workflow(client, schedule_id: str) -> str:
     async def action():
         recent = (await client.get_schedule_handle(schedule_id).describe()).info.recent_actions
         return recent[-1].action.workflow_id if recent else None
+
     return await eventually(action)
 
 
 async def test_reanalyze_schedule_create_list_pause_trigger_delete(pipeline, site, client, pool):
     schedule_id = f"test-reanalyze-{uuid.uuid4().hex[:8]}"
     urls = pages(site, "scheduled", 2)
-    await schedules.create_reanalyze_schedule(client, schedule_id, urls + [urls[1]], every=timedelta(days=7),
-                                              settings=pipeline.settings, queue_prefix=pipeline.prefix,
-                                              concurrency=2)
+    await schedules.create_reanalyze_schedule(
+        client,
+        schedule_id,
+        urls + [urls[1]],
+        every=timedelta(days=7),
+        settings=pipeline.settings,
+        queue_prefix=pipeline.prefix,
+        concurrency=2,
+    )
     with pytest.raises(ScheduleError, match="exists already"):
-        await schedules.create_reanalyze_schedule(client, schedule_id, urls, every=timedelta(days=7),
-                                                  settings=pipeline.settings, queue_prefix=pipeline.prefix)
+        await schedules.create_reanalyze_schedule(
+            client, schedule_id, urls, every=timedelta(days=7), settings=pipeline.settings, queue_prefix=pipeline.prefix
+        )
     found = await eventually(lambda: listed(client, schedule_id))
     assert (found.kind, found.when, found.paused) == ("reanalyze", "every 7 days", False)
     assert found.next_run is not None and "2 pages" in found.note
@@ -91,17 +99,26 @@ async def _gone(client, schedule_id):
 async def test_bad_schedules_are_refused(pipeline, client):
     settings = pipeline.settings
     with pytest.raises(ScheduleError, match="line 2"):
-        await schedules.create_reanalyze_schedule(client, "bad-urls", ["https://example.com/", "ftp://x/"],
-                                                  every=timedelta(days=1), settings=settings)
+        await schedules.create_reanalyze_schedule(
+            client, "bad-urls", ["https://example.com/", "ftp://x/"], every=timedelta(days=1), settings=settings
+        )
     with pytest.raises(ScheduleError, match="at least a minute"):
-        await schedules.create_reanalyze_schedule(client, "too-often", ["https://example.com/"],
-                                                  every=timedelta(seconds=5), settings=settings)
+        await schedules.create_reanalyze_schedule(
+            client, "too-often", ["https://example.com/"], every=timedelta(seconds=5), settings=settings
+        )
     with pytest.raises(ScheduleError, match="webhook_url"):
-        await schedules.create_reanalyze_schedule(client, "bad-hook", ["https://example.com/"], every=timedelta(days=1),
-                                                  settings=settings, webhook_url="http://169.254.169.254/")
+        await schedules.create_reanalyze_schedule(
+            client,
+            "bad-hook",
+            ["https://example.com/"],
+            every=timedelta(days=1),
+            settings=settings,
+            webhook_url="http://169.254.169.254/",
+        )
     with pytest.raises(ScheduleError, match="hour 0-23"):
-        await schedules.create_gsc_import_schedule(client, "bad-hour", "sc-domain:example.com", settings=settings,
-                                                   hour=25)
+        await schedules.create_gsc_import_schedule(
+            client, "bad-hour", "sc-domain:example.com", settings=settings, hour=25
+        )
     with pytest.raises(ScheduleError, match="without spaces"):
         await schedules.create_gsc_import_schedule(client, "a b", "sc-domain:example.com", settings=settings)
 
@@ -109,8 +126,9 @@ async def test_bad_schedules_are_refused(pipeline, client):
 @pytest.fixture(scope="module")
 def service_account_pem():
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     return key.public_key(), pem
 
 
@@ -121,11 +139,21 @@ async def test_daily_search_console_import(pipeline_factory, client, pool, tmp_p
         key_file.write_text(json.dumps(credentials(pem, f"{fake.url}/token")))
         pipeline = await pipeline_factory(gsc_credentials_file=key_file, gsc_api_url=fake.url)
         site_url = f"https://gsc-{uuid.uuid4().hex[:6]}.example.com/"
-        fake.rows = [{**row, "keys": [row["keys"][0].replace("https://example.com/", site_url), row["keys"][1]]}
-                     for row in fake.rows]
+        fake.rows = [
+            {**row, "keys": [row["keys"][0].replace("https://example.com/", site_url), row["keys"][1]]}
+            for row in fake.rows
+        ]
         schedule_id = f"test-gsc-{uuid.uuid4().hex[:8]}"
-        await schedules.create_gsc_import_schedule(client, schedule_id, site_url, settings=pipeline.settings,
-                                                   hour=5, minute=30, days=28, queue_prefix=pipeline.prefix)
+        await schedules.create_gsc_import_schedule(
+            client,
+            schedule_id,
+            site_url,
+            settings=pipeline.settings,
+            hour=5,
+            minute=30,
+            days=28,
+            queue_prefix=pipeline.prefix,
+        )
         try:
             found = await eventually(lambda: listed(client, schedule_id))
             assert (found.kind, found.when) == ("gsc-import", "daily at 05:30 UTC")
@@ -137,13 +165,15 @@ async def test_daily_search_console_import(pipeline_factory, client, pool, tmp_p
 
     end = datetime.now(timezone.utc).date() - timedelta(days=3)  # the workflow's clock is UTC
     start = end - timedelta(days=27)
-    assert result == {"site_url": site_url, "date_range": f"{start}/{end}", "pages": 2, "rows": 60,
-                      "skipped_rows": 0}
+    assert result == {"site_url": site_url, "date_range": f"{start}/{end}", "pages": 2, "rows": 60, "skipped_rows": 0}
     request = fake.query_log[0]["body"]
     assert (request["startDate"], request["endDate"]) == (start.isoformat(), end.isoformat())
-    stored = await pool.fetch("SELECT page_url, count(*) AS n FROM gsc_keywords WHERE page_url LIKE $1 "
-                              "AND date_range = $2 AND source = 'search-analytics-api' GROUP BY page_url",
-                              site_url + "%", f"{start}/{end}")
+    stored = await pool.fetch(
+        "SELECT page_url, count(*) AS n FROM gsc_keywords WHERE page_url LIKE $1 "
+        "AND date_range = $2 AND source = 'search-analytics-api' GROUP BY page_url",
+        site_url + "%",
+        f"{start}/{end}",
+    )
     assert sorted(r["n"] for r in stored) == [20, 40]
     # The key stays on the worker: not in the schedule, the run's input or its history.
     history = (await client.get_workflow_handle(workflow_id).fetch_history()).to_json()
@@ -153,10 +183,12 @@ async def test_daily_search_console_import(pipeline_factory, client, pool, tmp_p
 async def test_search_console_import_without_credentials_fails_with_its_reason(pipeline, client):
     with pytest.raises(WorkflowFailureError) as caught:
         await client.execute_workflow(
-            PagePerfectGscImportWorkflow.run, GscImportInput(site_url="sc-domain:example.com",
-                                                             queue_prefix=pipeline.prefix),
-            id=f"test-gsc-nokey-{uuid.uuid4().hex[:8]}", task_queue=f"{pipeline.prefix}-workflow",
-            execution_timeout=timedelta(seconds=60))
+            PagePerfectGscImportWorkflow.run,
+            GscImportInput(site_url="sc-domain:example.com", queue_prefix=pipeline.prefix),
+            id=f"test-gsc-nokey-{uuid.uuid4().hex[:8]}",
+            task_queue=f"{pipeline.prefix}-workflow",
+            execution_timeout=timedelta(seconds=60),
+        )
     cause = caught.value.cause.cause
     assert cause.type == "MissingCredentials" and "PAGEPERFECT_GSC_CREDENTIALS" in cause.message
 
@@ -165,13 +197,25 @@ async def test_schedules_cli(pipeline, client, temporal_server, tmp_path, site):
     listing = tmp_path / "pages.txt"
     listing.write_text("\n".join(pages(site, "cli-schedule", 2)) + "\n")
     schedule_id = f"test-cli-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "TEMPORAL_ADDRESS": temporal_server.address, "PAGEPERFECT_QUEUE_PREFIX": pipeline.prefix,
-           "PAGEPERFECT_ALLOWED_HOSTS": "127.0.0.1", "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": temporal_server.address,
+        "PAGEPERFECT_QUEUE_PREFIX": pipeline.prefix,
+        "PAGEPERFECT_ALLOWED_HOSTS": "127.0.0.1",
+        "COLUMNS": "200",
+    }
 
     async def cli(*args: str) -> tuple[int, str]:
-        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "pageperfect.cli", "schedules", *args,
-                                                       env=env, stdout=asyncio.subprocess.PIPE,
-                                                       stderr=asyncio.subprocess.STDOUT)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pageperfect.cli",
+            "schedules",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
         return process.returncode, output.decode()
 

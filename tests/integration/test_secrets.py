@@ -48,9 +48,19 @@ class ScraperStub:
 
             def do_GET(self):  # noqa: N802
                 job_id = self.path.rsplit("/", 1)[-1]
-                self._answer(200, {"id": job_id, "status": "finished", "url": stub.urls[job_id],
-                                   "response": {"statusCode": 200, "headers": {"content-type": "text/html"},
-                                                "body": page.decode()}})
+                self._answer(
+                    200,
+                    {
+                        "id": job_id,
+                        "status": "finished",
+                        "url": stub.urls[job_id],
+                        "response": {
+                            "statusCode": 200,
+                            "headers": {"content-type": "text/html"},
+                            "body": page.decode(),
+                        },
+                    },
+                )
 
             def _answer(self, status: int, data: dict) -> None:
                 raw = json.dumps(data).encode()
@@ -83,13 +93,20 @@ async def test_no_secret_in_history_logs_or_mirror(pipeline_factory, site, clien
     try:
         with OpenAIStub() as openai_stub:
             pipeline = await pipeline_factory(
-                api_keys=f"{TEST_API_KEY},{API_SECRET}", openai_api_key=OPENAI_SECRET,
-                openai_base_url=openai_stub.base_url, crawl_provider="scraperapi",
-                scraper_base_url=scraper.base_url, scraper_api_key=SCRAPER_SECRET)
+                api_keys=f"{TEST_API_KEY},{API_SECRET}",
+                openai_api_key=OPENAI_SECRET,
+                openai_base_url=openai_stub.base_url,
+                crawl_provider="scraperapi",
+                scraper_base_url=scraper.base_url,
+                scraper_api_key=SCRAPER_SECRET,
+            )
             # The provider fetches the page from its own network: the URL need not resolve here.
             url = f"https://secrets-{uuid.uuid4().hex[:8]}.example.test/page"
-            response = await pipeline.http.post("/v1/jobs", json={"url": url, "keywords": demo_keywords()},
-                                                headers={"Authorization": f"Bearer {API_SECRET}"})
+            response = await pipeline.http.post(
+                "/v1/jobs",
+                json={"url": url, "keywords": demo_keywords()},
+                headers={"Authorization": f"Bearer {API_SECRET}"},
+            )
             assert response.status_code == 202, response.text
             created = response.json()
             job = await pipeline.wait(created["job_id"])
@@ -126,14 +143,20 @@ async def test_no_secret_in_history_logs_or_mirror(pipeline_factory, site, clien
     # Every text and JSON column of every table (the mirror tables first among them).
     columns = await pool.fetch(
         """SELECT table_name, column_name FROM information_schema.columns
-           WHERE table_schema = current_schema() AND data_type IN ('text', 'character varying', 'json', 'jsonb')""")
+           WHERE table_schema = current_schema() AND data_type IN ('text', 'character varying', 'json', 'jsonb')"""
+    )
     tables = {c["table_name"] for c in columns}
-    assert {"pageperfect_jobs", "pageperfect_job_stages", "pageperfect_job_events",
-            "pageperfect_dead_letters"} <= tables
+    assert {
+        "pageperfect_jobs",
+        "pageperfect_job_stages",
+        "pageperfect_job_events",
+        "pageperfect_dead_letters",
+    } <= tables
     events = await pool.fetchval("SELECT count(*) FROM pageperfect_job_events WHERE job_id = $1", created["job_id"])
     assert events > 0
     for column in columns:
         found = await pool.fetchval(
             f'SELECT count(*) FROM "{column["table_name"]}" WHERE "{column["column_name"]}"::text LIKE ANY($1)',
-            [f"%{secret}%" for secret in SECRETS])
+            [f"%{secret}%" for secret in SECRETS],
+        )
         assert found == 0, f"a secret is stored in {column['table_name']}.{column['column_name']}"

@@ -38,8 +38,11 @@ def doc_queries() -> list[str]:
 async def start_site(pipeline, site, names=None) -> dict:
     site_fixture.write_site(site)
     csv = site_fixture.page_query_csv(site.base_url, names)
-    response = await pipeline.http.post("/v1/sites", files={"file": ("pages.csv", csv.encode(), "text/csv")},
-                                        data={"options": json.dumps({"concurrency": 4})})
+    response = await pipeline.http.post(
+        "/v1/sites",
+        files={"file": ("pages.csv", csv.encode(), "text/csv")},
+        data={"options": json.dumps({"concurrency": 4})},
+    )
     assert response.status_code == 202, response.text
     return response.json()
 
@@ -54,7 +57,8 @@ async def test_site_analysis_finds_the_known_cases(pipeline, site, client, pool,
 
     result = (await pipeline.http.get(f"/v1/sites/{created['site_id']}/result")).json()
     assert [sorted(name_of(p["url"]) for p in c["pages"]) for c in result["cannibalization"]] == [
-        sorted(site_fixture.CANNIBALIZED)]
+        sorted(site_fixture.CANNIBALIZED)
+    ]
     case = result["cannibalization"][0]
     # Both pages answer it with the same passage (cosine > 0.8). Whether the intent is the weaker page's core
     # (consolidate) or a part of it (differentiate) follows how each page's own analysis grouped its queries.
@@ -64,12 +68,14 @@ async def test_site_analysis_finds_the_known_cases(pipeline, site, client, pool,
     assert {"url", "impressions", "clicks", "position"} <= set(case["pages"][0])
     source, target, heading = site_fixture.LINK
     assert [(name_of(x["from_url"]), name_of(x["to_url"]), x["anchor_text"]) for x in result["links"]] == [
-        (source, target, heading)]
+        (source, target, heading)
+    ]
     assert result["links"][0]["to_segment_id"]
     assert len(result["pages"]) == len(site_fixture.PAGES)
     assert all(p["job_id"] and "top_gaps" in p for p in result["pages"])
-    linked_gap = next(g for p in result["pages"] if name_of(p["url"]) == source for g in p["top_gaps"]
-                      if g["fix"] == "link")
+    linked_gap = next(
+        g for p in result["pages"] if name_of(p["url"]) == source for g in p["top_gaps"] if g["fix"] == "link"
+    )
     assert linked_gap["score"] < linked_gap["original_score"]
 
     # Mirrored rows, the workflow's small history and its replay.
@@ -96,14 +102,17 @@ async def test_site_analysis_finds_the_known_cases(pipeline, site, client, pool,
     ran = await run_cli("site", str(csv), "--json", env=cli_env(pipeline, tmp_path), cwd=tmp_path, timeout=600)
     assert ran.returncode == 0, ran.stderr[-3000:]
     printed = json.loads(ran.stdout)
-    assert [(c["intent"], [p["url"] for p in c["pages"]], c["recommendation"]) for c in printed["cannibalization"]
-            ] == [(case["intent"], [p["url"] for p in case["pages"]], case["recommendation"])]
+    assert [(c["intent"], [p["url"] for p in c["pages"]], c["recommendation"]) for c in printed["cannibalization"]] == [
+        (case["intent"], [p["url"] for p in case["pages"]], case["recommendation"])
+    ]
     assert [(x["from_url"], x["to_url"], x["to_segment_id"]) for x in printed["links"]] == [
-        (x["from_url"], x["to_url"], x["to_segment_id"]) for x in result["links"]]
+        (x["from_url"], x["to_url"], x["to_segment_id"]) for x in result["links"]
+    ]
     reused = await pool.fetchval(
         """SELECT count(*) FROM pageperfect_job_stages s JOIN pageperfect_batch_items i ON i.job_id = s.job_id
            JOIN pageperfect_sites t ON t.batch_id = i.batch_id WHERE t.id = $1 AND s.reused""",
-        uuid.UUID(printed["site_id"]))
+        uuid.UUID(printed["site_id"]),
+    )
     assert reused >= len(site_fixture.PAGES)
 
 
@@ -120,10 +129,10 @@ async def test_site_report_renders_in_chromium(pipeline, site, tmp_path):
     assert dumped.returncode == 0, dumped.stderr[-2000:]
     dom = dumped.stdout
     assert "Pages by opportunity" in dom and "Intents by page" in dom
-    bars = dom[dom.index('class="chart bars"'):]
-    assert bars[:bars.index("</svg>")].count("<rect") == len(result["pages"])
-    matrix = dom[dom.index('class="matrix"'):]
-    matrix = matrix[:matrix.index("</table>")]
+    bars = dom[dom.index('class="chart bars"') :]
+    assert bars[: bars.index("</svg>")].count("<rect") == len(result["pages"])
+    matrix = dom[dom.index('class="matrix"') :]
+    matrix = matrix[: matrix.index("</table>")]
     assert matrix.count("<tr>") == 1 + len(result["intents"])
     assert dom.count('class="case"') == len(result["cannibalization"])
     assert dom.count('class="link"') == len(result["links"])
@@ -150,12 +159,26 @@ async def test_bad_sites_are_refused_and_start_nothing(pipeline, site, pool, tmp
     for data, expected in cases:
         response = await pipeline.http.post("/v1/sites", files={"file": ("pages.csv", data, "text/csv")})
         assert response.status_code == 422 and expected in response.text, response.text
-    response = await pipeline.http.post("/v1/sites", json={"search_console": {
-        "site_url": "https://nothing-imported.example/", "start_date": "2026-01-01", "end_date": "2026-01-28"}})
+    response = await pipeline.http.post(
+        "/v1/sites",
+        json={
+            "search_console": {
+                "site_url": "https://nothing-imported.example/",
+                "start_date": "2026-01-01",
+                "end_date": "2026-01-28",
+            }
+        },
+    )
     assert response.status_code == 422 and "import them first" in response.text, response.text
-    response = await pipeline.http.post("/v1/sites", json={"rows": [
-        {"page": site.base_url + "/a", "query": "q", "impressions": 1, "position": 2},
-        {"page": "http://169.254.169.254/latest", "query": "q", "impressions": 1, "position": 2}]})
+    response = await pipeline.http.post(
+        "/v1/sites",
+        json={
+            "rows": [
+                {"page": site.base_url + "/a", "query": "q", "impressions": 1, "position": 2},
+                {"page": "http://169.254.169.254/latest", "query": "q", "impressions": 1, "position": 2},
+            ]
+        },
+    )
     assert response.status_code == 422, response.text
     assert (await pipeline.http.get(f"/v1/sites/{uuid.uuid4()}")).status_code == 404
     assert await pool.fetchval("SELECT count(*) FROM pageperfect_sites") == before
@@ -174,14 +197,17 @@ async def test_bad_sites_are_refused_and_start_nothing(pipeline, site, pool, tmp
 
 async def test_a_site_whose_pages_all_fail_gets_a_dead_letter(pipeline, site, pool):
     urls = [site.base_url + f"/coffee/missing-{i}.html" for i in range(2)]
-    rows = [{"page": u, "query": "cold brew ratio", "clicks": 1, "impressions": 50, "ctr": 0.02, "position": 4}
-            for u in urls]
+    rows = [
+        {"page": u, "query": "cold brew ratio", "clicks": 1, "impressions": 50, "ctr": 0.02, "position": 4}
+        for u in urls
+    ]
     response = await pipeline.http.post("/v1/sites", json={"rows": rows, "max_attempts": 1})
     assert response.status_code == 202, response.text
     created = response.json()
     ended = await wait_site(pipeline, created["site_id"])
     assert ended["status"] == "failed" and "NotEnoughPages" in ended["error"], ended
-    letter = await pool.fetchrow("SELECT * FROM pageperfect_site_dead_letters WHERE site_id = $1",
-                                 uuid.UUID(created["site_id"]))
+    letter = await pool.fetchrow(
+        "SELECT * FROM pageperfect_site_dead_letters WHERE site_id = $1", uuid.UUID(created["site_id"])
+    )
     assert letter["stage"] == "site_analysis" and "NotEnoughPages" in letter["failure_reason"]
     assert (await pipeline.http.get(f"/v1/sites/{created['site_id']}/result")).status_code == 409

@@ -59,8 +59,9 @@ async def test_a_failed_stage_cancels_the_stages_still_running(pipeline_factory,
         return never_done["crawler"]
 
     with OpenAIStub() as stub:
-        pipeline = await pipeline_factory(wrap_crawler=wrap, openai_api_key="sk-test-secret",
-                                          openai_base_url=stub.base_url)
+        pipeline = await pipeline_factory(
+            wrap_crawler=wrap, openai_api_key="sk-test-secret", openai_base_url=stub.base_url
+        )
         # The queries' embeddings are refused, 2 s after the request: by then wait_crawl is polling.
         stub.script_faults("embeddings", [{"hang": 2, "status": 400}] * 50)
         url = site.add("/refused-embeddings.html", "<p>x</p>")

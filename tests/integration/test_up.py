@@ -20,11 +20,26 @@ from tests.helpers.data import demo_keywords
 
 
 def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS", "OPENAI_API_KEY", "PAGEPERFECT_API_KEYS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS", "OPENAI_API_KEY", "PAGEPERFECT_API_KEYS")
+    }
     env["PAGEPERFECT_ALLOWED_HOSTS"] = "127.0.0.1"
-    args = [sys.executable, "-m", "pageperfect.cli", "up", "--data-dir", str(data_dir),
-            "--api-port", str(ports["api"]), "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"])]
+    args = [
+        sys.executable,
+        "-m",
+        "pageperfect.cli",
+        "up",
+        "--data-dir",
+        str(data_dir),
+        "--api-port",
+        str(ports["api"]),
+        "--temporal-port",
+        str(ports["temporal"]),
+        "--ui-port",
+        str(ports["ui"]),
+    ]
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -39,8 +54,9 @@ def _stop(process: subprocess.Popen) -> tuple[int, str]:
 
 def _run_job(api: str, auth: dict[str, str], url: str) -> dict:
     """Submit a job through the API and wait for it to complete; the API's answer to the submit."""
-    created = httpx.post(f"{api}/v1/jobs", json={"url": url, "keywords": demo_keywords()}, headers=auth,
-                         timeout=30).json()
+    created = httpx.post(
+        f"{api}/v1/jobs", json={"url": url, "keywords": demo_keywords()}, headers=auth, timeout=30
+    ).json()
     deadline = time.monotonic() + 60
     while httpx.get(f"{api}/v1/jobs/{created['job_id']}", headers=auth, timeout=10).json()["status"] != "completed":
         assert time.monotonic() < deadline, "job did not complete"
@@ -63,9 +79,24 @@ def test_up_serves_stops_cleanly_and_keeps_jobs(tmp_path, site):
         auth = {"Authorization": f"Bearer {key}"}
         assert httpx.get(f"{api}/v1/jobs", timeout=10).status_code == 401
         created = _run_job(api, auth, url)
-        described = subprocess.run([temporal_binary(), "operator", "namespace", "describe", "--address",
-                                    f"127.0.0.1:{ports['temporal']}", "--namespace", "default", "--output", "json"],
-                                   capture_output=True, text=True, timeout=30, check=True)
+        described = subprocess.run(
+            [
+                temporal_binary(),
+                "operator",
+                "namespace",
+                "describe",
+                "--address",
+                f"127.0.0.1:{ports['temporal']}",
+                "--namespace",
+                "default",
+                "--output",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
         # The embedded server keeps closed runs for DEFAULT_RETENTION_DAYS (its own default is one day).
         assert json.loads(described.stdout)["config"]["workflowExecutionRetentionTtl"] == f"{30 * 86400}s"
     finally:
@@ -89,13 +120,22 @@ def test_up_serves_stops_cleanly_and_keeps_jobs(tmp_path, site):
 
 def _bare_env() -> dict[str, str]:
     """No address, no data dir, no key: only what `up` left in the data dir can tell a command where things are."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("PAGEPERFECT_", "TEMPORAL_")) and k not in ("DATABASE_URL", "OPENAI_API_KEY")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PAGEPERFECT_", "TEMPORAL_")) and k not in ("DATABASE_URL", "OPENAI_API_KEY")
+    }
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pageperfect.cli", *args], env=_bare_env(), cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pageperfect.cli", *args],
+        env=_bare_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_commands_find_the_stack_up_runs_with_no_variables_set(tmp_path, site):

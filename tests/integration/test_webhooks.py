@@ -31,8 +31,9 @@ class Receiver:
                 with receiver.lock:
                     statuses = receiver.script.get(self.path) or []
                     status = statuses.pop(0) if statuses else 200
-                    receiver.received.append({"path": self.path, "headers": dict(self.headers), "body": body,
-                                              "answered": status})
+                    receiver.received.append(
+                        {"path": self.path, "headers": dict(self.headers), "body": body, "answered": status}
+                    )
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -76,13 +77,17 @@ async def test_completed_failed_and_cancelled_jobs_are_announced(pipeline_factor
     (url,) = pages(site, "webhook-ok", 1)
     done = await pipeline.submit(url=url, keywords=demo_keywords()[:10], webhook_url=receiver.url("/done"))
     failed = await pipeline.submit(url=site.base_url + "/webhook-missing.html", webhook_url=receiver.url("/failed"))
-    hanging = await pipeline.submit(url=site.add("/hang-webhook.html", "<p>x</p>"),
-                                    webhook_url=receiver.url("/cancelled"))
+    hanging = await pipeline.submit(
+        url=site.add("/hang-webhook.html", "<p>x</p>"), webhook_url=receiver.url("/cancelled")
+    )
     await pipeline.wait(hanging["job_id"], statuses=("processing",))
     assert (await pipeline.http.post(f"/v1/jobs/{hanging['job_id']}/cancel")).status_code == 202
 
-    for created, path, status in ((done, "/done", "completed"), (failed, "/failed", "failed"),
-                                  (hanging, "/cancelled", "cancelled")):
+    for created, path, status in (
+        (done, "/done", "completed"),
+        (failed, "/failed", "failed"),
+        (hanging, "/cancelled", "cancelled"),
+    ):
         assert (await pipeline.wait(created["job_id"]))["status"] == status
         (delivery,) = await receiver.deliveries(path)
         event = signed_event(delivery)
@@ -122,9 +127,16 @@ async def test_a_failing_receiver_gets_the_retries(pipeline_factory, site, recei
 async def test_a_batch_is_announced_once_it_ends(pipeline_factory, site, receiver):
     pipeline = await pipeline_factory(webhook_secret=SECRET)
     urls = pages(site, "webhook-batch", 2)
-    created = (await pipeline.http.post("/v1/batches", json={
-        "urls": urls, "keywords": {u: demo_keywords()[:10] for u in urls},
-        "webhook_url": receiver.url("/batch")})).json()
+    created = (
+        await pipeline.http.post(
+            "/v1/batches",
+            json={
+                "urls": urls,
+                "keywords": {u: demo_keywords()[:10] for u in urls},
+                "webhook_url": receiver.url("/batch"),
+            },
+        )
+    ).json()
     assert (await wait_batch(pipeline, created["batch_id"]))["status"] == "completed"
     (delivery,) = await receiver.deliveries("/batch")
     event = signed_event(delivery)
@@ -144,6 +156,8 @@ async def test_jobs_without_a_webhook_start_no_delivery(pipeline, site, client):
     (url,) = pages(site, "webhook-none", 1)
     created = await pipeline.submit(url=url, keywords=demo_keywords()[:10])
     await pipeline.wait(created["job_id"])
-    kinds = [e.WhichOneof("attributes")
-             async for e in client.get_workflow_handle(created["workflow_id"]).fetch_history_events()]
+    kinds = [
+        e.WhichOneof("attributes")
+        async for e in client.get_workflow_handle(created["workflow_id"]).fetch_history_events()
+    ]
     assert "start_child_workflow_execution_initiated_event_attributes" not in kinds

@@ -26,8 +26,9 @@ async def stack_factory():
 
         settings = make_settings(temporal_address=temporal_address, **overrides)
         resources = await build_resources(settings, pool)
-        return await pipelines.start(settings, f"r{uuid.uuid4().hex[:10]}", pool=pool, client=client,
-                                     resources=resources, http_timeout=60)
+        return await pipelines.start(
+            settings, f"r{uuid.uuid4().hex[:10]}", pool=pool, client=client, resources=resources, http_timeout=60
+        )
 
     yield start
     await pipelines.stop_all()
@@ -46,7 +47,12 @@ class WorkerProcess:
         env.update(self.env)
         log = open(self.log_file, "ab")
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, str(REPO / "worker.py"), cwd=str(REPO), env=env, stdout=log, stderr=log,
+            sys.executable,
+            str(REPO / "worker.py"),
+            cwd=str(REPO),
+            env=env,
+            stdout=log,
+            stderr=log,
         )
         log.close()
         return self

@@ -33,7 +33,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         if self.path.startswith("/to/"):
             self.send_response(302)
-            self.send_header("Location", "http://" + self.path[len("/to/"):])
+            self.send_header("Location", "http://" + self.path[len("/to/") :])
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
@@ -81,6 +81,7 @@ def dns(monkeypatch):
         resolver = RebindingResolver(loop, answers)
         monkeypatch.setattr(loop, "getaddrinfo", resolver)
         return resolver
+
     return install
 
 
@@ -89,11 +90,18 @@ class _Recording(httpcore.AsyncNetworkBackend):
         self.inner = httpcore.AnyIOBackend()
         self.connected_to: list[str] = []
 
-    async def connect_tcp(self, host, port, timeout=None, local_address=None,  # type: ignore[no-untyped-def]
-                          socket_options=None):
+    async def connect_tcp(
+        self,
+        host,
+        port,
+        timeout=None,
+        local_address=None,  # type: ignore[no-untyped-def]
+        socket_options=None,
+    ):
         self.connected_to.append(host)
-        return await self.inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
-                                            socket_options=socket_options)
+        return await self.inner.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
 
     async def sleep(self, seconds: float) -> None:
         await self.inner.sleep(seconds)

@@ -57,12 +57,14 @@ def _local(site, path: str) -> str:
     return f"http://localhost:{site.base_url.rsplit(':', 1)[1]}{path}"
 
 
-async def _refused(pipeline, pool, *, status: int, says: str, json_body=None, content: bytes | None = None,
-                   headers: dict | None = None) -> None:
+async def _refused(
+    pipeline, pool, *, status: int, says: str, json_body=None, content: bytes | None = None, headers: dict | None = None
+) -> None:
     before = await pool.fetchval("SELECT count(*) FROM pageperfect_jobs")
     if content is not None:
-        response = await pipeline.http.post("/v1/jobs", content=content,
-                                            headers=headers or {"Content-Type": "application/json"})
+        response = await pipeline.http.post(
+            "/v1/jobs", content=content, headers=headers or {"Content-Type": "application/json"}
+        )
     else:
         response = await pipeline.http.post("/v1/jobs", json=json_body)
     assert response.status_code == status, response.text[:500]
@@ -148,36 +150,76 @@ def _random_bytes(n: int) -> bytes:
 # case -> (the page served at /hostile/<case>, built from the demo page and the site's port;
 #          the expected job status; the dead letter's reason prefix)
 PAGES: dict[str, tuple[Callable[[bytes, str], Page], str, str | None]] = {
-    "page-50-mb": (lambda demo, port: Page(b"<html><body><p>" + b"a " * (25 << 20) + b"</p></body></html>"),
-                   "failed", "TooLarge"),
-    "gzip-bomb": (lambda demo, port: Page(_gzip_bomb(200 << 20), headers=(("Content-Encoding", "gzip"),)),
-                  "failed", "TooLarge"),
-    "binary-octet-stream": (lambda demo, port: Page(_random_bytes(50_000), content_type="application/octet-stream"),
-                            "failed", "NotHtml"),
+    "page-50-mb": (
+        lambda demo, port: Page(b"<html><body><p>" + b"a " * (25 << 20) + b"</p></body></html>"),
+        "failed",
+        "TooLarge",
+    ),
+    "gzip-bomb": (
+        lambda demo, port: Page(_gzip_bomb(200 << 20), headers=(("Content-Encoding", "gzip"),)),
+        "failed",
+        "TooLarge",
+    ),
+    "binary-octet-stream": (
+        lambda demo, port: Page(_random_bytes(50_000), content_type="application/octet-stream"),
+        "failed",
+        "NotHtml",
+    ),
     "binary-labelled-html": (lambda demo, port: Page(_random_bytes(50_000)), "failed", "NoContent"),
-    "pdf-labelled-html": (lambda demo, port: Page(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\n" * 2000),
-                          "failed", "NoContent"),
-    "invalid-utf8": (lambda demo, port: Page(demo.replace(b"Fiddle Leaf Fig Care",
-                                                          b"Fiddle \xff\xfe\xc3 Leaf \xed\xa0\x80 Fig Care")),
-                     "completed", None),
+    "pdf-labelled-html": (
+        lambda demo, port: Page(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\n" * 2000),
+        "failed",
+        "NoContent",
+    ),
+    "invalid-utf8": (
+        lambda demo, port: Page(
+            demo.replace(b"Fiddle Leaf Fig Care", b"Fiddle \xff\xfe\xc3 Leaf \xed\xa0\x80 Fig Care")
+        ),
+        "completed",
+        None,
+    ),
     "nul-bytes": (lambda demo, port: Page(demo.replace(b"<h2", b"\x00<h2\x00")), "completed", None),
-    "no-text": (lambda demo, port: Page(b"<html><head><script>var a = 1;</script><style>p{}</style></head>"
-                                        b"<body><script>document.write('x')</script></body></html>"),
-                "failed", "NoContent"),
+    "no-text": (
+        lambda demo, port: Page(
+            b"<html><head><script>var a = 1;</script><style>p{}</style></head>"
+            b"<body><script>document.write('x')</script></body></html>"
+        ),
+        "failed",
+        "NoContent",
+    ),
     "empty-body": (lambda demo, port: Page(b""), "failed", "NoContent"),
-    "100000-tiny-paragraphs": (lambda demo, port: Page(b"<html><body><h1>Tiny</h1>" + b"<p>fig care tip</p>" * 100_000
-                                                       + b"</body></html>"), "completed", None),
-    "deeply-nested": (lambda demo, port: Page(b"<html><body>" + b"<div>" * 100_000
-                                              + b"<p>Fiddle leaf fig care in depth.</p>" + b"</div>" * 100_000
-                                              + b"</body></html>"), "completed", None),
-    "one-huge-word": (lambda demo, port: Page(b"<html><body><h1>Word</h1><p>" + b"fig" * 700_000
-                                              + b"</p></body></html>"),
-                      "completed", None),
+    "100000-tiny-paragraphs": (
+        lambda demo, port: Page(b"<html><body><h1>Tiny</h1>" + b"<p>fig care tip</p>" * 100_000 + b"</body></html>"),
+        "completed",
+        None,
+    ),
+    "deeply-nested": (
+        lambda demo, port: Page(
+            b"<html><body>"
+            + b"<div>" * 100_000
+            + b"<p>Fiddle leaf fig care in depth.</p>"
+            + b"</div>" * 100_000
+            + b"</body></html>"
+        ),
+        "completed",
+        None,
+    ),
+    "one-huge-word": (
+        lambda demo, port: Page(b"<html><body><h1>Word</h1><p>" + b"fig" * 700_000 + b"</p></body></html>"),
+        "completed",
+        None,
+    ),
     "not-found": (lambda demo, port: Page(b"gone", status=404, content_type="text/plain"), "failed", "NotFound"),
-    "redirect-to-metadata": (lambda demo, port: _redirect("http://169.254.169.254/latest/"),
-                             "failed", "BlockedAddress"),
-    "redirect-to-loopback-ip": (lambda demo, port: _redirect(f"http://127.0.0.1:{port}/index.html"),
-                                "failed", "BlockedAddress"),
+    "redirect-to-metadata": (
+        lambda demo, port: _redirect("http://169.254.169.254/latest/"),
+        "failed",
+        "BlockedAddress",
+    ),
+    "redirect-to-loopback-ip": (
+        lambda demo, port: _redirect(f"http://127.0.0.1:{port}/index.html"),
+        "failed",
+        "BlockedAddress",
+    ),
     "redirect-to-file": (lambda demo, port: _redirect("file:///etc/passwd", 301), "failed", "InvalidUrl"),
     "redirect-loop": (lambda demo, port: _redirect("/hostile/redirect-loop"), "failed", "TooManyRedirects"),
 }
@@ -187,10 +229,12 @@ def _redirect(location: str, status: int = 302) -> Page:
     return Page(b"", status=status, headers=(("Location", location),))
 
 
-async def _run_job(pipeline, pool, url: str, *, keywords=None, expected: str, reason: str | None,
-                   attempts: int = 1) -> dict:
-    created = await pipeline.submit(url=url, keywords=keywords or demo_keywords()[:15], max_attempts=3,
-                                    retry_delay_seconds=0.1)
+async def _run_job(
+    pipeline, pool, url: str, *, keywords=None, expected: str, reason: str | None, attempts: int = 1
+) -> dict:
+    created = await pipeline.submit(
+        url=url, keywords=keywords or demo_keywords()[:15], max_attempts=3, retry_delay_seconds=0.1
+    )
     job = await pipeline.wait(created["job_id"], timeout=120)
     letter = await pool.fetchrow("SELECT * FROM pageperfect_dead_letters WHERE job_id = $1", created["job_id"])
     if expected == "completed":
@@ -208,26 +252,33 @@ async def _run_job(pipeline, pool, url: str, *, keywords=None, expected: str, re
 async def test_page_ends_completed_or_dead_lettered(guarded, pool, site, case):
     build, expected, reason = PAGES[case]
     page = build(_demo(site), site.base_url.rsplit(":", 1)[1])
-    site.add(f"/hostile/{case}", page.body, status=page.status, content_type=page.content_type,
-             headers=dict(page.headers))
+    site.add(
+        f"/hostile/{case}", page.body, status=page.status, content_type=page.content_type, headers=dict(page.headers)
+    )
     await _run_job(guarded, pool, _local(site, f"/hostile/{case}"), expected=expected, reason=reason)
 
 
 @needs_private_name
 async def test_redirect_to_a_name_resolving_to_a_private_address_is_dead_lettered(guarded, pool, site):
     port = site.base_url.rsplit(":", 1)[1]
-    site.add("/hostile/redirect-to-private-name", b"", status=302,
-             headers={"Location": f"http://{PRIVATE_NAME}:{port}/index.html"})
-    job = await _run_job(guarded, pool, _local(site, "/hostile/redirect-to-private-name"),
-                         expected="failed", reason="BlockedAddress")
+    site.add(
+        "/hostile/redirect-to-private-name",
+        b"",
+        status=302,
+        headers={"Location": f"http://{PRIVATE_NAME}:{port}/index.html"},
+    )
+    job = await _run_job(
+        guarded, pool, _local(site, "/hostile/redirect-to-private-name"), expected="failed", reason="BlockedAddress"
+    )
     assert f"{PRIVATE_NAME} resolves to" in job["error"]
 
 
 async def test_host_that_does_not_resolve_is_retried_then_dead_lettered(guarded, pool):
     # The intake lets it through (it may resolve later, or at an external crawl provider);
     # the crawl's connect error is worth retrying, so the job fails once its attempts are spent.
-    await _run_job(guarded, pool, "http://xn--exmple-4nf.com/page", expected="failed", reason="ConnectError",
-                   attempts=3)
+    await _run_job(
+        guarded, pool, "http://xn--exmple-4nf.com/page", expected="failed", reason="ConnectError", attempts=3
+    )
 
 
 # --------------------------------------------------------------------------- keyword data
@@ -294,7 +345,8 @@ async def test_duplicated_and_odd_but_valid_rows_complete(guarded, pool, site):
     site.add("/hostile/duplicates.html", _demo(site))
     rows = demo_keywords()[:20]
     odd = [
-        *rows, *rows,  # every query twice
+        *rows,
+        *rows,  # every query twice
         {**ROW, "query": "   fiddle    leaf   fig   "},  # spacing is collapsed
         {**ROW, "query": "\u200bfig\u200b"},  # zero-width characters are text
         {**ROW, "query": "<script>alert(1)</script>"},
@@ -302,8 +354,9 @@ async def test_duplicated_and_odd_but_valid_rows_complete(guarded, pool, site):
         {**ROW, "impressions": 1e300, "clicks": 1e300},
         {"query": "only a query"},
     ]
-    await _run_job(guarded, pool, _local(site, "/hostile/duplicates.html"), keywords=odd, expected="completed",
-                   reason=None)
+    await _run_job(
+        guarded, pool, _local(site, "/hostile/duplicates.html"), keywords=odd, expected="completed", reason=None
+    )
 
 
 # --------------------------------------------------------------------------- API bodies
@@ -338,25 +391,32 @@ async def test_malformed_api_body_is_refused(guarded, pool, case):
     await _refused(guarded, pool, status=status, says=says, json_body=body)
 
 
-@pytest.mark.parametrize(("content", "content_type", "status"), [
-    (b"url=http://example.com/", "application/x-www-form-urlencoded", 422),
-    (b"http://example.com/", "text/plain", 422),
-    (b"\xff\xfe\x00{", "application/json", 422),
-    (b"[" * 100_000 + b"]" * 100_000, "application/json", 400),  # too deep for the JSON parser
-    (b'{"url": "http://example.com/", "url": "http://10.0.0.1/"}', "application/json", 422),
-], ids=["form-encoded", "text-plain", "binary-json", "nested-100000-deep", "duplicate-key-private-last"])
+@pytest.mark.parametrize(
+    ("content", "content_type", "status"),
+    [
+        (b"url=http://example.com/", "application/x-www-form-urlencoded", 422),
+        (b"http://example.com/", "text/plain", 422),
+        (b"\xff\xfe\x00{", "application/json", 422),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", 400),  # too deep for the JSON parser
+        (b'{"url": "http://example.com/", "url": "http://10.0.0.1/"}', "application/json", 422),
+    ],
+    ids=["form-encoded", "text-plain", "binary-json", "nested-100000-deep", "duplicate-key-private-last"],
+)
 async def test_body_that_is_not_a_job_is_refused(guarded, pool, content, content_type, status):
     await _refused(guarded, pool, status=status, says="", content=content, headers={"Content-Type": content_type})
 
 
-@pytest.mark.parametrize(("path", "status"), [
-    ("/v1/jobs?limit=100000", 422),
-    ("/v1/jobs?limit=-1", 422),
-    ("/v1/jobs?status=" + "x" * 5000, 422),
-    ("/v1/jobs/" + "9" * 5000, 422),
-    ("/v1/jobs/00000000-0000-0000-0000-000000000000/result", 404),
-    ("/v1/dead-letters?limit=abc", 422),
-])
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/v1/jobs?limit=100000", 422),
+        ("/v1/jobs?limit=-1", 422),
+        ("/v1/jobs?status=" + "x" * 5000, 422),
+        ("/v1/jobs/" + "9" * 5000, 422),
+        ("/v1/jobs/00000000-0000-0000-0000-000000000000/result", 404),
+        ("/v1/dead-letters?limit=abc", 422),
+    ],
+)
 async def test_bad_query_and_path_parameters_are_refused(guarded, path, status):
     response = await guarded.http.get(path)
     assert response.status_code == status, response.text[:300]

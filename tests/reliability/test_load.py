@@ -42,8 +42,14 @@ async def test_many_jobs_complete_and_counts_agree(pipeline, site, pool, client)
     assert len(set(job_ids)) == LOAD_JOBS
 
     deadline = started + max(120.0, LOAD_JOBS * 1.0)
-    while await pool.fetchval("SELECT count(*) FROM pageperfect_jobs WHERE id = ANY($1::uuid[]) AND status = ANY($2)",
-                              job_ids, list(FINAL)) < LOAD_JOBS:
+    while (
+        await pool.fetchval(
+            "SELECT count(*) FROM pageperfect_jobs WHERE id = ANY($1::uuid[]) AND status = ANY($2)",
+            job_ids,
+            list(FINAL),
+        )
+        < LOAD_JOBS
+    ):
         assert loop.time() < deadline, "jobs still running at the deadline"
         probe = await pipeline.http.get(f"/v1/jobs/{job_ids[-1]}")  # the API keeps answering meanwhile
         statuses[probe.status_code] += 1
@@ -56,25 +62,35 @@ async def test_many_jobs_complete_and_counts_agree(pipeline, site, pool, client)
         assert response.json()["status"] == "completed", response.json()
     assert not [code for code in statuses if code >= 500], statuses
 
-    mirror = dict(await pool.fetch("SELECT status, count(*) FROM pageperfect_jobs WHERE id = ANY($1::uuid[]) "
-                                   "GROUP BY status", job_ids))
+    mirror = dict(
+        await pool.fetch(
+            "SELECT status, count(*) FROM pageperfect_jobs WHERE id = ANY($1::uuid[]) GROUP BY status", job_ids
+        )
+    )
     assert mirror == {"completed": LOAD_JOBS}
     assert await temporal_counts(client, pipeline.prefix, mirror) == {TEMPORAL_STATUS[k]: v for k, v in mirror.items()}
-    assert await pool.fetchval("SELECT count(*) FROM pageperfect_dead_letters WHERE job_id = ANY($1::uuid[])",
-                               job_ids) == 0
+    assert (
+        await pool.fetchval("SELECT count(*) FROM pageperfect_dead_letters WHERE job_id = ANY($1::uuid[])", job_ids)
+        == 0
+    )
     stage_rows = await pool.fetchval(
-        "SELECT count(*) FROM pageperfect_job_stages WHERE job_id = ANY($1::uuid[]) AND status = 'completed'", job_ids)
+        "SELECT count(*) FROM pageperfect_job_stages WHERE job_id = ANY($1::uuid[]) AND status = 'completed'", job_ids
+    )
     assert stage_rows == 6 * LOAD_JOBS
 
     span = await pool.fetchrow(
         """SELECT extract(epoch FROM max(completed_at) - min(created_at)) AS total,
                   extract(epoch FROM max(completed_at - created_at)) AS slowest,
                   extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY completed_at - created_at)) AS median
-           FROM pageperfect_jobs WHERE id = ANY($1::uuid[])""", job_ids)
-    print(f"\nload: {LOAD_JOBS} jobs, submitted in {submitted_in:.1f} s ({LOAD_JOBS / submitted_in:.1f}/s), "
-          f"all done in {span['total']:.1f} s = {LOAD_JOBS / float(span['total']):.2f} jobs/s; "
-          f"median job {float(span['median']):.1f} s, slowest {float(span['slowest']):.1f} s; "
-          f"API answers {dict(statuses)}")
+           FROM pageperfect_jobs WHERE id = ANY($1::uuid[])""",
+        job_ids,
+    )
+    print(
+        f"\nload: {LOAD_JOBS} jobs, submitted in {submitted_in:.1f} s ({LOAD_JOBS / submitted_in:.1f}/s), "
+        f"all done in {span['total']:.1f} s = {LOAD_JOBS / float(span['total']):.2f} jobs/s; "
+        f"median job {float(span['median']):.1f} s, slowest {float(span['slowest']):.1f} s; "
+        f"API answers {dict(statuses)}"
+    )
 
 
 async def temporal_counts(client, prefix: str, expected_mirror: dict, timeout: float = 30.0) -> dict:

@@ -39,8 +39,9 @@ async def own_postgres(tmp_path):
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def own_temporal(tmp_path):
-    server = TemporalDevServer(port=free_port(), ui_port=free_port(), db_file=tmp_path / "temporal.db",
-                               log_file=tmp_path / "temporal.log")
+    server = TemporalDevServer(
+        port=free_port(), ui_port=free_port(), db_file=tmp_path / "temporal.db", log_file=tmp_path / "temporal.log"
+    )
     await asyncio.to_thread(server.start)
     yield server
     await asyncio.to_thread(server.stop)
@@ -59,7 +60,8 @@ async def _submit_all(pipeline, urls: list[str]) -> list[dict]:
 async def _running(pool, job_ids: list[str]) -> int:
     return await pool.fetchval(
         "SELECT count(*) FROM pageperfect_jobs WHERE id = ANY($1::uuid[]) AND status IN ('queued', 'processing')",
-        job_ids)
+        job_ids,
+    )
 
 
 async def test_postgres_down_and_back_during_a_run(own_postgres, stack_factory, client, temporal_server, site):
@@ -91,8 +93,9 @@ async def test_postgres_down_and_back_during_a_run(own_postgres, stack_factory, 
 async def test_temporal_down_and_back_during_a_run(own_temporal, stack_factory, pool, site):
     own_client = await connect(own_temporal.address)
     # Short stage timeouts: an activity whose completion was lost in the outage is retried in seconds.
-    pipeline = await stack_factory(pool=pool, client=own_client, temporal_address=own_temporal.address,
-                                   stage_timeout_scale=0.1)
+    pipeline = await stack_factory(
+        pool=pool, client=own_client, temporal_address=own_temporal.address, stage_timeout_scale=0.1
+    )
     jobs = await _submit_all(pipeline, _pages(site, "temporal-outage"))
     job_ids = [j["job_id"] for j in jobs]
     assert await _running(pool, job_ids) > 0
@@ -102,8 +105,12 @@ async def test_temporal_down_and_back_during_a_run(own_temporal, stack_factory, 
         refused = await pipeline.http.post("/v1/jobs", json={"url": site.add("/temporal-down.html", "<p>x</p>")})
         assert refused.status_code == 503, refused.text
         assert "Temporal" in refused.json()["detail"]
-        assert await pool.fetchval("SELECT count(*) FROM pageperfect_jobs WHERE url = $1",
-                                   site.base_url + "/temporal-down.html") == 0  # nothing half-made
+        assert (
+            await pool.fetchval(
+                "SELECT count(*) FROM pageperfect_jobs WHERE url = $1", site.base_url + "/temporal-down.html"
+            )
+            == 0
+        )  # nothing half-made
         health = await pipeline.http.get("/healthz")
         assert health.status_code == 503 and health.json()["temporal"] != "ok"
         running = [j for j in job_ids if await _running(pool, [j])]

@@ -31,8 +31,9 @@ def ai():
 
 
 async def _pipeline(pipeline_factory, ai):
-    return await pipeline_factory(openai_api_key="sk-fault-test", openai_base_url=ai.base_url,
-                                  provider_timeout_seconds=2.0)
+    return await pipeline_factory(
+        openai_api_key="sk-fault-test", openai_base_url=ai.base_url, provider_timeout_seconds=2.0
+    )
 
 
 def _stage_counts(result: dict, name: str) -> dict:
@@ -87,8 +88,7 @@ async def test_llm_failing_past_its_retries_dead_letters_with_the_reason(pipelin
     assert len(drafts) == 8
 
 
-async def test_embeddings_rate_limited_past_their_retries_dead_letter_with_the_reason(
-        pipeline_factory, site, ai, pool):
+async def test_embeddings_rate_limited_past_their_retries_dead_letter_with_the_reason(pipeline_factory, site, ai, pool):
     pipeline = await _pipeline(pipeline_factory, ai)
     ai.script_faults("embeddings", [{"status": 429, "retry_after": 0}] * 50)
     url = site.add("/provider-embeddings-down.html", site.handler.routes["/index.html"][2])

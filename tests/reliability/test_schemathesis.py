@@ -14,8 +14,13 @@ import sys
 from pageperfect.sources.crawl import CrawlError
 
 MAX_EXAMPLES = int(os.environ.get("PAGEPERFECT_SCHEMATHESIS_EXAMPLES", "25"))
-CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
-          "response_headers_conformance", "response_schema_conformance")
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+)
 
 
 class NoFetching:
@@ -42,13 +47,28 @@ async def test_api_holds_to_its_schema_under_generated_requests(pipeline_factory
     key = pipeline.http.headers.get("Authorization")
     headers = ["-H", f"Authorization: {key}"] if key else []
     process = await asyncio.create_subprocess_exec(
-        schemathesis, "run", f"{pipeline.api_url}/openapi.json",
-        "--checks", ",".join(CHECKS),
-        "--max-examples", str(MAX_EXAMPLES), "--seed", "20240601", "--generation-database", "none",
-        "--phases", "examples,coverage,fuzzing", "--workers", "1", "--request-timeout", "30",
+        schemathesis,
+        "run",
+        f"{pipeline.api_url}/openapi.json",
+        "--checks",
+        ",".join(CHECKS),
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        "20240601",
+        "--generation-database",
+        "none",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "30",
         "--no-color",
         *headers,
-        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=600)
     text = output.decode(errors="replace")

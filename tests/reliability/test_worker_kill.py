@@ -98,8 +98,11 @@ async def test_worker_killed_during_stage(stage, rig, pool, client, temporal_ser
     url = f"http://localhost/kill/{stage}-{token}.html"
     # Fresh text in the page and the queries, so that no embedding comes from the cache
     # and each stage sends exactly the requests the fault script expects.
-    html = (DEMO / "site" / "index.html").read_text().replace(
-        "</h1>", f"</h1><p>Reader group {token} asked about this page.</p>", 1)
+    html = (
+        (DEMO / "site" / "index.html")
+        .read_text()
+        .replace("</h1>", f"</h1><p>Reader group {token} asked about this page.</p>", 1)
+    )
     rig.provider.pages[url] = html
     keywords = [KeywordRow(**row) for row in demo_keywords()] + [KeywordRow(query=f"fiddle leaf fig {token}")]
 
@@ -120,8 +123,12 @@ async def test_worker_killed_during_stage(stage, rig, pool, client, temporal_ser
 
     settings = make_settings(temporal_address=temporal_server.address, stage_timeout_scale=TIMEOUT_SCALE)
     submitted = await submit_job(
-        JobRequest(url=url, keywords=keywords, retry_delay_seconds=0.2), pool=pool, client=client,
-        settings=settings, queue_prefix=rig.env["PAGEPERFECT_QUEUE_PREFIX"])
+        JobRequest(url=url, keywords=keywords, retry_delay_seconds=0.2),
+        pool=pool,
+        client=client,
+        settings=settings,
+        queue_prefix=rig.env["PAGEPERFECT_QUEUE_PREFIX"],
+    )
     job_id = submitted.job_id
     try:
         await _until_stage_processing(pool, job_id, stage)
@@ -141,10 +148,11 @@ async def test_worker_killed_during_stage(stage, rig, pool, client, temporal_ser
     assert job["status"] == "completed", job["error"]
     stages = await _until_mirrored(pool, job_id, stage)
     assert {name: (row["status"], row["attempt_count"]) for name, row in stages.items()} == {
-        s.name: ("completed", 2 if s.name == stage else 1) for s in STAGES}
+        s.name: ("completed", 2 if s.name == stage else 1) for s in STAGES
+    }
     attempts = await pool.fetch(
-        "SELECT attempt, status FROM pageperfect_job_events WHERE job_id = $1 AND stage = $2 ORDER BY id",
-        job_id, stage)
+        "SELECT attempt, status FROM pageperfect_job_events WHERE job_id = $1 AND stage = $2 ORDER BY id", job_id, stage
+    )
     assert ("processing", 1) in [(e["status"], e["attempt"]) for e in attempts]
     assert ("completed", 2) in [(e["status"], e["attempt"]) for e in attempts]
     assert ("completed", 1) not in [(e["status"], e["attempt"]) for e in attempts]
@@ -159,8 +167,9 @@ async def _assert_one_artifact_per_stage(pool, job_id: str, result: dict) -> Non
         rows = await pool.fetch(f"SELECT id FROM {table} WHERE job_id = $1", job_id)  # noqa: S608 - fixed names
         assert [r["id"] for r in rows] == [summaries[stage]["artifact_id"]], (stage, rows)
     assert summaries["wait_crawl"]["artifact_id"] == summaries["submit_crawl"]["artifact_id"]
-    crawl = await pool.fetchrow("SELECT status, html FROM crawls WHERE id = $1",
-                                summaries["submit_crawl"]["artifact_id"])
+    crawl = await pool.fetchrow(
+        "SELECT status, html FROM crawls WHERE id = $1", summaries["submit_crawl"]["artifact_id"]
+    )
     assert crawl["status"] == "fetched" and crawl["html"]
     counted = {
         "segment_embed": ("SELECT count(*) FROM segments WHERE segment_set_id = $1", "segments"),
@@ -169,11 +178,13 @@ async def _assert_one_artifact_per_stage(pool, job_id: str, result: dict) -> Non
     }
     for stage, (sql, key) in counted.items():
         assert await pool.fetchval(sql, summaries[stage]["artifact_id"]) == summaries[stage]["counts"][key] > 0
-    gaps = await pool.fetchval("SELECT count(*) FROM gaps WHERE gap_report_id = $1 AND has_gap",
-                               summaries["gap_analysis"]["artifact_id"])
+    gaps = await pool.fetchval(
+        "SELECT count(*) FROM gaps WHERE gap_report_id = $1 AND has_gap", summaries["gap_analysis"]["artifact_id"]
+    )
     assert gaps == summaries["gap_analysis"]["counts"]["gaps"] > 0
-    outputs = await pool.fetch("SELECT stage, count(*) AS n FROM stage_outputs WHERE job_id = $1 GROUP BY stage",
-                               job_id)
+    outputs = await pool.fetch(
+        "SELECT stage, count(*) AS n FROM stage_outputs WHERE job_id = $1 GROUP BY stage", job_id
+    )
     assert {r["stage"]: r["n"] for r in outputs} == {s.name: 1 for s in STAGES}
 
 
@@ -195,7 +206,11 @@ async def _until_stage_processing(pool, job_id: str, stage: str) -> None:
     async def probe():
         return await pool.fetchval(
             """SELECT true FROM pageperfect_job_stages
-               WHERE job_id = $1 AND stage = $2 AND status = 'processing' AND attempt_count = 1""", job_id, stage)
+               WHERE job_id = $1 AND stage = $2 AND status = 'processing' AND attempt_count = 1""",
+            job_id,
+            stage,
+        )
+
     await until(probe, what=f"{stage} to be processing")
 
 
@@ -211,7 +226,11 @@ async def _until_alone(pool, job_id: str, stage: str) -> None:
     async def probe():
         return await pool.fetchval(
             """SELECT count(*) = 0 FROM pageperfect_job_stages
-               WHERE job_id = $1 AND stage = ANY($2::text[]) AND status <> 'completed'""", job_id, list(_beside(stage)))
+               WHERE job_id = $1 AND stage = ANY($2::text[]) AND status <> 'completed'""",
+            job_id,
+            list(_beside(stage)),
+        )
+
     await until(probe, what=f"the stages beside {stage} to complete")
 
 
@@ -219,7 +238,10 @@ async def _until_waiting_on_lock(pool, table: str) -> None:
     async def probe():
         return await pool.fetchval(
             """SELECT true FROM pg_stat_activity
-               WHERE wait_event_type = 'Lock' AND query ILIKE $1 LIMIT 1""", f"%INSERT INTO {table}%")
+               WHERE wait_event_type = 'Lock' AND query ILIKE $1 LIMIT 1""",
+            f"%INSERT INTO {table}%",
+        )
+
     await until(probe, what=f"a write to {table} waiting on the lock")
 
 
@@ -227,18 +249,22 @@ async def _until_final(pool, job_id: str, timeout: float = 90.0):
     async def probe():
         row = await pool.fetchrow("SELECT * FROM pageperfect_jobs WHERE id = $1", job_id)
         return row if row["status"] in ("completed", "failed", "cancelled") else None
+
     return await until(probe, what=f"job {job_id} to end", timeout=timeout)
 
 
 async def _until_mirrored(pool, job_id: str, stage: str) -> dict:
     """The stage rows once the new worker's mirror writer has caught up with the job's end."""
+
     async def probe():
         rows = await pool.fetch("SELECT * FROM pageperfect_job_stages WHERE job_id = $1", job_id)
         done = len(rows) == len(STAGES) and all(r["status"] == "completed" for r in rows)
         return {r["stage"]: r for r in rows} if done else None
+
     try:
         return await until(probe, what="the mirror to show every stage completed", timeout=20)
     except AssertionError:
-        rows = await pool.fetch("SELECT stage, status, attempt_count FROM pageperfect_job_stages WHERE job_id = $1",
-                                job_id)
+        rows = await pool.fetch(
+            "SELECT stage, status, attempt_count FROM pageperfect_job_stages WHERE job_id = $1", job_id
+        )
         raise AssertionError(f"mirror rows after the kill in {stage}: {[tuple(r) for r in rows]}") from None

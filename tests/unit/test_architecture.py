@@ -44,14 +44,34 @@ ALLOWED: dict[str, set[str]] = {
     "pageperfect.runtime": CORE | {"db", "workflows", "activities"},
     "api": CORE | {"pageperfect.services", "pageperfect.sources", "pageperfect.runtime", "db", "workflows"},
     "pageperfect.ops": CORE | {"api", "pageperfect.runtime", "pageperfect.services", "db", "workflows"},
-    "pageperfect.cli": CORE | {"pageperfect.ops", "pageperfect.runtime", "pageperfect.services",
-                               "pageperfect.sources", "pageperfect.demo", "db"},
+    "pageperfect.cli": CORE
+    | {
+        "pageperfect.ops",
+        "pageperfect.runtime",
+        "pageperfect.services",
+        "pageperfect.sources",
+        "pageperfect.demo",
+        "db",
+    },
     "worker": {"pageperfect.runtime"},  # the design card's entry point, a shim: nothing imports it
 }
 
 # Never in workflow code: the sandbox would load them for every run, and they do I/O or heavy numerics.
-WORKFLOW_FORBIDDEN_LIBRARIES = {"numpy", "scipy", "sklearn", "fastapi", "starlette", "httpx", "asyncpg", "openai",
-                                "trafilatura", "lxml", "uvicorn", "typer", "rich"}
+WORKFLOW_FORBIDDEN_LIBRARIES = {
+    "numpy",
+    "scipy",
+    "sklearn",
+    "fastapi",
+    "starlette",
+    "httpx",
+    "asyncpg",
+    "openai",
+    "trafilatura",
+    "lxml",
+    "uvicorn",
+    "typer",
+    "rich",
+}
 
 
 def package_of(module: str) -> str | None:
@@ -83,8 +103,9 @@ def project_sources() -> dict[str, str]:
 
 
 def consumer_sources() -> dict[str, str]:
-    return {module_name(p): p.read_text(encoding="utf-8")
-            for root in CONSUMERS for p in sorted((REPO / root).rglob("*.py"))}
+    return {
+        module_name(p): p.read_text(encoding="utf-8") for root in CONSUMERS for p in sorted((REPO / root).rglob("*.py"))
+    }
 
 
 def imports_of(module: str, source: str) -> list[tuple[str, int, bool]]:
@@ -92,8 +113,9 @@ def imports_of(module: str, source: str) -> list[tuple[str, int, bool]]:
     tree = ast.parse(source)
     passed = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.With) and any("imports_passed_through" in ast.unparse(item.context_expr)
-                                              for item in node.items):
+        if isinstance(node, ast.With) and any(
+            "imports_passed_through" in ast.unparse(item.context_expr) for item in node.items
+        ):
             passed |= {id(inner) for inner in ast.walk(node)}
     found = []
     for node in ast.walk(tree):
@@ -102,8 +124,10 @@ def imports_of(module: str, source: str) -> list[tuple[str, int, bool]]:
         elif isinstance(node, ast.ImportFrom):
             base = "." * node.level + (node.module or "")  # a relative import stays relative: the rules refuse it
             # `from pageperfect import models` names the module pageperfect.models
-            found += [(f"{base}.{alias.name}" if base == "pageperfect" else base, node.lineno, id(node) in passed)
-                      for alias in node.names]
+            found += [
+                (f"{base}.{alias.name}" if base == "pageperfect" else base, node.lineno, id(node) in passed)
+                for alias in node.names
+            ]
     return found
 
 
@@ -155,7 +179,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         path.pop()
@@ -183,8 +207,13 @@ def test_the_package_graph_has_no_cycle():
 
 
 def test_nothing_imports_the_worker_script():
-    users = [f"{module}:{line}" for module, source in {**project_sources(), **consumer_sources()}.items()
-             if module != "worker" for target, line, _ in imports_of(module, source) if package_of(target) == "worker"]
+    users = [
+        f"{module}:{line}"
+        for module, source in {**project_sources(), **consumer_sources()}.items()
+        if module != "worker"
+        for target, line, _ in imports_of(module, source)
+        if package_of(target) == "worker"
+    ]
     assert users == []
 
 
@@ -202,9 +231,22 @@ def test_the_checks_catch_a_forbidden_import_and_a_cycle():
     assert any("outside imports_passed_through" in p for p in violations(unpassed))
 
 
-PACKAGES = ["pageperfect.models", "pageperfect.stages", "pageperfect.messages", "pageperfect.settings",
-            "pageperfect.sources", "pageperfect.analysis", "db", "workflows", "pageperfect.services", "activities",
-            "pageperfect.runtime", "api", "pageperfect.ops", "pageperfect.cli"]
+PACKAGES = [
+    "pageperfect.models",
+    "pageperfect.stages",
+    "pageperfect.messages",
+    "pageperfect.settings",
+    "pageperfect.sources",
+    "pageperfect.analysis",
+    "db",
+    "workflows",
+    "pageperfect.services",
+    "activities",
+    "pageperfect.runtime",
+    "api",
+    "pageperfect.ops",
+    "pageperfect.cli",
+]
 
 # What importing a package must not load: the analysis is plain functions, workflow code stays light.
 MUST_NOT_LOAD = {
@@ -227,8 +269,9 @@ print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} | set(sys.modules
 
 
 def _import_alone(package: str) -> tuple[str, subprocess.CompletedProcess]:
-    return package, subprocess.run([sys.executable, "-c", _IMPORT_ALL, package], cwd=REPO, capture_output=True,
-                                   text=True, timeout=300)
+    return package, subprocess.run(
+        [sys.executable, "-c", _IMPORT_ALL, package], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow  # one fresh interpreter per package: about 15 s of CPU
@@ -240,4 +283,3 @@ def test_each_package_imports_on_its_own():
         loaded = set(json.loads(done.stdout.splitlines()[-1]))
         unwanted = MUST_NOT_LOAD.get(package, set()) & loaded
         assert not unwanted, f"importing {package} loads {sorted(unwanted)}"
-

@@ -24,8 +24,10 @@ GRIDS = {"neighbors": [4, 5], "resolution": [1.0, 2.0], "threshold": [0.4, 0.5, 
 
 
 def figures(f1_dev, f1_real, cpt=1.5, ari=0.5):
-    return {"dev": {"f1": f1_dev, "clusters_per_topic": cpt, "ari": ari},
-            "real": {"f1": f1_real, "clusters_per_topic": cpt, "ari": ari}}
+    return {
+        "dev": {"f1": f1_dev, "clusters_per_topic": cpt, "ari": ari},
+        "real": {"f1": f1_real, "clusters_per_topic": cpt, "ari": ari},
+    }
 
 
 def test_a_point_under_the_first_sets_f1_floor_is_never_chosen(calibrate):
@@ -33,8 +35,11 @@ def test_a_point_under_the_first_sets_f1_floor_is_never_chosen(calibrate):
     for key in itertools.product(*GRIDS.values()):
         n, r, t, m = key
         # The real set prefers high thresholds, which cost the dev set its covered topics.
-        results[key] = figures(f1_dev={0.4: 1.0, 0.5: 0.96, 0.6: 0.82}[t], f1_real={0.4: 0.6, 0.5: 0.72, 0.6: 0.8}[t],
-                               ari=0.6 if (n, r) == (5, 2.0) else 0.4)
+        results[key] = figures(
+            f1_dev={0.4: 1.0, 0.5: 0.96, 0.6: 0.82}[t],
+            f1_real={0.4: 0.6, 0.5: 0.72, 0.6: 0.8}[t],
+            ari=0.6 if (n, r) == (5, 2.0) else 0.4,
+        )
     chosen = calibrate.choose(results, GRIDS)
     assert chosen[:2] == (5, 2.0)  # the grouping with the best ARI
     assert results[chosen]["dev"]["f1"] >= calibrate.DEV_F1_FLOOR and chosen[2] != 0.6

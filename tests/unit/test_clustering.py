@@ -153,15 +153,17 @@ def test_cluster_summaries_and_noise_singletons():
     base = np.eye(8, dtype=np.float32)
     near = lambda axis, tilt: base[axis] + tilt * base[7]  # noqa: E731 - small helper
     embeddings = np.stack([near(0, 0.0), near(0, 0.05), near(0, 0.1), near(1, 0.0), near(1, 0.05), base[2], base[3]])
-    rows = rows_for([
-        ("a small", 10, 4.0),
-        ("a big", 300, 12.0),
-        ("a middle", 90, 2.0),
-        ("b one", 50, 5.0),
-        ("b two", 50, 7.0),
-        ("lonely big", 1000, 3.0),
-        ("lonely small", 1, 40.0),
-    ])
+    rows = rows_for(
+        [
+            ("a small", 10, 4.0),
+            ("a big", 300, 12.0),
+            ("a middle", 90, 2.0),
+            ("b one", 50, 5.0),
+            ("b two", 50, 7.0),
+            ("lonely big", 1000, 3.0),
+            ("lonely small", 1, 40.0),
+        ]
+    )
     clusters = cluster_keywords(rows, embeddings, eps=0.05, min_samples=2)
 
     assert [c.cluster_id for c in clusters] == list(range(len(clusters)))
@@ -194,13 +196,24 @@ def _reference_clusters(rows, embeddings, labels):
     for members in groups.values():
         members = sorted(members, key=lambda i: -rows[i].impressions)
         total = sum(rows[i].impressions for i in members)
-        position = (sum(rows[i].position * rows[i].impressions for i in members) / total if total
-                    else sum(rows[i].position for i in members) / len(members))
+        position = (
+            sum(rows[i].position * rows[i].impressions for i in members) / total
+            if total
+            else sum(rows[i].position for i in members) / len(members)
+        )
         centroid = unit[members].mean(axis=0)
         norm = np.linalg.norm(centroid)
-        summaries.append(dict(keywords=[rows[i].query for i in members], members=members, total=total,
-                              clicks=sum(rows[i].clicks for i in members), position=position,
-                              centroid=centroid / norm if norm > 0 else unit[members[0]], first=min(members)))
+        summaries.append(
+            dict(
+                keywords=[rows[i].query for i in members],
+                members=members,
+                total=total,
+                clicks=sum(rows[i].clicks for i in members),
+                position=position,
+                centroid=centroid / norm if norm > 0 else unit[members[0]],
+                first=min(members),
+            )
+        )
     return sorted(summaries, key=lambda c: (-c["total"], c["first"]))
 
 
@@ -212,8 +225,15 @@ def test_summaries_match_a_cluster_by_cluster_reference(seed: int):
     embeddings[rng.random(n) < 0.1] = 0  # zero rows: noise of their own
     repeated = rng.random(n) < 0.3
     embeddings[repeated] = embeddings[0]  # exact duplicates: clusters with tied members
-    rows = [KeywordRow(query=f"q{i}", impressions=float(rng.choice([0, 0, 1, 5, 40])), clicks=float(rng.integers(0, 4)),
-                       position=float(rng.uniform(1, 60))) for i in range(n)]
+    rows = [
+        KeywordRow(
+            query=f"q{i}",
+            impressions=float(rng.choice([0, 0, 1, 5, 40])),
+            clicks=float(rng.integers(0, 4)),
+            position=float(rng.uniform(1, 60)),
+        )
+        for i in range(n)
+    ]
     eps, min_samples = float(rng.uniform(0.05, 0.6)), int(rng.integers(1, 4))
     clusters = cluster_keywords(rows, embeddings, eps=eps, min_samples=min_samples)
     expected = _reference_clusters(rows, embeddings, dbscan_labels(embeddings, eps=eps, min_samples=min_samples))

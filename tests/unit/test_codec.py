@@ -26,8 +26,13 @@ def test_parse_keys_single_and_rotation():
     one, two = _key(), _key()
     assert parse_keys(_b64(one), "main") == [("main", one)]
     assert parse_keys(f"new:{_b64(two)}, old:{base64.urlsafe_b64encode(one).decode()}") == [("new", two), ("old", one)]
-    for bad, message in [("", "empty"), ("not*base64", "base64"), (_b64(os.urandom(16)), "32"),
-                         (f"{_b64(one)},{_b64(two)}", "id:key"), (f"a:{_b64(one)},a:{_b64(two)}", "twice")]:
+    for bad, message in [
+        ("", "empty"),
+        ("not*base64", "base64"),
+        (_b64(os.urandom(16)), "32"),
+        (f"{_b64(one)},{_b64(two)}", "id:key"),
+        (f"a:{_b64(one)},a:{_b64(two)}", "twice"),
+    ]:
         with pytest.raises(PayloadKeyError, match=message):
             parse_keys(bad)
 

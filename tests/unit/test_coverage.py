@@ -16,8 +16,11 @@ def seg(i, text, path=("Care guide",), kind="paragraph", level=2):
 
 
 def test_passages_are_segments_and_the_sentences_of_long_ones():
-    segments = [seg(0, "Water it weekly. Let the soil dry out first. Never leave it standing in water."),
-                seg(1, "Bright light."), seg(2, "Care guide", kind="heading")]
+    segments = [
+        seg(0, "Water it weekly. Let the soil dry out first. Never leave it standing in water."),
+        seg(1, "Bright light."),
+        seg(2, "Care guide", kind="heading"),
+    ]
     found = passages_of(segments)
     assert [p.kind for p in found] == ["segment", "sentence", "sentence", "sentence", "segment", "segment"]
     assert found[1].text == "Water it weekly." and found[1].embed_text == "Care guide: Water it weekly."
@@ -28,9 +31,11 @@ def test_passages_are_segments_and_the_sentences_of_long_ones():
 
 def test_the_page_root_names_the_place_but_takes_no_part_in_matching():
     root = "Monstera Care: Light, Watering and Toxicity"
-    segments = [seg(0, "Monstera is a climbing aroid.", path=(root,), level=1),
-                seg(1, "Water it weekly.", path=(root, "Watering")),
-                seg(2, "Prune in spring.", path=(root, "Watering", "Pruning"), level=3)]
+    segments = [
+        seg(0, "Monstera is a climbing aroid.", path=(root,), level=1),
+        seg(1, "Water it weekly.", path=(root, "Watering")),
+        seg(2, "Prune in spring.", path=(root, "Watering", "Pruning"), level=3),
+    ]
     intro, water, prune = passages_of(segments, ("segment",))
     assert intro.heading_path == [root] and intro.embed_text == "Monstera is a climbing aroid."
     assert intro.words_text == "Monstera is a climbing aroid."
@@ -39,16 +44,18 @@ def test_the_page_root_names_the_place_but_takes_no_part_in_matching():
     # A word of the root ("toxicity") is not found in every passage: no passage answers the query.
     queries = ["monstera toxicity", "monstera watering", "monstera pruning", "monstera light"]
     vectors = np.eye(4, 3, dtype=np.float32) + 0.01
-    ev = Evidence(queries, vectors, vectors, frozenset({"monstera"}), [intro, water, prune],
-                  np.eye(3, 3, dtype=np.float32), MODEL)
+    ev = Evidence(
+        queries, vectors, vectors, frozenset({"monstera"}), [intro, water, prune], np.eye(3, 3, dtype=np.float32), MODEL
+    )
     lexical = ev.per_query().lexical
     assert lexical[0] == 0.0 and lexical[1] == 1.0 and lexical[2] == 1.0
 
 
 def _evidence(queries, q_vectors, segments, p_vectors, subject=frozenset(), stripped=None, model=MODEL):
     passages = passages_of(segments, ("segment",))
-    return Evidence(queries, q_vectors, q_vectors if stripped is None else stripped, subject, passages,
-                    p_vectors, model)
+    return Evidence(
+        queries, q_vectors, q_vectors if stripped is None else stripped, subject, passages, p_vectors, model
+    )
 
 
 def test_lexical_signal_is_the_rarity_weighted_share_of_distinctive_words_in_one_passage():
@@ -96,8 +103,12 @@ def test_analyze_evidence_explains_and_ranks():
     p_vectors = np.array([[0, 1, 0], [0, 0, 1]], dtype=np.float32)
     ev = _evidence(queries, q_vectors, segments, p_vectors, subject=frozenset({"monstera"}))
     clusters = clusters_from_labels(rows, q_vectors, np.array([0, 0, 1, 1]))
-    report = analyze_evidence(clusters, np.array([r.impressions for r in rows]), ev,
-                              summarize=lambda part: summarize_members(rows, q_vectors, part))
+    report = analyze_evidence(
+        clusters,
+        np.array([r.impressions for r in rows]),
+        ev,
+        summarize=lambda part: summarize_members(rows, q_vectors, part),
+    )
     gap, covered = report.gaps
     assert gap.has_gap and not covered.has_gap
     assert set(gap.keywords) == {"monstera toxic to cats", "monstera poisonous to cats"}
@@ -115,8 +126,7 @@ def test_near_identical_gaps_are_merged_into_one():
     q_vectors = np.array([[1, 0, 0], [0.999, 0.04, 0], [0, 1, 0]], dtype=np.float32)
     ev = _evidence(queries, q_vectors, [seg(0, "Light matters.")], np.array([[0, 1, 0]], dtype=np.float32))
     clusters = clusters_from_labels(rows, q_vectors, np.array([0, 1, 2]))  # the two cat queries apart
-    report = analyze_evidence(clusters, np.ones(3), ev,
-                              summarize=lambda part: summarize_members(rows, q_vectors, part))
+    report = analyze_evidence(clusters, np.ones(3), ev, summarize=lambda part: summarize_members(rows, q_vectors, part))
     gaps = [g for g in report.gaps if g.has_gap]
     assert len(gaps) == 1 and sorted(gaps[0].keywords) == ["fig safe for cats", "fig toxic to cats"]
     assert gaps[0].explanation["merged"]
@@ -124,9 +134,12 @@ def test_near_identical_gaps_are_merged_into_one():
 
 
 def test_windows_are_runs_of_adjacent_sentences_under_the_same_headings():
-    segments = [seg(0, "Fill the jar with gravel. Add a layer of charcoal."), seg(1, "Then add the potting soil."),
-                seg(2, "Moss", path=("Care guide", "Moss"), kind="heading"),
-                seg(3, "Press moss on top of the soil.", path=("Care guide", "Moss"))]
+    segments = [
+        seg(0, "Fill the jar with gravel. Add a layer of charcoal."),
+        seg(1, "Then add the potting soil."),
+        seg(2, "Moss", path=("Care guide", "Moss"), kind="heading"),
+        seg(3, "Press moss on top of the soil.", path=("Care guide", "Moss")),
+    ]
     windows = [p for p in passages_of(segments, ("segment", "window")) if p.kind == "window"]
     assert [w.text for w in windows] == [
         "Add a layer of charcoal. Then add the potting soil.",  # across two paragraphs

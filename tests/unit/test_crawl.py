@@ -170,8 +170,9 @@ def _install_site_routes(site: _Site) -> None:
             "/busy": lambda h: h.reply(429, b"slow down", headers={"Retry-After": "7"}),
             "/forbidden": lambda h: h.reply(403, b"no"),
             "/json": lambda h: h.reply(200, b'{"a": 1}', content_type="application/json"),
-            "/untyped-html": lambda h: h.reply(200, b"\n  <!doctype html><html><body>hi</body></html>",
-                                               content_type=None),
+            "/untyped-html": lambda h: h.reply(
+                200, b"\n  <!doctype html><html><body>hi</body></html>", content_type=None
+            ),
             "/untyped-binary": lambda h: h.reply(200, b"\x89PNG\r\n\x1a\n\x00\x00", content_type=None),
             "/gzip": lambda h: h.reply(200, gzip.compress(PAGE.encode()), headers={"Content-Encoding": "gzip"}),
             "/deflate-raw": lambda h: h.reply(
@@ -369,8 +370,9 @@ async def test_redirect_hop_is_checked_against_the_allow_list(site: _Site) -> No
 
 
 async def test_host_resolving_to_loopback_is_blocked_without_the_allow_list(site: _Site) -> None:
-    error = await _fresh_crawl_error(f"http://localhost:{site.server_address[1]}/utf8", AllowList(),
-                                     connect_timeout=2, read_timeout=2)
+    error = await _fresh_crawl_error(
+        f"http://localhost:{site.server_address[1]}/utf8", AllowList(), connect_timeout=2, read_timeout=2
+    )
     assert (error.kind, error.retryable) == ("BlockedAddress", False)
     assert "localhost resolves to 127.0.0.1" in str(error)
 
@@ -499,9 +501,18 @@ def test_retry_after_reads_seconds_and_dates() -> None:
 
 @pytest.mark.parametrize(
     ("status", "kind", "retryable"),
-    [(200, None, None), (204, None, None), (404, "NotFound", False), (410, "NotFound", False),
-     (408, "HttpError", True), (429, "HttpError", True), (503, "HttpError", True),
-     (400, "HttpError", False), (401, "HttpError", False), (301, "HttpError", False)],
+    [
+        (200, None, None),
+        (204, None, None),
+        (404, "NotFound", False),
+        (410, "NotFound", False),
+        (408, "HttpError", True),
+        (429, "HttpError", True),
+        (503, "HttpError", True),
+        (400, "HttpError", False),
+        (401, "HttpError", False),
+        (301, "HttpError", False),
+    ],
 )
 def test_classify_status(status: int, kind: str | None, retryable: bool | None) -> None:
     error = classify_status(status, "https://example.com/")
@@ -524,8 +535,15 @@ def test_detection_handles_undeclared_legacy_text() -> None:
 
 @pytest.mark.parametrize(
     ("body", "expected"),
-    [(b"<!DOCTYPE html><html>", True), (b"\xef\xbb\xbf  <html lang=en>", True), (b"<p>hi</p>", True),
-     (b'<?xml version="1.0"?>\n<html xmlns="x">', True), (b'{"a": 1}', False), (b"<pre>", False), (b"", False)],
+    [
+        (b"<!DOCTYPE html><html>", True),
+        (b"\xef\xbb\xbf  <html lang=en>", True),
+        (b"<p>hi</p>", True),
+        (b'<?xml version="1.0"?>\n<html xmlns="x">', True),
+        (b'{"a": 1}', False),
+        (b"<pre>", False),
+        (b"", False),
+    ],
 )
 def test_html_sniffing(body: bytes, expected: bool) -> None:
     assert looks_like_html(body) is expected

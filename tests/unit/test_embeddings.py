@@ -64,7 +64,11 @@ async def test_hashing_is_deterministic_across_processes():
         f"sys.stdout.write(hashlib.sha256(HashingEmbedder().embed_sync({texts!r}).tobytes()).hexdigest())"
     )
     other = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
         env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin:/bin"},
     ).stdout
     import hashlib

@@ -69,8 +69,11 @@ def cluster(cluster_id: int, centroid: np.ndarray, impressions: float, position:
     )
 
 
-SEGMENTS = [Seg("s-light", ["Care", "Light"], "light text"), Seg("s-water", ["Care", "Water"], "water text"),
-            Seg("s-soil", ["Care", "Soil"], "soil text")]
+SEGMENTS = [
+    Seg("s-light", ["Care", "Light"], "light text"),
+    Seg("s-water", ["Care", "Water"], "water text"),
+    Seg("s-soil", ["Care", "Soil"], "soil text"),
+]
 SEGMENT_VECTORS = np.stack([unit(1, 0, 0, 0), unit(0, 1, 0, 0), unit(0, 0, 1, 0)])
 
 
@@ -148,8 +151,11 @@ def test_few_segments_give_fewer_top_matches():
 def test_lexical_similarity_is_the_share_of_query_words_a_segment_holds():
     segments = [
         Seg("intro", ["Monstera Care"], "The monstera is an easy plant.", heading_level=1),
-        Seg("repot", ["Monstera Care", "Repotting"],
-            "Repot a monstera every two years, when it is root bound and the roots circle the pot. " * 3),
+        Seg(
+            "repot",
+            ["Monstera Care", "Repotting"],
+            "Repot a monstera every two years, when it is root bound and the roots circle the pot. " * 3,
+        ),
     ]
     clusters = [
         cluster(0, unit(1, 0), 100, 5),
@@ -187,8 +193,9 @@ def test_a_missing_rare_word_costs_more_than_a_missing_common_one():
     near, far = cluster(0, unit(1, 0), 100, 5), cluster(1, unit(1, 0), 100, 5)
     near.keywords = ["fiddle leaf fig watering"]
     far.keywords = ["fiddle leaf fig brown spots", "fiddle leaf fig repotting", "fiddle leaf fig light"]
-    report = analyze_gaps([near, far], np.zeros((2, 2), dtype=np.float32), segments, threshold=0.6,
-                          similarity="lexical")
+    report = analyze_gaps(
+        [near, far], np.zeros((2, 2), dtype=np.float32), segments, threshold=0.6, similarity="lexical"
+    )
     by_id = {g.cluster_id: g for g in report.gaps}
     # The page's own subject ("fiddle leaf fig") alone does not cover a query about something else.
     assert not by_id[0].has_gap and by_id[1].has_gap
@@ -220,8 +227,10 @@ def test_blocked_matching_gives_the_same_report(similarity: str, monkeypatch: py
 
 def test_lexical_similarity_leaves_out_the_page_root_every_segment_shares():
     root = "Fig Care: Watering and Toxicity"
-    segments = [Seg("intro", [root], "Figs like bright rooms.", heading_level=1),
-                Seg("water", [root, "Watering"], "Water it weekly.")]
+    segments = [
+        Seg("intro", [root], "Figs like bright rooms.", heading_level=1),
+        Seg("water", [root, "Watering"], "Water it weekly."),
+    ]
     clusters = [cluster(0, unit(1, 0), 100, 5), cluster(1, unit(1, 0), 100, 5)]
     clusters[0].keywords, clusters[1].keywords = ["toxicity"], ["watering"]
     report = analyze_gaps(clusters, np.zeros((2, 2), dtype=np.float32), segments, threshold=0.6, similarity="lexical")

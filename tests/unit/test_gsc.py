@@ -152,7 +152,10 @@ def test_ctr_may_be_a_fraction():
 
 
 def test_empty_query_is_refused_with_its_line():
-    assert refused(HEADER + "ok,1,10,10%,2\n   ,1,10,10%,2\n") == "Queries.csv line 3, column Top queries: the query is empty"
+    assert (
+        refused(HEADER + "ok,1,10,10%,2\n   ,1,10,10%,2\n")
+        == "Queries.csv line 3, column Top queries: the query is empty"
+    )
 
 
 def test_a_long_quoted_query_over_several_lines_is_kept_whole():
@@ -184,8 +187,10 @@ def test_a_query_swallowing_rows_blames_the_quote_that_opens_it():
     # The quote opened on line 3 closes only at a stray one on line 5: strict CSV reads it as one field.
     data = HEADER + 'ok,1,10,10%,2\n"never closed,1,10,10%,2\nmore,3,30,1%,4\n",1,10,10%,2\n'
     message = refused(data)
-    assert message.startswith("Queries.csv line 3, column Top queries: the query runs over 3 lines and its line 4 "
-                              "reads as a row of its own ('more,3,30,1%,4')")
+    assert message.startswith(
+        "Queries.csv line 3, column Top queries: the query runs over 3 lines and its line 4 "
+        "reads as a row of its own ('more,3,30,1%,4')"
+    )
     assert message.endswith("the quote that opens it is not closed")
 
 
@@ -241,7 +246,9 @@ def test_duplicate_queries_are_merged_with_weighted_position():
 def test_a_large_file_is_read_whole():  # its speed is measured in bench/gsc_import.py, not asserted here
     count = 200_000
     lines = [HEADER]
-    lines.extend(f"query {i} about garden sheds,{i % 37},{i % 5000 + 40},{i % 37}%,{1 + (i % 900) / 10}\n" for i in range(count))
+    lines.extend(
+        f"query {i} about garden sheds,{i % 37},{i % 5000 + 40},{i % 37}%,{1 + (i % 900) / 10}\n" for i in range(count)
+    )
     data = "".join(lines).encode()
     rows = parse_queries_csv(data)
     assert len(rows) == count
@@ -254,7 +261,7 @@ def test_a_large_file_is_read_whole():  # its speed is measured in bench/gsc_imp
 
 
 EXPORT_FILES = {
-    "Queries.csv": HEADER + "shed base,344,5317,6.47%,2.64\n\"shed, large\",5,50,10%,3",
+    "Queries.csv": HEADER + 'shed base,344,5317,6.47%,2.64\n"shed, large",5,50,10%,3',
     "Pages.csv": "Top pages,Clicks,Impressions,CTR,Position\nhttps://example.com/blog/x,10,100,10%,3\n",
     "Countries.csv": "Country,Clicks,Impressions,CTR,Position\nUnited Kingdom,10,100,10%,3\n",
     "Devices.csv": "Device,Clicks,Impressions,CTR,Position\nMobile,10,100,10%,3\n",
@@ -365,7 +372,7 @@ def test_page_query_csv_groups_rows_by_page():
         "page,query,clicks,impressions,ctr,position\n"
         "https://example.com/a,shed base,10,100,0.1,2.5\n"
         "https://example.com/b,log cabin,1,50,2%,7\n"
-        "https://example.com/a,\"shed, large\",0,20,0,12\n"
+        'https://example.com/a,"shed, large",0,20,0,12\n'
     )
     pages = parse_page_query_csv(data, source="pages.csv")
     assert list(pages) == ["https://example.com/a", "https://example.com/b"]
@@ -519,12 +526,19 @@ class FakeSearchConsole:
                 if fake.failures.get(request["startRow"]):
                     entry["status"] = fake.failures[request["startRow"]].pop(0)
                     return self._send(
-                        entry["status"], {"error": {"code": entry["status"], "message": "try later"}}, {"Retry-After": "0"}
+                        entry["status"],
+                        {"error": {"code": entry["status"], "message": "try later"}},
+                        {"Retry-After": "0"},
                     )
                 entry["status"] = 200
                 start, limit = request["startRow"], request["rowLimit"]
                 rows = fake.rows[start : start + limit]
-                self._send(200, {"rows": rows, "responseAggregationType": "byPage"} if rows else {"responseAggregationType": "byPage"})
+                self._send(
+                    200,
+                    {"rows": rows, "responseAggregationType": "byPage"}
+                    if rows
+                    else {"responseAggregationType": "byPage"},
+                )
 
         return Handler
 
@@ -669,8 +683,11 @@ async def test_transport_failures_are_retried_then_reported(service_account):
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as http:
         client = SearchAnalyticsClient(
-            "http://127.0.0.1:9", credentials=credentials(pem, "http://127.0.0.1:9/token"), http=http,
-            max_tries=3, backoff_base=0.001,
+            "http://127.0.0.1:9",
+            credentials=credentials(pem, "http://127.0.0.1:9/token"),
+            http=http,
+            max_tries=3,
+            backoff_base=0.001,
         )
         with pytest.raises(SearchConsoleError, match="could not be reached"):
             await client.query("https://example.com/", "2025-01-01", "2025-01-31")

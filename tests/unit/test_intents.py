@@ -15,9 +15,15 @@ from pageperfect.analysis.intents import (
 from pageperfect.models import KeywordRow
 
 FIG = [
-    "is fiddle leaf fig toxic to cats", "fiddle leaf fig safe for cats", "is fiddle leaf fig poisonous to cats",
-    "fiddle leaf fig brown spots", "brown spots on fiddle leaf fig leaves", "fiddle leaf fig leaves turning brown",
-    "how to propagate fiddle leaf fig", "fiddle leaf fig propagation", "fiddle leaf fig cutting in water",
+    "is fiddle leaf fig toxic to cats",
+    "fiddle leaf fig safe for cats",
+    "is fiddle leaf fig poisonous to cats",
+    "fiddle leaf fig brown spots",
+    "brown spots on fiddle leaf fig leaves",
+    "fiddle leaf fig leaves turning brown",
+    "how to propagate fiddle leaf fig",
+    "fiddle leaf fig propagation",
+    "fiddle leaf fig cutting in water",
 ]
 MORE = FIG + ["fiddle leaf fig light", "fiddle leaf fig soil", "repot fiddle leaf fig", "fiddle leaf fig pot size"]
 
@@ -52,8 +58,9 @@ def test_three_intents_found_whatever_the_order():
     assert len(set(labels)) == 3
     assert all(len({labels[i] for i in range(9) if truth[i] == t}) == 1 for t in range(3))
     order = [8, 3, 0, 5, 1, 7, 4, 2, 6]
-    shuffled = intent_labels([FIG[i] for i in order], vectors[order], vectors[order], subject_stems(FIG),
-                             neighbors=2, resolution=1.0)
+    shuffled = intent_labels(
+        [FIG[i] for i in order], vectors[order], vectors[order], subject_stems(FIG), neighbors=2, resolution=1.0
+    )
     assert len(set(shuffled)) == 3
     for a in range(9):
         for b in range(9):
@@ -95,8 +102,17 @@ def test_group_queries_keeps_dbscan_available():
     dbscan = group_queries(rows, vectors, None, frozenset(), method="dbscan", eps=0.1, min_samples=2)
     expected = cluster_keywords(rows, vectors, eps=0.1, min_samples=2)
     assert [c.keywords for c in dbscan] == [c.keywords for c in expected]
-    intents = group_queries(rows, vectors, vectors, subject_stems(FIG), method="intents", eps=0.1, min_samples=2,
-                            neighbors=2, resolution=1.0)
+    intents = group_queries(
+        rows,
+        vectors,
+        vectors,
+        subject_stems(FIG),
+        method="intents",
+        eps=0.1,
+        min_samples=2,
+        neighbors=2,
+        resolution=1.0,
+    )
     assert sorted(len(c.keywords) for c in intents) == [3, 3, 3]
     assert grouped_share(intents) == 1.0
     assert all(c.centroid.shape == (16,) and abs(np.linalg.norm(c.centroid) - 1) < 1e-5 for c in intents)

@@ -12,8 +12,9 @@ PASSAGES = ["Fiddle leaf figs are mildly toxic to cats and dogs. Keep them out o
 
 def test_parse_verdict():
     answered = json.dumps({"verdict": "answered", "quote": "fiddle leaf figs are  mildly toxic to cats and dogs."})
-    assert parse_verdict(answered, PASSAGES) == Verdict("answered", quote="fiddle leaf figs are  mildly toxic to "
-                                                                             "cats and dogs.")
+    assert parse_verdict(answered, PASSAGES) == Verdict(
+        "answered", quote="fiddle leaf figs are  mildly toxic to cats and dogs."
+    )
     assert parse_verdict('```json\n{"verdict": "not_answered", "quote": ""}\n```', PASSAGES).status == "not_answered"
     assert parse_verdict('{"verdict": "answered", "quote": "Cats love it."}', PASSAGES).status == "malformed"
     assert parse_verdict('{"verdict": "answered", "quote": ""}', PASSAGES).status == "malformed"
@@ -33,9 +34,14 @@ def test_prompt_keeps_passages_as_material_and_hash_is_stable():
 
 
 def _gap(cluster_id, logit, has_gap, score=0.5):
-    return SimpleNamespace(cluster_id=cluster_id, keywords=["is fiddle leaf fig toxic to cats"], has_gap=has_gap,
-                           opportunity_score=score, decided_by="evidence",
-                           explanation={"logit": logit, "passages": [{"text": p} for p in PASSAGES]})
+    return SimpleNamespace(
+        cluster_id=cluster_id,
+        keywords=["is fiddle leaf fig toxic to cats"],
+        has_gap=has_gap,
+        opportunity_score=score,
+        decided_by="evidence",
+        explanation={"logit": logit, "passages": [{"text": p} for p in PASSAGES]},
+    )
 
 
 @pytest.fixture
@@ -47,11 +53,14 @@ def stub():
 async def test_judge_over_http_answered_malformed_refused_and_cached(stub: OpenAIStub):
     llm = ChatLLM("judge-key", base_url=stub.base_url, model="judge-model")
     quote = "Fiddle leaf figs are mildly toxic to cats and dogs."
-    stub.script_faults("chat/completions", [
-        {"content": json.dumps({"verdict": "answered", "quote": quote})},
-        {"refusal": "I can't help with that."},
-        # the third question gets the stub's default answer, which is not JSON: malformed
-    ])
+    stub.script_faults(
+        "chat/completions",
+        [
+            {"content": json.dumps({"verdict": "answered", "quote": quote})},
+            {"refusal": "I can't help with that."},
+            # the third question gets the stub's default answer, which is not JSON: malformed
+        ],
+    )
     store: dict[str, Verdict] = {}
 
     async def lookup(key):

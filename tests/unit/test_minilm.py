@@ -48,8 +48,9 @@ def test_fixture_is_for_these_weights_and_settings(model):
 
 def test_token_ids_match_sentence_transformers(model):
     ids = model.tokenize(SENTENCES)
-    mismatched = [(row["text"][:40], mine, row["ids"]) for row, mine in zip(FIXTURE["sentences"], ids)
-                  if mine != row["ids"]]
+    mismatched = [
+        (row["text"][:40], mine, row["ids"]) for row, mine in zip(FIXTURE["sentences"], ids) if mine != row["ids"]
+    ]
     assert not mismatched
     assert max(len(i) for i in ids) == 256  # the long passages reach the cut
     assert all(i[0] == 101 and i[-1] == 102 for i in ids)  # [CLS] ... [SEP], also for ""
@@ -149,8 +150,9 @@ def test_layer_norm_and_softmax_against_float64():
     rng = np.random.default_rng(2)
     x = rng.normal(3, 5, (70_000 // 384 + 3, 384)).astype(np.float32)
     weight, bias = rng.normal(1, 0.1, 384).astype(np.float32), rng.normal(0, 0.1, 384).astype(np.float32)
-    expected = (x - x.mean(1, keepdims=True, dtype=np.float64)) / np.sqrt(x.var(1, keepdims=True, dtype=np.float64)
-                                                                           + 1e-12) * weight + bias
+    expected = (x - x.mean(1, keepdims=True, dtype=np.float64)) / np.sqrt(
+        x.var(1, keepdims=True, dtype=np.float64) + 1e-12
+    ) * weight + bias
     mine = x.copy()
     minilm._layer_norm(mine, weight, bias, 1e-12)
     assert np.abs(mine - expected).max() < 1e-5
@@ -208,8 +210,12 @@ def test_model_is_extracted_once_even_by_processes_starting_together(tmp_path):
         from pageperfect.analysis.minilm import model_dir
         print(model_dir(Path({str(tmp_path)!r})))
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
     outputs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
     paths = {out.strip() for out, _ in outputs}

@@ -23,6 +23,7 @@ async def probe(pool):
 def recording(table: str, name: str):
     async def write(conn) -> None:
         await conn.execute(f"INSERT INTO {table} (name, txid) VALUES ($1, txid_current())", name)
+
     return write
 
 
@@ -39,6 +40,7 @@ async def test_writes_wait_for_postgres_and_keep_their_order(pool, probe):
                 outage["left"] -= 1
                 raise ConnectionRefusedError("postgres is down")
             await recording(probe, name)(conn)
+
         return apply
 
     writer = MirrorWriter(pool, give_up_after=30)

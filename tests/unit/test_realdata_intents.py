@@ -30,8 +30,10 @@ def test_a_real_export_groups_into_a_readable_number_of_intents():
     stripped = minilm.embed_sync([strip_subject(q, subject) for q in queries])
     clusters = group_queries(rows, vectors, stripped, subject, method="intents", eps=0.3, min_samples=2)
     sizes = sorted((c.size for c in clusters), reverse=True)
-    print(f"\n{len(rows)} queries: {len(clusters)} intents, grouped share {grouped_share(clusters):.2f}, "
-          f"largest {sizes[:5]}")
+    print(
+        f"\n{len(rows)} queries: {len(clusters)} intents, grouped share {grouped_share(clusters):.2f}, "
+        f"largest {sizes[:5]}"
+    )
     assert len(rows) >= 999
     assert 30 <= len(clusters) <= 250
     assert grouped_share(clusters) >= 0.9

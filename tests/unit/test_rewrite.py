@@ -161,7 +161,7 @@ async def test_brief_without_a_model_lists_queries_heading_and_insertion_point()
     assert draft.action == "insert_after" and draft.target_segment_id == "seg-12"
     assert draft.suggested_heading == "How to build a shed base on uneven ground"
     assert draft.original == PASSAGE
-    brief = draft.draft[len(PASSAGE):]
+    brief = draft.draft[len(PASSAGE) :]
     assert draft.draft.startswith(PASSAGE)  # the brief goes after the passage it extends
     assert "BRIEF — no language model configured" in brief
     for query in gap().keywords:
@@ -170,14 +170,15 @@ async def test_brief_without_a_model_lists_queries_heading_and_insertion_point()
     assert 'right after the passage under "Shed bases › Choosing a base" (segment seg-12)' in brief
     assert "[ADD:" in brief
     assert_valid_diff(draft.original, draft.draft, draft.diff)
-    changed = [line for line in draft.diff.split("\n")[2:] if line[:1] in "+-" ]
+    changed = [line for line in draft.diff.split("\n")[2:] if line[:1] in "+-"]
     assert changed and all(line.startswith("+") for line in changed)  # a pure insertion
 
 
 async def test_brief_for_a_page_with_no_close_passage():
     many = [f"query {i}" for i in range(40)]
-    draft = await draft_for_gap(gap(best_segment_id=None, best_heading_path=[], best_text=None, keywords=many), None,
-                                None)
+    draft = await draft_for_gap(
+        gap(best_segment_id=None, best_heading_path=[], best_text=None, keywords=many), None, None
+    )
     assert draft.original == "" and draft.target_segment_id is None
     assert "at the end of the page" in draft.draft
     assert "- query 14" in draft.draft and "- query 15" not in draft.draft and "- and 25 more" in draft.draft
@@ -256,8 +257,9 @@ async def test_model_may_choose_to_insert_and_slips_are_tolerated(chat):
     await llm.aclose()
     assert draft.action == "insert_after"
     assert draft.suggested_heading == "Levelling a slope"
-    assert draft.draft.endswith("Levelling a slope\n\n"
-                                "Sheds on a slope need a level base. Ours cost £499 and last 25 years.")
+    assert draft.draft.endswith(
+        "Levelling a slope\n\nSheds on a slope need a level base. Ours cost £499 and last 25 years."
+    )
     assert "```" not in draft.draft and "#" not in draft.draft
     assert draft.unsupported_numbers == ["25", "499"]  # invented figures are flagged for review
     assert_valid_diff(draft.original, draft.draft, draft.diff)
@@ -313,8 +315,13 @@ async def test_a_brief_for_a_passage_before_the_first_subheading_names_its_place
         "<html><head><title>Shed Bases: A Buyer's Guide | Sheds Direct</title></head><body><article>"
         "<p>A shed lasts longer on a level, well-drained base than on bare soil or grass.</p>"
         "<h2>Choosing a base</h2><p>Concrete suits heavy sheds, timber frames suit sloping gardens.</p>"
-        "</article></body></html>")
+        "</article></body></html>"
+    )
     intro = next(s for s in page.segments if s.text.startswith("A shed lasts longer"))
-    draft = await draft_for_gap(gap(best_segment_id=intro.segment_id, best_heading_path=list(intro.heading_path),
-                                    best_text=intro.text), page.title, None, similarity=0.41)
+    draft = await draft_for_gap(
+        gap(best_segment_id=intro.segment_id, best_heading_path=list(intro.heading_path), best_text=intro.text),
+        page.title,
+        None,
+        similarity=0.41,
+    )
     assert f'right after the passage under "Shed Bases: A Buyer\'s Guide" (segment {intro.segment_id})' in draft.draft

@@ -252,7 +252,9 @@ def test_definition_terms_join_their_definitions() -> None:
 
 
 def test_long_paragraph_is_split_at_sentence_boundaries() -> None:
-    sentences = [f"Sentence number {i} explains one more detail about steeping coffee in cold water." for i in range(60)]
+    sentences = [
+        f"Sentence number {i} explains one more detail about steeping coffee in cold water." for i in range(60)
+    ]
     paragraph = " ".join(sentences)
     assert len(paragraph) > 3 * MAX_SEGMENT_CHARS
     page = extract_page(f"<html><body><article><h2>Details</h2><p>{paragraph}</p></article></body></html>")
@@ -348,9 +350,11 @@ def test_hundred_thousand_tiny_paragraphs_complete_quickly_without_losing_text()
 
 @pytest.mark.parametrize("count", [6_000, 100_000], ids=["main-extractor", "huge-page"])
 def test_segments_are_capped_and_truncation_is_reported(count: int) -> None:
-    html = "<html><body><article>" + "".join(
-        f"<p>Paragraph {i} says something different about caring for a houseplant.</p>" for i in range(count)
-    ) + "</article></body></html>"
+    html = (
+        "<html><body><article>"
+        + "".join(f"<p>Paragraph {i} says something different about caring for a houseplant.</p>" for i in range(count))
+        + "</article></body></html>"
+    )
     started = time.perf_counter()
     page = extract_page(html)
     assert time.perf_counter() - started < 5
@@ -370,7 +374,9 @@ def test_fallback_walk_is_used_when_trafilatura_finds_nothing(monkeypatch: pytes
     assert _by_text(page, "Grind the beans").heading_path == (
         "How to Make Cold Brew Coffee at Home", "Choosing the coffee", "Grind size",
     )  # fmt: skip
-    assert [s.text for s in page.segments if s.kind == "table_cell"][1] == "Ready to drink | 100 grams | 800 millilitres"
+    assert [s.text for s in page.segments if s.kind == "table_cell"][
+        1
+    ] == "Ready to drink | 100 grams | 800 millilitres"
 
 
 def test_fallback_walk_is_used_when_trafilatura_fails(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -491,11 +497,15 @@ def test_demo_queries_are_a_search_console_export_matching_expected_topics() -> 
 
 # --- the page's root heading (its h1, or its title) ----------------------------------
 
-_INTRO = ("<p>Repotting a monstera every two years keeps its roots healthy and its leaves large.</p>"
-          "<p>Most plants tell you when they need it: roots circle the pot or poke out of the drainage holes.</p>")
-_SECTIONS = ("<h2>Choosing the pot</h2><p>Pick a pot five centimetres wider than the old one, with drainage holes.</p>"
-             "<h2>Fresh soil</h2><p>Mix potting soil with orchid bark and perlite so that water drains quickly.</p>"
-             "<h3>Watering after</h3><p>Water thoroughly once, then wait until the top soil is dry again.</p>")
+_INTRO = (
+    "<p>Repotting a monstera every two years keeps its roots healthy and its leaves large.</p>"
+    "<p>Most plants tell you when they need it: roots circle the pot or poke out of the drainage holes.</p>"
+)
+_SECTIONS = (
+    "<h2>Choosing the pot</h2><p>Pick a pot five centimetres wider than the old one, with drainage holes.</p>"
+    "<h2>Fresh soil</h2><p>Mix potting soil with orchid bark and perlite so that water drains quickly.</p>"
+    "<h3>Watering after</h3><p>Water thoroughly once, then wait until the top soil is dry again.</p>"
+)
 
 
 def _page(head: str, body: str) -> ExtractedPage:
@@ -503,8 +513,10 @@ def _page(head: str, body: str) -> ExtractedPage:
 
 
 def test_every_heading_path_starts_at_the_h1_those_before_the_first_subheading_included() -> None:
-    page = _page("<title>Repotting | Leafly</title>",
-                 f"<article><header><h1>How to Repot a Monstera</h1></header>{_INTRO}{_SECTIONS}</article>")
+    page = _page(
+        "<title>Repotting | Leafly</title>",
+        f"<article><header><h1>How to Repot a Monstera</h1></header>{_INTRO}{_SECTIONS}</article>",
+    )
     root = "How to Repot a Monstera"
     assert all(segment.heading_path[0] == root for segment in page.segments)
     intro = _by_text(page, "Repotting a monstera every two years")

@@ -87,21 +87,31 @@ def _page(name, queries, impressions, vectors, passage_text, passage_vector, *, 
     from pageperfect.analysis.site import PageGroup, SitePage
 
     n = len(queries)
-    return SitePage(url=f"https://s.example/{name}", job_id=f"job-{name}", queries=queries,
-                    impressions=np.asarray(impressions, dtype=np.float64), clicks=np.ones(n), positions=np.full(n, 5.0),
-                    query_vectors=np.asarray(vectors, np.float32), stripped_vectors=np.asarray(vectors, np.float32),
-                    subject=frozenset(), groups=[PageGroup(0, queries[0], list(range(n)), has_gap, 0.9, 0.5,
-                                                           segment_id=f"{name}-s")],
-                    passages=[Passage(f"{name}-s", ["Heading"], passage_text, "segment")],
-                    passage_vectors=np.asarray([passage_vector], dtype=np.float32))
+    return SitePage(
+        url=f"https://s.example/{name}",
+        job_id=f"job-{name}",
+        queries=queries,
+        impressions=np.asarray(impressions, dtype=np.float64),
+        clicks=np.ones(n),
+        positions=np.full(n, 5.0),
+        query_vectors=np.asarray(vectors, np.float32),
+        stripped_vectors=np.asarray(vectors, np.float32),
+        subject=frozenset(),
+        groups=[PageGroup(0, queries[0], list(range(n)), has_gap, 0.9, 0.5, segment_id=f"{name}-s")],
+        passages=[Passage(f"{name}-s", ["Heading"], passage_text, "segment")],
+        passage_vectors=np.asarray([passage_vector], dtype=np.float32),
+    )
 
 
-@pytest.mark.parametrize("split, passage, expected", [
-    ((950, 50), [1, 0, 0], "leave_alone"),  # the leader takes 95 %: little is split
-    ((600, 400), [1, 0, 0], "consolidate"),  # the same passage, the intent is all the weaker page has
-    ((600, 400), [0.6, 0.8, 0], "differentiate"),  # passages differ (cosine 0.6) but a query is shared
-    ((600, 400), [0, 0, 1], "differentiate"),  # passages unlike (cosine 0), but a shared query keeps it a case
-])
+@pytest.mark.parametrize(
+    "split, passage, expected",
+    [
+        ((950, 50), [1, 0, 0], "leave_alone"),  # the leader takes 95 %: little is split
+        ((600, 400), [1, 0, 0], "consolidate"),  # the same passage, the intent is all the weaker page has
+        ((600, 400), [0.6, 0.8, 0], "differentiate"),  # passages differ (cosine 0.6) but a query is shared
+        ((600, 400), [0, 0, 1], "differentiate"),  # passages unlike (cosine 0), but a shared query keeps it a case
+    ],
+)
 def test_recommendations(split, passage, expected):
     a = _page("a", ["shed base", "shed foundation"], [split[0] / 2] * 2, [[1, 0, 0], [0.99, 0.1, 0]], "x", [1, 0, 0])
     b = _page("b", ["shed base"], [split[1]], [[1, 0.05, 0]], "y", passage)

@@ -45,8 +45,12 @@ def _inputs_read(function) -> set[str]:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "artifact_from":
             read.add(ast.literal_eval(node.args[1]))
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
-              and ast.unparse(node.func.value).endswith(".previous")):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and ast.unparse(node.func.value).endswith(".previous")
+        ):
             read.add(ast.literal_eval(node.args[0]))
         elif isinstance(node, ast.Subscript) and ast.unparse(node.value).endswith(".previous"):
             read.add(ast.literal_eval(node.slice))
@@ -61,6 +65,7 @@ def test_each_stage_activity_reads_exactly_the_stages_it_comes_after(stage):
 def test_the_check_sees_what_an_activity_reads():
     async def reads_two(inp):
         from activities.common import artifact_from
+
         await artifact_from(inp, "gap_analysis")
         return inp.previous.get("wait_crawl"), inp.previous["segment_embed"]
 
@@ -97,7 +102,10 @@ def _lists_of_stages(source: str) -> list[int]:
 
 
 def test_no_module_but_the_stage_table_lists_the_stages():
-    seconds = {module: lines for module, source in project_sources().items()
-               if module != "pageperfect.stages" and (lines := _lists_of_stages(source))}
+    seconds = {
+        module: lines
+        for module, source in project_sources().items()
+        if module != "pageperfect.stages" and (lines := _lists_of_stages(source))
+    }
     assert seconds == {}, f"stage names listed outside pageperfect/stages.py: {seconds}"
     assert _lists_of_stages(inspect.getsource(importlib.import_module("pageperfect.stages")))  # the check sees one

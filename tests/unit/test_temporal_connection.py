@@ -24,8 +24,13 @@ def test_mtls_reads_the_certificate_files(tmp_path):
     (tmp_path / "c.pem").write_bytes(b"CERT")
     (tmp_path / "k.pem").write_bytes(b"KEY")
     (tmp_path / "ca.pem").write_bytes(b"CA")
-    config = tls_config(settings(temporal_tls_cert=tmp_path / "c.pem", temporal_tls_key=tmp_path / "k.pem",
-                                 temporal_tls_ca=tmp_path / "ca.pem"))
+    config = tls_config(
+        settings(
+            temporal_tls_cert=tmp_path / "c.pem",
+            temporal_tls_key=tmp_path / "k.pem",
+            temporal_tls_ca=tmp_path / "ca.pem",
+        )
+    )
     assert (config.client_cert, config.client_private_key, config.server_root_ca_cert) == (b"CERT", b"KEY", b"CA")
 
 

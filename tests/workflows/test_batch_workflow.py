@@ -20,8 +20,13 @@ def urls(count: int) -> list[str]:
 
 async def start_batch(client, book: BatchBook, **overrides):
     batch = book.batch_input(**overrides)
-    return await client.start_workflow(BATCH_WORKFLOW, batch, id=batch_workflow_id(batch.batch_id),
-                                       task_queue=queue_name(book.prefix, WORKFLOW_QUEUE), result_type=dict)
+    return await client.start_workflow(
+        BATCH_WORKFLOW,
+        batch,
+        id=batch_workflow_id(batch.batch_id),
+        task_queue=queue_name(book.prefix, WORKFLOW_QUEUE),
+        result_type=dict,
+    )
 
 
 def most_at_once(mocks) -> int:
@@ -59,21 +64,30 @@ async def test_at_most_concurrency_jobs_run_at_once(client, mocks, prefix):
 
     assert most_at_once(mocks) == 2
     assert sorted(c.arg.position for c in mocks.of("prepare_batch_job")) == [0, 1, 2, 3, 4]
-    assert summary == {"batch_id": book.closed[0].batch_id, "status": "completed", "total": 5,
-                       "counts": {"completed": 5}}
+    assert summary == {
+        "batch_id": book.closed[0].batch_id,
+        "status": "completed",
+        "total": 5,
+        "counts": {"completed": 5},
+    }
     assert [c.status for c in book.closed] == ["completed"]
     assert await handle.query(PagePerfectBatchWorkflow.progress) == {
-        "batch_id": book.closed[0].batch_id, "total": 5, "ended": {"completed": 5}}
+        "batch_id": book.closed[0].batch_id,
+        "total": 5,
+        "ended": {"completed": 5},
+    }
     # Each page's job ran under the page's own workflow id, as the API's jobs do.
     assert {c.workflow_id for c in mocks.of("finalize_job")} == {
-        f"pageperfect-page-{book.page_ids[url]}" for url in book.urls}
+        f"pageperfect-page-{book.page_ids[url]}" for url in book.urls
+    }
 
 
 async def test_a_refused_page_counts_as_rejected_and_the_others_run(client, mocks, prefix):
     book = BatchBook(prefix, urls(3), refused={urls(3)[1]: "BlockedAddress: a private address"})
     book.install(mocks)
-    summary = await (await start_batch(client, book, concurrency=3,
-                                       webhook_url="https://hooks.example.test/batch")).result()
+    summary = await (
+        await start_batch(client, book, concurrency=3, webhook_url="https://hooks.example.test/batch")
+    ).result()
     assert summary["counts"] == {"completed": 2, "rejected": 1}
     assert len(mocks.of("finalize_job")) == 2
     await mocks.wait_for(lambda: [c for c in mocks.of("send_webhook") if c.outcome == "returned"], what="webhook")

@@ -80,14 +80,19 @@ async def test_skipped_stages_are_not_called_and_the_stages_after_them_still_run
     assert list(result["stages"]) == [name for name in STAGE_NAMES if name not in job.skip_steps]
     progress = await handle.query(PagePerfectWorkflow.progress)
     assert {s.stage: s.status for s in progress.stages} == {
-        name: "skipped" if name in job.skip_steps else "completed" for name in STAGE_NAMES}
+        name: "skipped" if name in job.skip_steps else "completed" for name in STAGE_NAMES
+    }
 
 
-@pytest.mark.parametrize("error", [
-    ApplicationError("no clusters to compare", type="BadInput", non_retryable=True),
-    # Not flagged by the activity: the stage table's retry policy lists the type as permanent.
-    ApplicationError("no clusters to compare", type="NotFound"),
-], ids=["flagged-non-retryable", "type-in-the-stage-table"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        ApplicationError("no clusters to compare", type="BadInput", non_retryable=True),
+        # Not flagged by the activity: the stage table's retry policy lists the type as permanent.
+        ApplicationError("no clusters to compare", type="NotFound"),
+    ],
+    ids=["flagged-non-retryable", "type-in-the-stage-table"],
+)
 async def test_a_permanent_failure_is_not_retried_and_the_ending_carries_its_reason(client, mocks, prefix, error):
     async def fail(call):
         raise error
@@ -143,11 +148,14 @@ async def silent(call):
 
 # The stage table's timeouts, scaled: submit_crawl's 90 s start-to-close to 0.9 s (it has no heartbeat),
 # segment_embed's 60 s heartbeat to 0.3 s.
-@pytest.mark.parametrize("stage, scale, kind", [("submit_crawl", 0.01, "START_TO_CLOSE"),
-                                                ("segment_embed", 0.005, "HEARTBEAT")],
-                         ids=["start-to-close", "heartbeat"])
-async def test_a_stage_over_its_scaled_timeout_fails_the_job_with_the_timeout(client, mocks, prefix, stage, scale,
-                                                                             kind):
+@pytest.mark.parametrize(
+    "stage, scale, kind",
+    [("submit_crawl", 0.01, "START_TO_CLOSE"), ("segment_embed", 0.005, "HEARTBEAT")],
+    ids=["start-to-close", "heartbeat"],
+)
+async def test_a_stage_over_its_scaled_timeout_fails_the_job_with_the_timeout(
+    client, mocks, prefix, stage, scale, kind
+):
     mocks.on(stage, silent)
     with pytest.raises(WorkflowFailureError):
         await (await start_job(client, job_input(prefix, max_attempts=1, timeout_scale=scale))).result()
@@ -171,12 +179,20 @@ async def test_cancel_ends_the_job_cancelled_and_cancels_the_stages_running(clie
     outcome = outcome_of(mocks)
     assert outcome.status == "cancelled" and outcome.stage == "wait_crawl" and outcome.failure_reason is None
     assert list(outcome.summaries) == ["submit_crawl"]
-    await mocks.wait_for(lambda: all(c.outcome == "cancelled" for c in mocks.of("wait_crawl") + mocks.of(
-        "keyword_clustering")), what="the running activities to see their cancel")
+    await mocks.wait_for(
+        lambda: all(c.outcome == "cancelled" for c in mocks.of("wait_crawl") + mocks.of("keyword_clustering")),
+        what="the running activities to see their cancel",
+    )
     assert not mocks.of("segment_embed")
     statuses = {s.stage: s.status for s in (await handle.query(PagePerfectWorkflow.progress)).stages}
-    assert statuses == {"submit_crawl": "completed", "wait_crawl": "cancelled", "segment_embed": "pending",
-                        "keyword_clustering": "cancelled", "gap_analysis": "pending", "rewrite_draft": "pending"}
+    assert statuses == {
+        "submit_crawl": "completed",
+        "wait_crawl": "cancelled",
+        "segment_embed": "pending",
+        "keyword_clustering": "cancelled",
+        "gap_analysis": "pending",
+        "rewrite_draft": "pending",
+    }
 
 
 async def test_a_failure_cancels_the_stage_running_beside_it(client, mocks, prefix):
@@ -209,8 +225,9 @@ async def test_tune_sets_the_retries_of_the_stages_not_yet_finished(client, mock
     handle = await start_job(client, job_input(prefix, max_attempts=1, retry_delay_seconds=600))
     await mocks.wait_for(lambda: mocks.of("submit_crawl"), what="the crawl")
     if tuned:
-        progress = await handle.execute_update(PagePerfectWorkflow.tune,
-                                               TuneRequest(max_attempts=2, retry_delay_seconds=0.1))
+        progress = await handle.execute_update(
+            PagePerfectWorkflow.tune, TuneRequest(max_attempts=2, retry_delay_seconds=0.1)
+        )
         assert (progress.max_attempts, progress.retry_delay_seconds) == (2, 0.1)
     release.set()
     if tuned:
@@ -244,7 +261,11 @@ async def test_a_job_with_a_webhook_announces_its_ending_after_finalize(client, 
     await mocks.wait_for(lambda: [c for c in mocks.of("send_webhook") if c.outcome == "returned"], what="the webhook")
     (delivery,) = mocks.of("send_webhook")
     assert (delivery.arg.kind, delivery.arg.id, delivery.arg.status, delivery.arg.url) == (
-        "job", job.job_id, "completed", job.webhook_url)
+        "job",
+        job.job_id,
+        "completed",
+        job.webhook_url,
+    )
     assert delivery.workflow_id == webhook_workflow_id(delivery.arg)
     assert mocks.of("finalize_job")[0].ended <= delivery.started
 

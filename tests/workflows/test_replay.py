@@ -59,8 +59,13 @@ def _with_a_new_stage(monkeypatch, *, patch: str | None) -> None:
 
     from pageperfect import stages
 
-    extra = dataclasses.replace(stages.STAGES_BY_NAME["rewrite_draft"], name="publish_draft", after=("rewrite_draft",),
-                                artifact="published_drafts", patch=patch)
+    extra = dataclasses.replace(
+        stages.STAGES_BY_NAME["rewrite_draft"],
+        name="publish_draft",
+        after=("rewrite_draft",),
+        artifact="published_drafts",
+        patch=patch,
+    )
     monkeypatch.setattr(stages, "STAGES", (*stages.STAGES, extra))
 
 
@@ -77,6 +82,7 @@ async def test_a_stage_added_under_its_patch_keeps_the_kept_histories_replaying(
 async def test_a_stage_added_without_a_patch_breaks_the_runs_in_flight(monkeypatch):
     """The check above is not vacuous: the same stage without its patch is scheduled in the old runs."""
     _with_a_new_stage(monkeypatch, patch=None)
-    outcome = await replay_history(read_history_file(HISTORIES / "demo-completed.json"),
-                                   engine=replayer(make_settings(), quiet=True))
+    outcome = await replay_history(
+        read_history_file(HISTORIES / "demo-completed.json"), engine=replayer(make_settings(), quiet=True)
+    )
     assert not outcome.ok

@@ -24,10 +24,20 @@ async def found(call):
 
 
 async def start_site(client, book: BatchBook):
-    inp = SiteInput(site_id=str(uuid.uuid4()), batch_id=str(uuid.uuid4()), concurrency=2, queue_prefix=book.prefix,
-                    poll_seconds=0.05)
-    handle = await client.start_workflow(SITE_WORKFLOW, inp, id=site_workflow_id(inp.site_id),
-                                         task_queue=queue_name(book.prefix, WORKFLOW_QUEUE), result_type=dict)
+    inp = SiteInput(
+        site_id=str(uuid.uuid4()),
+        batch_id=str(uuid.uuid4()),
+        concurrency=2,
+        queue_prefix=book.prefix,
+        poll_seconds=0.05,
+    )
+    handle = await client.start_workflow(
+        SITE_WORKFLOW,
+        inp,
+        id=site_workflow_id(inp.site_id),
+        task_queue=queue_name(book.prefix, WORKFLOW_QUEUE),
+        result_type=dict,
+    )
     return inp, handle
 
 

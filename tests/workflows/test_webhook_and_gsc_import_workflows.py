@@ -16,10 +16,21 @@ from workflows.webhook import WEBHOOK_WORKFLOW, webhook_workflow_id
 
 
 async def deliver(client, prefix: str) -> tuple[WebhookCall, object]:
-    call = WebhookCall(url="https://hooks.example.test/pp", kind="job", id=f"job-{page_id()}", status="failed",
-                       occurred_at=datetime.now(UTC), queue_prefix=prefix)
-    handle = await client.start_workflow(WEBHOOK_WORKFLOW, call, id=webhook_workflow_id(call),
-                                         task_queue=queue_name(prefix, WORKFLOW_QUEUE), result_type=dict)
+    call = WebhookCall(
+        url="https://hooks.example.test/pp",
+        kind="job",
+        id=f"job-{page_id()}",
+        status="failed",
+        occurred_at=datetime.now(UTC),
+        queue_prefix=prefix,
+    )
+    handle = await client.start_workflow(
+        WEBHOOK_WORKFLOW,
+        call,
+        id=webhook_workflow_id(call),
+        task_queue=queue_name(prefix, WORKFLOW_QUEUE),
+        result_type=dict,
+    )
     return call, handle
 
 
@@ -46,8 +57,13 @@ async def test_a_webhook_to_a_blocked_address_is_not_retried(client, mocks, pref
 
 async def import_gsc(client, prefix: str, **fields):
     inp = GscImportInput(site_url="sc-domain:example.test", queue_prefix=prefix, **fields)
-    return await client.start_workflow(GSC_IMPORT_WORKFLOW, inp, id=f"gsc-import-{page_id()}",
-                                       task_queue=queue_name(prefix, WORKFLOW_QUEUE), result_type=dict)
+    return await client.start_workflow(
+        GSC_IMPORT_WORKFLOW,
+        inp,
+        id=f"gsc-import-{page_id()}",
+        task_queue=queue_name(prefix, WORKFLOW_QUEUE),
+        result_type=dict,
+    )
 
 
 async def test_the_import_asks_for_the_window_of_days_ending_lag_days_before_the_run(client, mocks, prefix):
