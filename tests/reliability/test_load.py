@@ -41,7 +41,8 @@ async def test_many_jobs_complete_and_counts_agree(pipeline, site, pool, client)
     submitted_in = loop.time() - started
     assert len(set(job_ids)) == LOAD_JOBS
 
-    deadline = started + max(120.0, LOAD_JOBS * 1.0)
+    # A hang guard, not a speed figure (bench/ measures throughput): generous for a loaded 2-core machine.
+    deadline = started + max(600.0, LOAD_JOBS * 3.0)
     while (
         await pool.fetchval(
             "SELECT count(*) FROM pageperfect_jobs WHERE id = ANY($1::uuid[]) AND status = ANY($2)",
