@@ -1283,8 +1283,8 @@ async def store_site_result(conn: Conn, site_id: str, result: Any) -> None:
         await conn.executemany(
             """INSERT INTO pageperfect_site_links (site_id, link_id, from_url, from_job_id, cluster_id, intent,
                    queries, to_url, to_job_id, to_segment_id, anchor_text, passage, coverage, original_score, score,
-                   reason)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)""",
+                   reason, brief)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)""",
             [
                 (
                     site_id,
@@ -1303,6 +1303,7 @@ async def store_site_result(conn: Conn, site_id: str, result: Any) -> None:
                     x["original_score"],
                     x["score"],
                     x["reason"],
+                    x["brief"],
                 )
                 for i, x in enumerate(result.links)
             ],

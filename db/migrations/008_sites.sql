@@ -110,6 +110,7 @@ CREATE TABLE pageperfect_site_links (
     original_score DOUBLE PRECISION NOT NULL,
     score          DOUBLE PRECISION NOT NULL,
     reason         TEXT NOT NULL,
+    brief          TEXT NOT NULL,
     PRIMARY KEY (site_id, link_id)
 );
 

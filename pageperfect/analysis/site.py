@@ -566,9 +566,22 @@ def _link_rows(pages: Sequence[SitePage], best: dict) -> list[dict]:
                     f"{found['coverage']:.2f} by the page analysis' own decision): link to its passage "
                     f'"{heading or match.text[:60]}" instead of writing a second section'
                 ),
+                "brief": link_brief(page, group, target.url, match.segment_id, heading or group.representative),
             }
         )
     return links
+
+
+def link_brief(page: SitePage, group: PageGroup, to_url: str, to_segment_id: str, anchor_text: str) -> str:
+    """The brief for a gap another page of the site answers: a link from the page's nearest passage
+    (where its own gap analysis would have put a new section) to that page's passage, not a new section."""
+    own = next((p for p in page.passages if p.segment_id == group.segment_id and p.kind == "segment"), None)
+    place = f'in the passage under "{" › ".join(own.heading_path)}"' if own and own.heading_path else "in the page"
+    return (
+        f'Do not add a section on "{group.representative}": {to_url} answers it already. '
+        f'{place[0].upper()}{place[1:]}, link the words "{anchor_text}" to {to_url}#{to_segment_id} '
+        "(its passage that answers these queries), in a sentence that says what the reader finds there."
+    )
 
 
 def analyze_site(
@@ -647,6 +660,7 @@ def _analyze_site(
                         "to_url": link["to_url"],
                         "to_segment_id": link["to_segment_id"],
                         "anchor_text": link["anchor_text"],
+                        "brief": link["brief"],
                     }
                     if link
                     else None,

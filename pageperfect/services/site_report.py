@@ -105,7 +105,8 @@ def _link(link: dict) -> str:
         f'<q>{_e(link["intent"])}</q>: link <q class="anchor">{_e(link["anchor_text"])}</q> to '
         f'<a href="{_e(link["to_url"])}">{_e(_short(link["to_url"]))}</a> (passage {_e(link["to_segment_id"])}, '
         f"coverage {link['coverage']:.2f}); score {link['original_score']:.3f} → {link['score']:.3f}"
-        f'<blockquote class="passage"><p>{_e(link["passage"])}</p></blockquote></li>'
+        f'<blockquote class="passage"><p>{_e(link["passage"])}</p></blockquote>'
+        f'<p class="brief">{_e(link["brief"])}</p></li>'
     )
 
 

@@ -323,6 +323,7 @@ async def site_result(pool: asyncpg.Pool, site_id: str) -> dict[str, Any]:
                 "original_score": x["original_score"],
                 "score": x["score"],
                 "reason": x["reason"],
+                "brief": x["brief"],
                 "from_job_id": str(x["from_job_id"]) if x["from_job_id"] else None,
                 "to_job_id": str(x["to_job_id"]) if x["to_job_id"] else None,
             }

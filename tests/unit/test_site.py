@@ -57,6 +57,9 @@ def test_the_gap_another_page_answers_becomes_a_link(result):
     assert [(name_of(x["from_url"]), name_of(x["to_url"])) for x in result.links] == [(source, target)]
     link = result.links[0]
     assert link["anchor_text"] == heading and "french press grind size" in link["queries"]
+    # The brief proposes the link, with its anchor text and target, instead of a new section.
+    assert link["brief"].startswith("Do not add a section on ")
+    assert f'link the words "{heading}" to {link["to_url"]}#{link["to_segment_id"]}' in link["brief"]
     assert link["score"] == pytest.approx(link["original_score"] * LINK_FACTOR, abs=1e-6)
     page = next(p for p in result.pages if name_of(p["url"]) == source)
     gap = next(g for g in page["top_gaps"] if g["cluster_id"] == link["cluster_id"])
