@@ -7,9 +7,11 @@ import hashlib
 import json
 import time
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any, TypeVar
 from collections.abc import Awaitable, Callable
 
+import numpy as np
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -111,3 +113,19 @@ async def heartbeating(work: Awaitable[T]) -> T:
 async def run_cpu(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """CPU work off the event loop, heartbeating meanwhile so a cancel or a lost worker is seen."""
     return await heartbeating(asyncio.to_thread(func, *args, **kwargs))
+
+
+async def stored_segments(pool: Any, segment_set_id: int) -> tuple[list[SimpleNamespace], np.ndarray]:
+    """A stored segment set as the analysis reads it: the segments' fields and their embeddings, in order."""
+    rows = await queries.get_segments(pool, segment_set_id)
+    segments = [
+        SimpleNamespace(
+            segment_id=r["segment_id"],
+            heading_path=list(r["heading_path"]),
+            text=r["text"],
+            kind=r["kind"],
+            heading_level=r["heading_level"],
+        )
+        for r in rows
+    ]
+    return segments, queries.unpack_vectors(r["embedding"] for r in rows)

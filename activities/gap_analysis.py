@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from types import SimpleNamespace
 
 import numpy as np
 from temporalio import activity
 
-from activities.common import artifact_from, fingerprint, heartbeating, permanent, reuse_or_run, run_cpu
+from activities.common import (
+    artifact_from,
+    fingerprint,
+    heartbeating,
+    permanent,
+    reuse_or_run,
+    run_cpu,
+    stored_segments,
+)
 from activities.runtime import resources
 from db import queries
 from pageperfect.analysis.clustering import Cluster, summarize_members
@@ -72,18 +79,7 @@ async def gap_analysis(inp: StageInput) -> StageSummary:
 
     async def run() -> StageSummary:
         cluster_rows = await queries.get_clusters(res.pool, cluster_set_id)
-        segment_rows = await queries.get_segments(res.pool, segment_set_id)
-        segments = [
-            SimpleNamespace(
-                segment_id=r["segment_id"],
-                heading_path=list(r["heading_path"]),
-                text=r["text"],
-                kind=r["kind"],
-                heading_level=r["heading_level"],
-            )
-            for r in segment_rows
-        ]
-        matrix = queries.unpack_vectors(r["embedding"] for r in segment_rows)
+        segments, matrix = await stored_segments(res.pool, segment_set_id)
         info: dict = {"threshold": threshold, "score": job.options.score, "similarity": defaults.similarity}
         counts: dict = {}
         if defaults.similarity != "evidence" or model is None:

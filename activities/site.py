@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 from temporalio import activity
 
-from activities.common import heartbeating, permanent, run_cpu
+from activities.common import heartbeating, permanent, run_cpu, stored_segments
 from activities.runtime import resources
 from db import queries
 from pageperfect.analysis.coverage import passages_of
@@ -50,18 +49,7 @@ async def load_site_page(pool, embedder, cache, job, model) -> SitePage | str:
         by_query.get(q) or KeywordRow.model_construct(query=q, clicks=0, impressions=0, ctr=0, position=1)
         for q in texts
     ]
-    segment_rows = await queries.get_segments(pool, segment_set_id)
-    segments = [
-        SimpleNamespace(
-            segment_id=r["segment_id"],
-            heading_path=list(r["heading_path"]),
-            text=r["text"],
-            kind=r["kind"],
-            heading_level=r["heading_level"],
-        )
-        for r in segment_rows
-    ]
-    matrix = queries.unpack_vectors(r["embedding"] for r in segment_rows)
+    segments, matrix = await stored_segments(pool, segment_set_id)
     passages = passages_of(segments, model.passages)
     sentences = [p.embed_text for p in passages if p.kind != "segment"]  # sentences and windows
     # The same texts the page's own analysis (activities/gap_analysis.py) embedded: read back from the cache.

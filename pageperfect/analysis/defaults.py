@@ -39,33 +39,26 @@ MINILM_COVERAGE = CoverageModel(
 MINILM_NEIGHBORS = 4
 MINILM_RESOLUTION = 1.25
 
+MINILM_DEFAULTS = ProviderDefaults(
+    method="intents",
+    eps=0.3,
+    min_samples=2,
+    gap_threshold=MINILM_COVERAGE.threshold,
+    similarity="evidence",
+    neighbors=MINILM_NEIGHBORS,
+    resolution=MINILM_RESOLUTION,
+    coverage=MINILM_COVERAGE,
+)
+
 PROVIDER_DEFAULTS: dict[str, ProviderDefaults] = {
     # Lexical hashing vectors know words, not meanings: DBSCAN groups near-identical wordings and
     # coverage is the share of a query's words one segment holds (calibrated on ../shared/eval).
     "hashing": ProviderDefaults(method="dbscan", eps=0.2, min_samples=2, gap_threshold=0.65, similarity="lexical"),
-    "minilm": ProviderDefaults(
-        method="intents",
-        eps=0.3,
-        min_samples=2,
-        gap_threshold=MINILM_COVERAGE.threshold,
-        similarity="evidence",
-        neighbors=MINILM_NEIGHBORS,
-        resolution=MINILM_RESOLUTION,
-        coverage=MINILM_COVERAGE,
-    ),
+    "minilm": MINILM_DEFAULTS,
     # Not calibrated: the API cannot be reached from the calibration machine. The method and the
     # weights are MiniLM's; text-embedding-3-small's cosines run lower, so run scripts/calibrate.py
     # --provider openai before relying on them.
-    "openai": ProviderDefaults(
-        method="intents",
-        eps=0.3,
-        min_samples=2,
-        gap_threshold=MINILM_COVERAGE.threshold,
-        similarity="evidence",
-        neighbors=MINILM_NEIGHBORS,
-        resolution=MINILM_RESOLUTION,
-        coverage=MINILM_COVERAGE,
-    ),
+    "openai": MINILM_DEFAULTS,
 }
 
 
