@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -125,6 +125,22 @@ class GapReport:
     threshold: float
     score: str
     method: str = "similarity"  # "similarity" (analyze_gaps) or "evidence" (analyze_evidence)
+
+
+def _gap(cluster: Cluster, has_gap: bool, scorer: Callable, matches: list[SegmentMatch], **decision: Any) -> Gap:
+    """A cluster's row of the report: its figures, the decision and its best passages (best first)."""
+    return Gap(
+        cluster_id=cluster.cluster_id,
+        representative=cluster.representative,
+        keywords=list(cluster.keywords),
+        total_impressions=cluster.total_impressions,
+        avg_position=cluster.avg_position,
+        has_gap=has_gap,
+        opportunity_score=float(scorer(cluster.avg_position, cluster.total_impressions)),
+        best_match=matches[0] if matches else None,
+        top_matches=matches,
+        **decision,
+    )
 
 
 def coverage(clusters: Sequence[Cluster], covered: Sequence[bool]) -> float:
@@ -255,19 +271,7 @@ def analyze_gaps(
             for j, sim in zip(best_ids[row], best_sims[row])
         ]
         best = matches[0] if matches else None
-        gaps.append(
-            Gap(
-                cluster_id=cluster.cluster_id,
-                representative=cluster.representative,
-                keywords=list(cluster.keywords),
-                total_impressions=cluster.total_impressions,
-                avg_position=cluster.avg_position,
-                has_gap=best is None or best.similarity < threshold,
-                opportunity_score=float(scorer(cluster.avg_position, cluster.total_impressions)),
-                best_match=best,
-                top_matches=matches,
-            )
-        )
+        gaps.append(_gap(cluster, best is None or best.similarity < threshold, scorer, matches))
     coverage_score = coverage(clusters, [not g.has_gap for g in gaps])
     gaps.sort(key=lambda g: (not g.has_gap, -g.opportunity_score, g.cluster_id))
     return GapReport(gaps=gaps, coverage_score=coverage_score, threshold=threshold, score=score)
@@ -342,16 +346,11 @@ def analyze_evidence(
         if decision.evidence.get("merged"):
             explanation["merged"] = decision.evidence["merged"]
         gaps.append(
-            Gap(
-                cluster_id=cluster.cluster_id,
-                representative=cluster.representative,
-                keywords=list(cluster.keywords),
-                total_impressions=cluster.total_impressions,
-                avg_position=cluster.avg_position,
-                has_gap=decision.has_gap,
-                opportunity_score=float(scorer(cluster.avg_position, cluster.total_impressions)),
-                best_match=matches[0] if matches else None,
-                top_matches=matches,
+            _gap(
+                cluster,
+                decision.has_gap,
+                scorer,
+                matches,
                 coverage=decision.coverage,
                 decided_by="evidence",
                 explanation=explanation,
