@@ -21,7 +21,7 @@ from pageperfect.runtime.worker import worker_interceptors
 from tests.helpers.data import demo_keywords
 from tests.helpers.faults import FlakyCrawler
 from tests.helpers.settings import TEST_API_KEY, make_settings
-from workflows.pageperfect import STAGES_WHEN_READY, PagePerfectWorkflow
+from workflows.pageperfect import INPUTS_ARE_AFTER, STAGES_WHEN_READY, PagePerfectWorkflow
 
 UI_ORIGIN = "http://127.0.0.1:8233"
 
@@ -88,10 +88,10 @@ async def test_encrypted_job_completes_and_its_history_is_unreadable_without_the
     payloads = [p for event in history.events if not _is_patch_marker(event) for p in _payloads(event)]
     assert len(payloads) >= 12  # input, six stage inputs and results, the outcome…
     # The SDK writes its patch markers itself, in plain JSON: they hold the change's name and nothing else.
+    patches = (STAGES_WHEN_READY, INPUTS_ARE_AFTER)
     markers = [json.loads(p.data) for event in history.events if _is_patch_marker(event) for p in _payloads(event)]
     assert markers and all(
-        set(m.values()) <= {STAGES_WHEN_READY, False} if isinstance(m, dict) else m in (STAGES_WHEN_READY, False)
-        for m in markers
+        set(m.values()) <= {*patches, False} if isinstance(m, dict) else m in (*patches, False) for m in markers
     ), markers
     assert {p.metadata["encoding"] for p in payloads} == {ENCODING}
     assert {p.metadata["encryption-key-id"] for p in payloads} == {b"k1"}
