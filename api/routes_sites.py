@@ -20,10 +20,29 @@ from pageperfect.sources.gsc import GscFormatError, parse_page_query_csv
 
 router = APIRouter()
 
+
+def _inlined(schema: dict) -> dict:
+    """A model's JSON schema with its `$defs` references written in place: the route reads its body itself,
+    so FastAPI does not put the models it refers to among the document's components."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve({**defs[ref.removeprefix("#/$defs/")], **{k: v for k, v in node.items() if k != "$ref"}})
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return resolve(schema)
+
+
 _BODY = {
     "requestBody": {
         "content": {
-            "application/json": {"schema": SiteRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
+            "application/json": {"schema": _inlined(SiteRequest.model_json_schema())},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -53,6 +72,7 @@ def _first_error(err: ValidationError) -> str:
     status_code=202,
     summary="Analyse a site: its pages, then cannibalization and links",
     openapi_extra=_BODY,
+    responses={422: {"description": "Bad input (the message says what and where); nothing is stored or started"}},
 )
 async def create_site_route(request: Request) -> JSONResponse:
     """JSON rows (or a Search Console property and date range), or a page-and-query CSV upload."""
