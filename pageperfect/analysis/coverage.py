@@ -98,6 +98,9 @@ def split_sentences(text: str) -> list[str]:
 
 
 WINDOW_SIZES = (2, 3)  # adjacent sentences a "window" passage holds
+# Sentences and windows kept beside the segments, in page order: a page of thousands of segments would
+# otherwise give tens of thousands of texts to embed. The labelled pages have 26 to 485 of them.
+MAX_FINE_PASSAGES = 2_000
 
 
 def passages_of(segments: Sequence, kinds: Sequence[str] = ("segment", "sentence")) -> list[Passage]:
@@ -126,7 +129,20 @@ def passages_of(segments: Sequence, kinds: Sequence[str] = ("segment", "sentence
             run = []
         run.extend((s.segment_id, path, below, sentence) for sentence in sentences or [s.text])
     out.extend(_windows(run, kinds))
-    return out
+    return _capped(out)
+
+
+def _capped(passages: list[Passage]) -> list[Passage]:
+    """Every segment, and the first MAX_FINE_PASSAGES sentences and windows in page order."""
+    kept: list[Passage] = []
+    fine = 0
+    for p in passages:
+        if p.kind != "segment":
+            fine += 1
+            if fine > MAX_FINE_PASSAGES:
+                continue
+        kept.append(p)
+    return kept
 
 
 def _windows(run: list[tuple], kinds: Sequence[str]) -> list[Passage]:
@@ -136,21 +152,21 @@ def _windows(run: list[tuple], kinds: Sequence[str]) -> list[Passage]:
         return []
     out: list[Passage] = []
     seen: set[str] = set()
+    texts: dict[object, list[str]] = {}  # each segment's sentences in the run, joined once below
+    for sid, *_, sentence in run:
+        texts.setdefault(sid, []).append(sentence)
+    whole_text = {sid: " ".join(sentences) for sid, sentences in texts.items()}
     for size in WINDOW_SIZES:
         for start in range(len(run) - size + 1):
             part = run[start : start + size]
             text = " ".join(sentence for *_, sentence in part)
             segment_id, path, below, _ = part[0]
-            whole = all(p[0] == segment_id for p in part) and run_text(run, segment_id) == text
+            whole = all(p[0] == segment_id for p in part) and whole_text[segment_id] == text
             if text in seen or whole:
                 continue
             seen.add(text)
             out.append(Passage(segment_id, path, text, "window", below))
     return out
-
-
-def run_text(run: list[tuple], segment_id: object) -> str:
-    return " ".join(sentence for sid, *_, sentence in run if sid == segment_id)
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:

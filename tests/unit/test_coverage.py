@@ -147,3 +147,18 @@ def test_windows_are_runs_of_adjacent_sentences_under_the_same_headings():
     ]  # the first segment's two sentences are that segment already; none crosses the "Moss" heading
     assert windows[0].segment_id == "s0" and windows[0].embed_text.startswith("Care guide: Add a layer")
     assert not [p for p in passages_of(segments) if p.kind == "window"]  # only when asked for
+
+
+def test_a_huge_page_keeps_every_segment_and_a_bounded_number_of_sentences_and_windows():
+    from pageperfect.analysis.coverage import MAX_FINE_PASSAGES
+
+    text = "This sentence has enough words in it. Another sentence follows with words here. A third one ends it."
+    segments = [
+        SimpleNamespace(segment_id=str(i), heading_path=["Title"], heading_level=1, kind="paragraph", text=text)
+        for i in range(5_000)
+    ]
+    passages = passages_of(segments, ("segment", "sentence", "window"))
+    assert [p.segment_id for p in passages if p.kind == "segment"] == [s.segment_id for s in segments]
+    fine = [p for p in passages if p.kind != "segment"]
+    assert len(fine) == MAX_FINE_PASSAGES
+    assert fine[0].segment_id == "0"  # the page's first sentences and windows are the ones kept
