@@ -31,6 +31,7 @@ def bench_settings(temporal_address: str, **overrides: object) -> Settings:
     values: dict = dict(
         openai_api_key=None,
         openai_base_url=None,
+        embedding_provider="hashing",  # the jobs' orchestration and storage are measured, not the model
         allowed_hosts="127.0.0.1,localhost",
         database_url=None,
         temporal_address=temporal_address,
