@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any, Protocol
 
 import asyncpg
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
 
 from db import queries
 
@@ -15,3 +17,29 @@ async def job_or_404(pool: asyncpg.Pool, job_id: uuid.UUID) -> asyncpg.Record:
     if job is None:
         raise HTTPException(404, f"no job {job_id}")
     return job
+
+
+class Started(Protocol):
+    workflow_id: str
+    run_id: str
+    pages: int
+
+
+def accepted(
+    request: Request, ids: dict[str, str], created: Started, route: str, extra: dict[str, Any] | None = None
+) -> JSONResponse:
+    """The 202 of a started batch or site: its ids, its run, its pages, and where to follow it (`route`, whose
+    path parameter is the first of `ids`)."""
+    key = next(iter(ids))
+    return JSONResponse(
+        {
+            **ids,
+            "workflow_id": created.workflow_id,
+            "run_id": created.run_id,
+            "pages": created.pages,
+            **(extra or {}),
+            "status": "running",
+            "status_url": str(request.url_for(route, **{key: ids[key]})),
+        },
+        status_code=202,
+    )

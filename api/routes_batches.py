@@ -13,6 +13,7 @@ from temporalio.service import RPCError
 
 from pageperfect.models import JobOptions
 from pageperfect.services.batch_intake import BatchRequest, batch_status, create_batch
+from api.lookup import accepted
 from db import queries
 from pageperfect.sources.gsc import GscFormatError, parse_page_query_csv
 from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
@@ -30,17 +31,8 @@ async def _start(request: Request, body: BatchRequest, source: str) -> JSONRespo
         queue_prefix=state.queue_prefix,
         source=source,
     )
-    return JSONResponse(
-        {
-            "batch_id": created.batch_id,
-            "workflow_id": created.workflow_id,
-            "run_id": created.run_id,
-            "pages": created.pages,
-            "duplicates_dropped": created.duplicates,
-            "status": "running",
-            "status_url": str(request.url_for("get_batch", batch_id=created.batch_id)),
-        },
-        status_code=202,
+    return accepted(
+        request, {"batch_id": created.batch_id}, created, "get_batch", {"duplicates_dropped": created.duplicates}
     )
 
 

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
 from temporalio.client import WorkflowExecutionStatus
 
+from api.lookup import accepted
 from db import queries
 from pageperfect.services.report import CSP
 from pageperfect.services.site_report import render_site_report
@@ -111,18 +112,7 @@ async def create_site_route(request: Request) -> JSONResponse:
         source=source,
         grouped=grouped,
     )
-    return JSONResponse(
-        {
-            "site_id": created.site_id,
-            "batch_id": created.batch_id,
-            "workflow_id": created.workflow_id,
-            "run_id": created.run_id,
-            "pages": created.pages,
-            "status": "running",
-            "status_url": str(request.url_for("get_site", site_id=created.site_id)),
-        },
-        status_code=202,
-    )
+    return accepted(request, {"site_id": created.site_id, "batch_id": created.batch_id}, created, "get_site")
 
 
 @router.get("/v1/sites/{site_id}", name="get_site", summary="A site analysis: its status and counts")

@@ -7,7 +7,9 @@ the list refuses the whole batch (422, naming the lines), before anything is sto
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from pydantic import ConfigDict, Field
@@ -143,6 +145,27 @@ async def store_batch(
     return StoredBatch(batch_id, workflow_id, pages, duplicates, jobs, webhook_url)
 
 
+async def start_or_undo(
+    client: Client,
+    run: Any,
+    arg: Any,
+    workflow_id: str,
+    prefix: str,
+    what: str,
+    undo: Callable[[], Awaitable[None]],
+) -> str:
+    """Start the workflow on the workflow queue and return its run id; when Temporal does not take it,
+    `undo` removes what was stored for it and the caller gets a 503 (nothing was created)."""
+    try:
+        handle = await client.start_workflow(run, arg, id=workflow_id, task_queue=queue_name(prefix, WORKFLOW_QUEUE))
+    except RPCError as err:
+        await undo()
+        raise IntakeError(
+            503, f"Temporal did not take the {what} ({err.message}); nothing was created, try again"
+        ) from err
+    return handle.result_run_id or ""
+
+
 async def create_batch(
     request: BatchRequest,
     *,
@@ -155,27 +178,20 @@ async def create_batch(
     stored = await store_batch(request, pool=pool, settings=settings, source=source)
     batch_id, workflow_id = stored.batch_id, stored.workflow_id
     prefix = queue_prefix or settings.queue_prefix
-    try:
-        handle = await client.start_workflow(
-            PagePerfectBatchWorkflow.run,
-            BatchInput(
-                batch_id=batch_id,
-                concurrency=request.concurrency,
-                jobs=stored.jobs,
-                webhook_url=stored.webhook_url,
-                source=source,
-                queue_prefix=prefix,
-                poll_seconds=settings.batch_poll_seconds,
-            ),
-            id=workflow_id,
-            task_queue=queue_name(prefix, WORKFLOW_QUEUE),
-        )
-    except RPCError as err:
+    batch = BatchInput(
+        batch_id=batch_id,
+        concurrency=request.concurrency,
+        jobs=stored.jobs,
+        webhook_url=stored.webhook_url,
+        source=source,
+        queue_prefix=prefix,
+        poll_seconds=settings.batch_poll_seconds,
+    )
+
+    async def undo() -> None:
         await queries.delete_batch(pool, batch_id)
-        raise IntakeError(
-            503, f"Temporal did not take the batch ({err.message}); nothing was created, try again"
-        ) from err
-    run_id = handle.result_run_id or ""
+
+    run_id = await start_or_undo(client, PagePerfectBatchWorkflow.run, batch, workflow_id, prefix, "batch", undo)
     await queries.set_batch_run(pool, batch_id, workflow_id, run_id)
     return CreatedBatch(batch_id, workflow_id, run_id, len(stored.pages), stored.duplicates)
 

@@ -15,17 +15,15 @@ from urllib.parse import urlsplit
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from db import queries
 from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, MAX_CONCURRENCY, SiteInput
 from pageperfect.models import JobOptions, KeywordRow
-from pageperfect.services.batch_intake import BatchRequest, store_batch
+from pageperfect.services.batch_intake import BatchRequest, start_or_undo, store_batch
 from pageperfect.services.intake import IntakeError
 from pageperfect.settings import Settings
 from pageperfect.sources.guard import GuardError, normalize_url
 from workflows.site import PagePerfectSiteWorkflow, site_workflow_id
-from pageperfect.stages import WORKFLOW_QUEUE, queue_name
 
 MIN_SITE_PAGES = 2
 
@@ -194,27 +192,20 @@ async def create_site(
         options=stored.jobs.model_dump(mode="json"),
         workflow_id=workflow_id,
     )
-    try:
-        handle = await client.start_workflow(
-            PagePerfectSiteWorkflow.run,
-            SiteInput(
-                site_id=site_id,
-                batch_id=stored.batch_id,
-                concurrency=request.concurrency,
-                jobs=stored.jobs,
-                queue_prefix=prefix,
-                poll_seconds=settings.batch_poll_seconds,
-            ),
-            id=workflow_id,
-            task_queue=queue_name(prefix, WORKFLOW_QUEUE),
-        )
-    except RPCError as err:
+    site = SiteInput(
+        site_id=site_id,
+        batch_id=stored.batch_id,
+        concurrency=request.concurrency,
+        jobs=stored.jobs,
+        queue_prefix=prefix,
+        poll_seconds=settings.batch_poll_seconds,
+    )
+
+    async def undo() -> None:
         await queries.delete_site(pool, site_id)
         await queries.delete_batch(pool, stored.batch_id)
-        raise IntakeError(
-            503, f"Temporal did not take the site ({err.message}); nothing was created, try again"
-        ) from err
-    run_id = handle.result_run_id or ""
+
+    run_id = await start_or_undo(client, PagePerfectSiteWorkflow.run, site, workflow_id, prefix, "site", undo)
     await queries.set_site_run(pool, site_id, run_id)
     return CreatedSite(site_id, stored.batch_id, workflow_id, run_id, len(stored.pages))
 
