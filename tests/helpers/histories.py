@@ -22,14 +22,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from datetime import datetime, UTC
 from pathlib import Path
 from collections.abc import Awaitable, Callable
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
-from pageperfect.messages import GscImportInput, TuneRequest, WebhookCall
+from pageperfect.messages import GscImportInput, TuneRequest
 from tests.helpers.settings import REPO
 from tests.helpers.workflows import (
     BatchBook,
@@ -40,13 +39,15 @@ from tests.helpers.workflows import (
     mocked_workers,
     page_id,
     refused_once,
+    start_batch,
     start_job,
+    start_on_workflow_queue,
+    start_site,
+    start_webhook,
+    webhook_call,
 )
-from workflows.batch import BATCH_WORKFLOW, batch_workflow_id
 from workflows.gsc_import import GSC_IMPORT_WORKFLOW
 from workflows.pageperfect import PagePerfectWorkflow
-from pageperfect.stages import WORKFLOW_QUEUE, queue_name
-from workflows.webhook import WEBHOOK_WORKFLOW, webhook_workflow_id
 
 HISTORIES = REPO / "tests" / "histories"
 
@@ -115,17 +116,6 @@ async def job_tuned_retried_webhook(client, mocks, prefix):
     return handle
 
 
-async def _start_batch(client, book: BatchBook, **overrides) -> WorkflowHandle:
-    batch = book.batch_input(**overrides)
-    return await client.start_workflow(
-        BATCH_WORKFLOW,
-        batch,
-        id=batch_workflow_id(batch.batch_id),
-        task_queue=queue_name(book.prefix, WORKFLOW_QUEUE),
-        result_type=dict,
-    )
-
-
 @scenario("batch-completed")
 async def batch_completed(client, mocks, prefix):
     """Four pages two at a time: one refused, one whose job was already running (followed), two run; a webhook."""
@@ -140,7 +130,7 @@ async def batch_completed(client, mocks, prefix):
         return "processing" if len(polls) < 2 else "completed"
 
     mocks.on("batch_job_status", status)
-    handle = await _start_batch(client, book, concurrency=2, webhook_url="https://hooks.example.test/batch")
+    handle = await start_batch(client, book, concurrency=2, webhook_url="https://hooks.example.test/batch")
     await _ended(handle)
     await mocks.wait_for(lambda: [c for c in mocks.of("send_webhook") if c.outcome == "returned"], what="webhook")
     return handle
@@ -151,7 +141,7 @@ async def batch_continued(client, mocks, prefix):
     """The first run of a batch longer than a run takes: two pages, then continue-as-new (the run kept)."""
     book = BatchBook(prefix, [f"https://example.test/long/{i}" for i in range(3)])
     book.install(mocks)
-    handle = await _start_batch(client, book, concurrency=2, pages_per_run=2)
+    handle = await start_batch(client, book, concurrency=2, pages_per_run=2)
     await handle.result()  # all runs
     return client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
 
@@ -162,7 +152,7 @@ async def batch_cancelled(client, mocks, prefix):
     book = BatchBook(prefix, [f"https://example.test/cancel/{i}" for i in range(3)])
     book.install(mocks)
     mocks.on("wait_crawl", block_until_cancelled)
-    handle = await _start_batch(client, book, concurrency=2)
+    handle = await start_batch(client, book, concurrency=2)
     await mocks.wait_for(lambda: len(mocks.of("wait_crawl")) == 2, what="two jobs in wait_crawl")
     await handle.cancel()
     return await _ended(handle)
@@ -172,19 +162,7 @@ async def batch_cancelled(client, mocks, prefix):
 async def webhook_delivered(client, mocks, prefix):
     """A delivery the receiver refuses once and takes on the retry."""
     mocks.on("send_webhook", refused_once("WebhookRefused", "the receiver answered 503"))
-    call = WebhookCall(
-        url="https://hooks.example.test/pp",
-        kind="job",
-        id=f"job-{page_id()}",
-        status="completed",
-        occurred_at=datetime.now(UTC),
-        queue_prefix=prefix,
-    )
-    return await _ended(
-        await client.start_workflow(
-            WEBHOOK_WORKFLOW, call, id=webhook_workflow_id(call), task_queue=queue_name(prefix, WORKFLOW_QUEUE)
-        )
-    )
+    return await _ended(await start_webhook(client, webhook_call(prefix, "completed")))
 
 
 @scenario("gsc-import-completed")
@@ -192,31 +170,7 @@ async def gsc_import_completed(client, mocks, prefix):
     """One day's Search Console import of a property."""
     inp = GscImportInput(site_url="sc-domain:example.test", queue_prefix=prefix)
     return await _ended(
-        await client.start_workflow(
-            GSC_IMPORT_WORKFLOW, inp, id=f"gsc-import-{page_id()}", task_queue=queue_name(prefix, WORKFLOW_QUEUE)
-        )
-    )
-
-
-async def _start_site(client, book: BatchBook) -> WorkflowHandle:
-    import uuid
-
-    from pageperfect.messages import SiteInput
-    from workflows.site import SITE_WORKFLOW, site_workflow_id
-
-    inp = SiteInput(
-        site_id=str(uuid.uuid4()),
-        batch_id=str(uuid.uuid4()),
-        concurrency=2,
-        queue_prefix=book.prefix,
-        poll_seconds=0.05,
-    )
-    return await client.start_workflow(
-        SITE_WORKFLOW,
-        inp,
-        id=site_workflow_id(inp.site_id),
-        task_queue=queue_name(book.prefix, WORKFLOW_QUEUE),
-        result_type=dict,
+        await start_on_workflow_queue(client, GSC_IMPORT_WORKFLOW, inp, f"gsc-import-{page_id()}", prefix)
     )
 
 
@@ -232,7 +186,7 @@ async def site_completed(client, mocks, prefix):
         return {"pages_analysed": 3, "pages_skipped": 0, "cases": 1, "links": 1, "site_intents": 5}
 
     mocks.on("site_analysis", site_stage)
-    return await _ended(await _start_site(client, book))
+    return await _ended((await start_site(client, book))[1])
 
 
 @scenario("site-cancelled")
@@ -241,7 +195,7 @@ async def site_cancelled(client, mocks, prefix):
     book = BatchBook(prefix, [f"https://example.test/site-cancel/{i}" for i in range(3)])
     book.install(mocks)
     mocks.on("wait_crawl", block_until_cancelled)
-    handle = await _start_site(client, book)
+    _, handle = await start_site(client, book)
     await mocks.wait_for(lambda: len(mocks.of("wait_crawl")) == 2, what="two jobs in wait_crawl")
     await handle.cancel()
     await _ended(handle)

@@ -23,7 +23,7 @@ import random
 import typing
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -42,12 +42,16 @@ from pageperfect.messages import (
     PrepareBatchJob,
     PreparedJob,
     RejectBatchPage,
+    SiteInput,
     WebhookCall,
 )
 from pageperfect.models import JobInput, JobOutcome, StageSummary
 from pageperfect.runtime.worker import worker_interceptors
+from workflows.batch import BATCH_WORKFLOW, batch_workflow_id
 from workflows.pageperfect import WORKFLOW_NAME, workflow_id_for_page
 from workflows.registry import WORKFLOWS
+from workflows.site import SITE_WORKFLOW, site_workflow_id
+from workflows.webhook import WEBHOOK_WORKFLOW, webhook_workflow_id
 from pageperfect.stages import STAGES_BY_NAME, WORKFLOW_QUEUE, queue_name
 
 # Heartbeats go out at once (the SDK's default holds them back up to 30 s): a cancel is seen quickly.
@@ -263,12 +267,8 @@ def job_input(prefix: str, **overrides: Any) -> JobInput:
 
 async def start_job(client: Client, job: JobInput) -> WorkflowHandle:
     """Start the PagePerfect workflow as the intake does: under the page's workflow id, on the workflow queue."""
-    return await client.start_workflow(
-        WORKFLOW_NAME,
-        job,
-        id=workflow_id_for_page(job.page_id),
-        task_queue=queue_name(job.queue_prefix, WORKFLOW_QUEUE),
-        result_type=dict,
+    return await start_on_workflow_queue(
+        client, WORKFLOW_NAME, job, workflow_id_for_page(job.page_id), job.queue_prefix
     )
 
 
@@ -363,3 +363,47 @@ class BatchBook:
             outcome = "rejected" if position in self.rejected else self.statuses.get(job_id, "gone")
             counts[outcome] = counts.get(outcome, 0) + 1
         return {"batch_id": req.batch_id, "status": req.status, "total": len(self.urls), "counts": counts}
+
+
+async def start_on_workflow_queue(
+    client: Client, workflow: str, arg: Any, workflow_id: str, prefix: str
+) -> WorkflowHandle:
+    """Start a workflow by name on this prefix's workflow queue, as the services do; its result read as a dict."""
+    return await client.start_workflow(
+        workflow, arg, id=workflow_id, task_queue=queue_name(prefix, WORKFLOW_QUEUE), result_type=dict
+    )
+
+
+async def start_batch(client: Client, book: BatchBook, **overrides: Any) -> WorkflowHandle:
+    """Start the batch workflow over the book's pages (`overrides` go to its BatchInput)."""
+    batch = book.batch_input(**overrides)
+    return await start_on_workflow_queue(client, BATCH_WORKFLOW, batch, batch_workflow_id(batch.batch_id), book.prefix)
+
+
+async def start_site(client: Client, book: BatchBook) -> tuple[SiteInput, WorkflowHandle]:
+    """Start the site workflow over the book's pages, two at a time; its input and its handle."""
+    inp = SiteInput(
+        site_id=str(uuid.uuid4()),
+        batch_id=str(uuid.uuid4()),
+        concurrency=2,
+        queue_prefix=book.prefix,
+        poll_seconds=0.05,
+    )
+    return inp, await start_on_workflow_queue(client, SITE_WORKFLOW, inp, site_workflow_id(inp.site_id), book.prefix)
+
+
+def webhook_call(prefix: str, status: str) -> WebhookCall:
+    """A job's ending (`status`) to announce to a test receiver, on this prefix."""
+    return WebhookCall(
+        url="https://hooks.example.test/pp",
+        kind="job",
+        id=f"job-{page_id()}",
+        status=status,
+        occurred_at=datetime.now(UTC),
+        queue_prefix=prefix,
+    )
+
+
+async def start_webhook(client: Client, call: WebhookCall) -> WorkflowHandle:
+    """Start the webhook delivery workflow for `call`."""
+    return await start_on_workflow_queue(client, WEBHOOK_WORKFLOW, call, webhook_workflow_id(call), call.queue_prefix)

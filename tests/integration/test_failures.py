@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
-from pageperfect.runtime.temporal import temporal_binary
+from tests.helpers.cli import temporal_workflow
 from tests.helpers.data import demo_keywords
 from tests.helpers.faults import FlakyCrawler, NeverDoneCrawler
 from tests.helpers.pipeline import until_stage
@@ -127,17 +127,7 @@ async def test_cancel_through_temporal_cli(pipeline_factory, site, pool, tempora
     await until_stage(pipeline, created["job_id"], "wait_crawl")
     done = await asyncio.to_thread(
         subprocess.run,
-        [
-            temporal_binary(),
-            "workflow",
-            "cancel",
-            "--address",
-            temporal_server.address,
-            "--workflow-id",
-            created["workflow_id"],
-            "--run-id",
-            created["run_id"],
-        ],
+        temporal_workflow("cancel", temporal_server.address, created),
         capture_output=True,
         text=True,
     )

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import uuid
 
 import httpx
@@ -16,6 +12,7 @@ from pageperfect.runtime.metrics import sdk_runtime
 from pageperfect.runtime.stack import free_port
 from pageperfect.runtime.temporal import connect
 from pageperfect.services.intake import JobRequest, submit_job
+from tests.helpers.cli import start_up, stop_up, wait_healthy
 from tests.helpers.data import demo_keywords, pages
 from tests.helpers.settings import make_settings
 
@@ -105,33 +102,9 @@ async def test_worker_metrics_from_the_temporal_sdk(pool, temporal_server, site)
 
 def test_pageperfect_up_serves_both(tmp_path):
     ports = {name: free_port() for name in ("api", "temporal", "ui", "metrics")}
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS", "OPENAI_API_KEY")}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pageperfect.cli",
-            "up",
-            "--data-dir",
-            str(tmp_path),
-            "--api-port",
-            str(ports["api"]),
-            "--temporal-port",
-            str(ports["temporal"]),
-            "--ui-port",
-            str(ports["ui"]),
-            "--metrics-port",
-            str(ports["metrics"]),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_up(tmp_path, ports)
     api = f"http://127.0.0.1:{ports['api']}"
     try:
-        from tests.helpers.cli import wait_healthy
-
         wait_healthy(api, process)
         key = (tmp_path / "api-key").read_text().strip()
         api_text = httpx.get(f"{api}/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=10).text
@@ -139,6 +112,5 @@ def test_pageperfect_up_serves_both(tmp_path):
         worker_text = httpx.get(f"http://127.0.0.1:{ports['metrics']}/metrics", timeout=10).text
         assert "temporal_worker_task_slots_available" in worker_text
     finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
+        _, output = stop_up(process)
     assert f"http://127.0.0.1:{ports['metrics']}/metrics" in output

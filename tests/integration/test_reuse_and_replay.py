@@ -7,8 +7,9 @@ import subprocess
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from pageperfect.runtime.temporal import data_converter, temporal_binary
+from pageperfect.runtime.temporal import data_converter
 from pageperfect.runtime.worker import worker_interceptors
+from tests.helpers.cli import temporal_workflow
 from tests.helpers.data import demo_keywords
 from tests.helpers.settings import make_settings
 from workflows.pageperfect import PagePerfectWorkflow
@@ -90,19 +91,7 @@ async def test_fresh_history_replays(pipeline, site, client, temporal_server, tm
     await _replayer().replay_workflow(await handle.fetch_history())
     # And through the CLI's JSON export, as operators keep them.
     shown = subprocess.run(
-        [
-            temporal_binary(),
-            "workflow",
-            "show",
-            "--address",
-            temporal_server.address,
-            "--workflow-id",
-            created["workflow_id"],
-            "--run-id",
-            created["run_id"],
-            "--output",
-            "json",
-        ],
+        temporal_workflow("show", temporal_server.address, created, "--output", "json"),
         capture_output=True,
         text=True,
         check=True,

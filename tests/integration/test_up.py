@@ -4,52 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
-import psutil
 
 from pageperfect.runtime.stack import free_port
 from pageperfect.runtime.temporal import temporal_binary
-from tests.helpers.cli import wait_healthy
+from tests.helpers.cli import start_up, stop_up, wait_healthy
 from tests.helpers.data import demo_keywords
-
-
-def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS", "OPENAI_API_KEY", "PAGEPERFECT_API_KEYS")
-    }
-    env["PAGEPERFECT_ALLOWED_HOSTS"] = "127.0.0.1"
-    args = [
-        sys.executable,
-        "-m",
-        "pageperfect.cli",
-        "up",
-        "--data-dir",
-        str(data_dir),
-        "--api-port",
-        str(ports["api"]),
-        "--temporal-port",
-        str(ports["temporal"]),
-        "--ui-port",
-        str(ports["ui"]),
-    ]
-    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _stop(process: subprocess.Popen) -> tuple[int, str]:
-    children = psutil.Process(process.pid).children(recursive=True)
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=60)
-    gone, alive = psutil.wait_procs(children, timeout=20)
-    assert not alive, f"left running: {[p.cmdline() for p in alive]}"
-    return process.returncode, output
 
 
 def _run_job(api: str, auth: dict[str, str], url: str) -> dict:
@@ -69,7 +34,7 @@ def test_up_serves_stops_cleanly_and_keeps_jobs(tmp_path, site):
     api = f"http://127.0.0.1:{ports['api']}"
     url = site.add("/up.html", site.handler.routes["/index.html"][2])
 
-    process = _start(tmp_path, ports)
+    process = start_up(tmp_path, ports)
     try:
         wait_healthy(api, process)
         ui = httpx.get(f"http://127.0.0.1:{ports['ui']}/", timeout=10)
@@ -100,12 +65,12 @@ def test_up_serves_stops_cleanly_and_keeps_jobs(tmp_path, site):
         # The embedded server keeps closed runs for DEFAULT_RETENTION_DAYS (its own default is one day).
         assert json.loads(described.stdout)["config"]["workflowExecutionRetentionTtl"] == f"{30 * 86400}s"
     finally:
-        code, output = _stop(process)
+        code, output = stop_up(process)
     assert code == 0, output
     assert "closed runs stay in Temporal for 30 days" in output
     assert f"{api}/docs" in output and f"http://127.0.0.1:{ports['ui']}" in output and key in output
 
-    process = _start(tmp_path, ports)  # same data: jobs and their rows survive
+    process = start_up(tmp_path, ports)  # same data: jobs and their rows survive
     try:
         wait_healthy(api, process)
         assert (tmp_path / "api-key").read_text().strip() == key  # the same local key after a restart
@@ -114,7 +79,7 @@ def test_up_serves_stops_cleanly_and_keeps_jobs(tmp_path, site):
         result = httpx.get(f"{api}/v1/jobs/{created['job_id']}/result", headers=auth, timeout=10)
         assert result.status_code == 200 and result.json()["page"]["url"] == url
     finally:
-        code, output = _stop(process)
+        code, output = stop_up(process)
     assert code == 0, output
 
 
@@ -145,7 +110,7 @@ def test_commands_find_the_stack_up_runs_with_no_variables_set(tmp_path, site):
     data_dir = tmp_path / ".pageperfect"  # the default data dir, seen from tmp_path
     url = site.add("/up-found.html", site.handler.routes["/index.html"][2])
 
-    process = _start(data_dir, ports)
+    process = start_up(data_dir, ports)
     try:
         wait_healthy(api, process)
         auth = {"Authorization": f"Bearer {(data_dir / 'api-key').read_text().strip()}"}
@@ -177,6 +142,6 @@ def test_commands_find_the_stack_up_runs_with_no_variables_set(tmp_path, site):
         nowhere = _cli("--temporal-address", f"127.0.0.1:{free_port()}", "replay", "--all", cwd=tmp_path)
         assert nowhere.returncode == 1 and "did not answer" in nowhere.stderr and nowhere.stderr.count("\n") == 1
     finally:
-        code, output = _stop(process)
+        code, output = stop_up(process)
     assert code == 0, output
     assert not (data_dir / "stack.json").exists()  # the record goes with the stack

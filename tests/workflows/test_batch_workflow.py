@@ -9,24 +9,12 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import CancelledError
 
 from pageperfect.models import JobOptions
-from tests.helpers.workflows import BatchBook, block_until_cancelled
-from workflows.batch import BATCH_WORKFLOW, PagePerfectBatchWorkflow, batch_workflow_id
-from pageperfect.stages import WORKFLOW_QUEUE, queue_name
+from tests.helpers.workflows import BatchBook, block_until_cancelled, start_batch
+from workflows.batch import PagePerfectBatchWorkflow
 
 
 def urls(count: int) -> list[str]:
     return [f"https://example.test/batch/{i}" for i in range(count)]
-
-
-async def start_batch(client, book: BatchBook, **overrides):
-    batch = book.batch_input(**overrides)
-    return await client.start_workflow(
-        BATCH_WORKFLOW,
-        batch,
-        id=batch_workflow_id(batch.batch_id),
-        task_queue=queue_name(book.prefix, WORKFLOW_QUEUE),
-        result_type=dict,
-    )
 
 
 def most_at_once(mocks) -> int:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 
 import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from pageperfect.messages import SiteInput
-from tests.helpers.workflows import BatchBook, block_until_cancelled
+from tests.helpers.workflows import BatchBook, block_until_cancelled, start_site
 from workflows.batch import batch_workflow_id
-from workflows.site import SITE_WORKFLOW, site_workflow_id
-from pageperfect.stages import WORKFLOW_QUEUE, queue_name
 
 
 def site_book(prefix: str, count: int = 3) -> BatchBook:
@@ -21,24 +17,6 @@ def site_book(prefix: str, count: int = 3) -> BatchBook:
 
 async def found(call):
     return {"pages_analysed": 3, "pages_skipped": 0, "cases": 1, "links": 2, "site_intents": 7}
-
-
-async def start_site(client, book: BatchBook):
-    inp = SiteInput(
-        site_id=str(uuid.uuid4()),
-        batch_id=str(uuid.uuid4()),
-        concurrency=2,
-        queue_prefix=book.prefix,
-        poll_seconds=0.05,
-    )
-    handle = await client.start_workflow(
-        SITE_WORKFLOW,
-        inp,
-        id=site_workflow_id(inp.site_id),
-        task_queue=queue_name(book.prefix, WORKFLOW_QUEUE),
-        result_type=dict,
-    )
-    return inp, handle
 
 
 async def test_pages_run_as_a_batch_then_the_site_stage_then_the_ending(client, mocks, prefix):

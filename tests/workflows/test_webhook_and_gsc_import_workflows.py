@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, UTC
+from datetime import timedelta
 
 import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from pageperfect.messages import GscImportInput, WebhookCall
-from tests.helpers.workflows import page_id, refused_once
+from tests.helpers.workflows import page_id, refused_once, start_webhook, webhook_call
 from workflows.gsc_import import GSC_IMPORT_WORKFLOW
 from pageperfect.stages import WORKFLOW_QUEUE, queue_name
-from workflows.webhook import WEBHOOK_WORKFLOW, webhook_workflow_id
+from workflows.webhook import webhook_workflow_id
 
 
 async def deliver(client, prefix: str) -> tuple[WebhookCall, object]:
-    call = WebhookCall(
-        url="https://hooks.example.test/pp",
-        kind="job",
-        id=f"job-{page_id()}",
-        status="failed",
-        occurred_at=datetime.now(UTC),
-        queue_prefix=prefix,
-    )
-    handle = await client.start_workflow(
-        WEBHOOK_WORKFLOW,
-        call,
-        id=webhook_workflow_id(call),
-        task_queue=queue_name(prefix, WORKFLOW_QUEUE),
-        result_type=dict,
-    )
-    return call, handle
+    call = webhook_call(prefix, "failed")
+    return call, await start_webhook(client, call)
 
 
 async def test_a_webhook_is_retried_until_the_receiver_takes_it(client, mocks, prefix):
