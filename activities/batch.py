@@ -12,7 +12,7 @@ from activities.runtime import resources
 from pageperfect.services.intake import IntakeError, JobRequest, prepare_job
 from db import queries
 from pageperfect.sources.guard import GuardError, parse_allowed_hosts, validate_url
-from pageperfect.models import FINAL_STATUSES, JobInput, JobStatus
+from pageperfect.models import FINAL_STATUSES, JOB_GONE, JobInput, JobStatus
 from pageperfect.services.reconcile import CLOSED_AS, reconcile
 from pageperfect.messages import CloseBatch, LinkRunningJob, OpenBatch, PreparedJob, PrepareBatchJob, RejectBatchPage
 from workflows.pageperfect import workflow_id_for_page
@@ -117,7 +117,7 @@ async def batch_job_status(job_id: str) -> str:
     res = resources()
     job = await queries.get_job(res.pool, job_id)
     if job is None:
-        return "gone"
+        return JOB_GONE
     client = res.extra.get("temporal_client")
     if job["status"] in FINAL_STATUSES or client is None or not (job["workflow_id"] and job["run_id"]):
         return job["status"]

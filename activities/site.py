@@ -16,7 +16,7 @@ from pageperfect.analysis.intents import strip_subject
 from pageperfect.analysis.long_queries import embedding_text
 from pageperfect.analysis.site import SitePage, analyze_site, site_page
 from pageperfect.messages import FinalizeSite, SiteStageInput
-from pageperfect.models import KeywordRow
+from pageperfect.models import JobStatus, KeywordRow
 from pageperfect.services.results import artifact_ids
 
 MIN_PAGES = 2
@@ -97,7 +97,7 @@ async def site_analysis(req: SiteStageInput) -> dict:
     pages: list[SitePage] = []
     skipped: dict[str, str] = {}
     for job in await queries.site_jobs(pool, req.site_id):
-        if job["job_id"] is None or job["status"] != "completed":
+        if job["job_id"] is None or job["status"] != JobStatus.COMPLETED:
             skipped[job["url"]] = f"its job is {job['status'] or 'not made'}"
             continue
         loaded = await heartbeating(load_site_page(pool, res.embedder, res.embedding_cache, job, model))

@@ -10,6 +10,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from db import queries
+from pageperfect.models import BatchStatus
 
 
 async def job_or_404(pool: asyncpg.Pool, job_id: uuid.UUID) -> asyncpg.Record:
@@ -38,7 +39,7 @@ def accepted(
             "run_id": created.run_id,
             "pages": created.pages,
             **(extra or {}),
-            "status": "running",
+            "status": BatchStatus.RUNNING,
             "status_url": str(request.url_for(route, **{key: ids[key]})),
         },
         status_code=202,

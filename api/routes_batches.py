@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from pageperfect.models import JobOptions
+from pageperfect.models import BatchStatus, JobOptions
 from pageperfect.services.batch_intake import BatchRequest, batch_status, create_batch
 from api.lookup import accepted
 from db import queries
@@ -96,7 +96,7 @@ async def get_batch(
     body = await batch_status(state.pool, str(batch_id), items=pages)
     if body is None:
         raise HTTPException(404, f"no batch {batch_id}")
-    if body["status"] == "running" and await _ended_outside(state, body):
+    if body["status"] == BatchStatus.RUNNING and await _ended_outside(state, body):
         body = await batch_status(state.pool, str(batch_id), items=pages)
     return jsonable_encoder(body)
 
@@ -112,7 +112,7 @@ async def _ended_outside(state, body: dict) -> bool:
         WorkflowExecutionStatus.FAILED,
         WorkflowExecutionStatus.TIMED_OUT,
     ):
-        await queries.close_batch(state.pool, body["batch_id"], "failed")
+        await queries.close_batch(state.pool, body["batch_id"], BatchStatus.FAILED)
         return True
     return False
 
@@ -123,7 +123,7 @@ async def cancel_batch(batch_id: uuid.UUID, request: Request) -> dict:
     batch = await queries.get_batch(state.pool, str(batch_id))
     if batch is None:
         raise HTTPException(404, f"no batch {batch_id}")
-    if batch["status"] != "running":
+    if batch["status"] != BatchStatus.RUNNING:
         raise HTTPException(409, f"batch {batch_id} is already {batch['status']}")
     handle = state.client.get_workflow_handle(batch["workflow_id"])  # the latest run: a batch continues as new
     if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:

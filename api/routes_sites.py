@@ -14,6 +14,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from api.lookup import accepted
 from db import queries
+from pageperfect.models import BatchStatus
 from pageperfect.services.report import CSP
 from pageperfect.services.site_report import render_site_report
 from pageperfect.services.sites import SiteRequest, check_site_pages, create_site, site_result, site_status
@@ -121,7 +122,7 @@ async def get_site(site_id: uuid.UUID, request: Request) -> dict:
     body = await site_status(state.pool, str(site_id))
     if body is None:
         raise HTTPException(404, f"no site {site_id}")
-    if body["status"] == "running":
+    if body["status"] == BatchStatus.RUNNING:
         try:
             handle = state.client.get_workflow_handle(body["workflow_id"])
             body["progress"] = await handle.query("progress")
@@ -130,7 +131,7 @@ async def get_site(site_id: uuid.UUID, request: Request) -> dict:
                 await queries.finalize_site(
                     state.pool,
                     site_id=str(site_id),
-                    status="failed",
+                    status=BatchStatus.FAILED,
                     stage=body["stage"],
                     error=f"the site's workflow was {described.status.name.lower()}",
                     workflow_id=body["workflow_id"],
@@ -164,7 +165,7 @@ async def cancel_site(site_id: uuid.UUID, request: Request) -> dict:
     site = await queries.get_site(state.pool, str(site_id))
     if site is None:
         raise HTTPException(404, f"no site {site_id}")
-    if site["status"] != "running":
+    if site["status"] != BatchStatus.RUNNING:
         raise HTTPException(409, f"site {site_id} is already {site['status']}")
     handle = state.client.get_workflow_handle(site["workflow_id"])
     if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:

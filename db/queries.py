@@ -13,7 +13,15 @@ import asyncpg
 import numpy as np
 from asyncpg.pool import PoolConnectionProxy
 
-from pageperfect.models import FINAL_STATUSES, JobInput, JobOutcome, JobStatus, KeywordRow
+from pageperfect.models import (
+    FINAL_STATUSES,
+    BatchPageStatus,
+    BatchStatus,
+    JobInput,
+    JobOutcome,
+    JobStatus,
+    KeywordRow,
+)
 from pageperfect.stages import STAGE_ARTIFACTS, STAGE_NAMES, stage_position
 
 Conn = asyncpg.Connection | asyncpg.Pool | PoolConnectionProxy  # a connection, a pool, or one taken from it
@@ -876,7 +884,13 @@ async def stage_backlog(conn: Conn) -> list[asyncpg.Record]:
 
 # ---------------------------------------------------------------- batches
 
-BATCH_COUNT_KEYS = ("waiting", "queued", "processing", "completed", "failed", "cancelled", "rejected")
+BATCH_COUNT_KEYS = tuple(status.value for status in BatchPageStatus)
+
+# A batch page's status (BatchPageStatus) from its item (i), its batch (b) and its job (j, when it has one).
+_BATCH_PAGE_STATUS_SQL = f"""CASE WHEN i.error IS NOT NULL THEN '{BatchPageStatus.REJECTED}'
+                       WHEN j.id IS NULL AND b.status = '{BatchStatus.CANCELLED}' THEN '{BatchPageStatus.CANCELLED}'
+                       WHEN j.id IS NULL THEN '{BatchPageStatus.WAITING}'
+                       ELSE j.status END"""
 
 
 async def insert_batch(
@@ -962,7 +976,7 @@ async def insert_batch_job(
     """
     async with transaction(conn) as conn:
         status = await conn.fetchval("SELECT status FROM pageperfect_batches WHERE id = $1 FOR SHARE", batch_id)
-        if status != "running":
+        if status != BatchStatus.RUNNING:
             return False
         await insert_job(conn, job, payload, workflow_id)
         await conn.execute(
@@ -1008,11 +1022,7 @@ async def job_status(conn: Conn, job_id: str) -> str | None:
 async def batch_counts(conn: Conn, batch_id: str) -> dict[str, int]:
     """Pages of the batch by where they are: not started, their job's status, or refused."""
     rows = await conn.fetch(
-        """SELECT CASE WHEN i.error IS NOT NULL THEN 'rejected'
-                       WHEN j.id IS NULL AND b.status = 'cancelled' THEN 'cancelled'
-                       WHEN j.id IS NULL THEN 'waiting'
-                       ELSE j.status END AS state,
-                  count(*) AS n
+        f"""SELECT {_BATCH_PAGE_STATUS_SQL} AS state, count(*) AS n
            FROM pageperfect_batch_items i
            JOIN pageperfect_batches b ON b.id = i.batch_id
            LEFT JOIN pageperfect_jobs j ON j.id = i.job_id
@@ -1026,10 +1036,12 @@ async def batch_counts(conn: Conn, batch_id: str) -> dict[str, int]:
 
 
 async def batch_items(conn: Conn, batch_id: str) -> list[asyncpg.Record]:
-    """Every page of the batch (at most MAX_BATCH_PAGES), in order."""
+    """Every page of the batch (at most MAX_BATCH_PAGES), in order, with its status (BatchPageStatus)."""
     return await conn.fetch(
-        """SELECT i.position, i.url, i.job_id, i.existing, i.error, j.status, j.stage, j.error AS job_error
+        f"""SELECT i.position, i.url, i.job_id, i.existing, i.error, {_BATCH_PAGE_STATUS_SQL} AS status, j.stage,
+                  j.error AS job_error
            FROM pageperfect_batch_items i
+           JOIN pageperfect_batches b ON b.id = i.batch_id
            LEFT JOIN pageperfect_jobs j ON j.id = i.job_id
            WHERE i.batch_id = $1 ORDER BY i.position""",
         batch_id,
@@ -1046,7 +1058,7 @@ async def close_batch(conn: Conn, batch_id: str, status: str) -> None:
             batch_id,
             status,
         )
-        if status == "cancelled":
+        if status == BatchStatus.CANCELLED:
             await conn.execute(
                 """UPDATE pageperfect_jobs j SET status = 'cancelled', updated_at = now(), completed_at = now(),
                           error = 'the batch was cancelled before this job started'
@@ -1350,7 +1362,7 @@ async def finalize_site(
             error,
             stage,
         )
-        if status == "failed":
+        if status == BatchStatus.FAILED:
             await conn.execute(
                 """INSERT INTO pageperfect_site_dead_letters (site_id, workflow_id, run_id, stage, failure_reason,
                                                               error_details)

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from pageperfect.models import JobInput, JobOptions, RetrySettings
+from pageperfect.models import BatchEnding, JobInput, JobOptions, RetrySettings
 
 # ---------------------------------------------------------------- PagePerfect (one job)
 
@@ -122,7 +122,7 @@ class RejectBatchPage(BaseModel):
 
 class CloseBatch(BaseModel):
     batch_id: str
-    status: str
+    status: BatchEnding
 
 
 # ---------------------------------------------------------------- PagePerfectSite
@@ -147,7 +147,7 @@ class SiteStageInput(BaseModel):
 
 class FinalizeSite(BaseModel):
     site_id: str
-    status: Literal["completed", "failed", "cancelled"]
+    status: BatchEnding
     stage: str | None = None
     error: str | None = None
     workflow_id: str

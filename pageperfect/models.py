@@ -51,6 +51,43 @@ STAGE_ENDINGS = frozenset(
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 FinalStatus = Literal[JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED]
 
+
+class BatchStatus(StrEnum):
+    """A batch's status (pageperfect_batches.status), and a site analysis's (pageperfect_sites.status): running
+    until it ends as one of BATCH_ENDINGS."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+BATCH_ENDINGS = frozenset({BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.CANCELLED})
+BatchEnding = Literal[BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.CANCELLED]
+
+
+class BatchPageStatus(StrEnum):
+    """Where a page of a batch (or of a site analysis) is: waiting for its turn, its job's status once it has
+    one, refused at intake (rejected, no job made), or cancelled with its batch before it got a job. The
+    batch's counts (queries.batch_counts) hold every one of these, in this order."""
+
+    WAITING = "waiting"
+    QUEUED = JobStatus.QUEUED.value
+    PROCESSING = JobStatus.PROCESSING.value
+    COMPLETED = JobStatus.COMPLETED.value
+    FAILED = JobStatus.FAILED.value
+    CANCELLED = JobStatus.CANCELLED.value
+    REJECTED = "rejected"
+
+
+# What the batch workflow's progress also counts a page as: its job's row was gone when the batch
+# looked it up (batch_job_status's answer), or the page's own task raised.
+JOB_GONE = "gone"
+PAGE_ERROR = "error"
+
+# A page with one of these is done with: its job ended, or it never gets one.
+BATCH_PAGE_ENDINGS = frozenset({*(BatchPageStatus(s) for s in FINAL_STATUSES), BatchPageStatus.REJECTED})
+
 StageName = Literal[STAGE_NAMES]  # type: ignore[valid-type]
 ScoreName = Literal["striking", "legacy"]
 ClusterMethod = Literal["intents", "dbscan"]

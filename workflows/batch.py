@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         temporal_priority,
         workflow_id_for_page,
     )
-    from pageperfect.models import FINAL_STATUSES
+    from pageperfect.models import FINAL_STATUSES, JOB_GONE, PAGE_ERROR, BatchEnding, BatchPageStatus, BatchStatus
     from pageperfect.stages import CONTROL_QUEUE, WORKFLOW_QUEUE, Retry, queue_name
     from workflows.stages import retry_policy
     from workflows.webhook import announce
@@ -73,19 +73,19 @@ class PagePerfectBatchWorkflow:
         )
         slots = asyncio.Semaphore(max(1, min(batch.concurrency, MAX_CONCURRENCY)))
         stop = min(self._total, batch.start + max(1, batch.pages_per_run))
-        status = "completed"
+        status: BatchEnding = BatchStatus.COMPLETED
         try:
             # return_exceptions: on a cancel, gather waits until every page has ended (its job cancelled).
             ended = await asyncio.gather(
                 *(self._page(batch, position, slots) for position in range(batch.start, stop)), return_exceptions=True
             )
         except (asyncio.CancelledError, CancelledError):
-            status = "cancelled"
+            status = BatchStatus.CANCELLED
         else:
             for position, outcome in zip(range(batch.start, stop), ended):
                 if isinstance(outcome, BaseException):
                     workflow.logger.warning("batch %s page %d: %s", self._batch_id, position, outcome)
-                    self._note("error")
+                    self._note(PAGE_ERROR)
             if stop < self._total:
                 workflow.continue_as_new(
                     batch.model_copy(
@@ -112,7 +112,7 @@ class PagePerfectBatchWorkflow:
                     queue_prefix=batch.queue_prefix,
                 )
             )
-        if status == "cancelled":
+        if status == BatchStatus.CANCELLED:
             raise CancelledError("batch cancelled")
         return summary
 
@@ -137,7 +137,7 @@ class PagePerfectBatchWorkflow:
             retry_policy=BOOKKEEPING_RETRY,
         )
         if prepared.rejected is not None:
-            return "rejected"
+            return BatchPageStatus.REJECTED
         if prepared.linked_job_id is not None:
             return await self._follow(prepared.linked_job_id, batch)
         job = prepared.job
@@ -180,9 +180,9 @@ class PagePerfectBatchWorkflow:
                 continue
             try:
                 await handle
-                return "completed"
+                return BatchPageStatus.COMPLETED
             except ChildWorkflowError as err:
-                return "cancelled" if isinstance(err.cause, CancelledError) else "failed"
+                return BatchPageStatus.CANCELLED if isinstance(err.cause, CancelledError) else BatchPageStatus.FAILED
         # The page's workflow id stays taken by a run without a job row (started by hand?): say so, go on.
         await workflow.execute_activity(
             "reject_batch_page",
@@ -196,7 +196,7 @@ class PagePerfectBatchWorkflow:
             start_to_close_timeout=BOOKKEEPING_TIMEOUT,
             retry_policy=BOOKKEEPING_RETRY,
         )
-        return "rejected"
+        return BatchPageStatus.REJECTED
 
     async def _follow(self, job_id: str, batch: BatchInput) -> str:
         """Wait for a job this batch did not start, by its row (its own workflow writes the ending there)."""
@@ -209,7 +209,7 @@ class PagePerfectBatchWorkflow:
                 start_to_close_timeout=BOOKKEEPING_TIMEOUT,
                 retry_policy=BOOKKEEPING_RETRY,
             )
-            if status in FINAL_STATUSES or status == "gone":
+            if status in FINAL_STATUSES or status == JOB_GONE:
                 return status
             await workflow.sleep(timedelta(seconds=batch.poll_seconds))
 

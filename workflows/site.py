@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -19,6 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from pageperfect.messages import BatchInput, FinalizeSite, SiteInput, SiteStageInput
+    from pageperfect.models import BatchEnding, BatchStatus
     from workflows.batch import BATCH_WORKFLOW, BOOKKEEPING_RETRY, BOOKKEEPING_TIMEOUT, batch_workflow_id
     from pageperfect.stages import COMPUTE_QUEUE, CONTROL_QUEUE, WORKFLOW_QUEUE, queue_name
 
@@ -51,7 +51,7 @@ class PagePerfectSiteWorkflow:
     def __init__(self) -> None:
         self._site_id = ""
         self._stage = "pages"
-        self._status = "running"
+        self._status: str = BatchStatus.RUNNING
         self._summary: dict = {}
 
     @workflow.run
@@ -59,7 +59,7 @@ class PagePerfectSiteWorkflow:
         info = workflow.info()
         self._site_id = inp.site_id
         control = queue_name(inp.queue_prefix, CONTROL_QUEUE)
-        status: Literal["completed", "failed", "cancelled"] = "completed"
+        status: BatchEnding = BatchStatus.COMPLETED
         error: str | None = None
         try:
             pages = await workflow.execute_child_workflow(
@@ -90,12 +90,12 @@ class PagePerfectSiteWorkflow:
                 )
             )
         except (asyncio.CancelledError, CancelledError):
-            status = "cancelled"
+            status = BatchStatus.CANCELLED
         except (ActivityError, ChildWorkflowError) as err:
             if isinstance(err.cause, CancelledError):
-                status = "cancelled"
+                status = BatchStatus.CANCELLED
             else:
-                status, error = "failed", _reason(err)
+                status, error = BatchStatus.FAILED, _reason(err)
         self._status = status
         await workflow.execute_activity(
             FINALIZE_SITE,
@@ -112,9 +112,9 @@ class PagePerfectSiteWorkflow:
             retry_policy=BOOKKEEPING_RETRY,
             cancellation_type=workflow.ActivityCancellationType.ABANDON,
         )
-        if status == "cancelled":
+        if status == BatchStatus.CANCELLED:
             raise CancelledError("site analysis cancelled")
-        if status == "failed":
+        if status == BatchStatus.FAILED:
             raise ApplicationError(error or "site analysis failed", type="SiteFailed", non_retryable=True)
         return {"site_id": inp.site_id, "status": status, **self._summary}
 

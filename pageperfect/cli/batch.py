@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pageperfect.cli.common import api_call, console, err_console, fail, finish
+from pageperfect.models import BATCH_PAGE_ENDINGS, BatchPageStatus, BatchStatus
 
 batch_app = typer.Typer()
 
@@ -38,7 +39,15 @@ def read_url_list(data: bytes) -> list[str]:
 def _counts_text(counts: dict) -> str:
     shown = [
         f"{counts[k]} {k}"
-        for k in ("completed", "processing", "queued", "waiting", "failed", "cancelled", "rejected")
+        for k in (
+            BatchPageStatus.COMPLETED,
+            BatchPageStatus.PROCESSING,
+            BatchPageStatus.QUEUED,
+            BatchPageStatus.WAITING,
+            BatchPageStatus.FAILED,
+            BatchPageStatus.CANCELLED,
+            BatchPageStatus.REJECTED,
+        )
         if counts.get(k)
     ]
     return ", ".join(shown) or "starting"
@@ -61,7 +70,7 @@ def watch_batch(batch_id: str) -> dict:
             if task is None:
                 task = progress.add_task("", total=batch["total"] or 1, counts="")
             progress.update(task, completed=batch["ended"], counts=_counts_text(batch["counts"]))
-            if batch["status"] != "running":
+            if batch["status"] != BatchStatus.RUNNING:
                 return batch
             time.sleep(1.0)
 
@@ -118,10 +127,10 @@ def batch(
         finish(130)
     console.print(f"batch {ended['status']}: {_counts_text(ended['counts'])}")
     pages = api_call("GET", f"/v1/batches/{created['batch_id']}")["pages"]
-    troubled = [p for p in pages if p["status"] in ("failed", "cancelled", "rejected")]
+    troubled = [p for p in pages if p["status"] in BATCH_PAGE_ENDINGS - {BatchPageStatus.COMPLETED}]
     if troubled:
         table = Table("page", "status", "job", "why")
         for page in troubled[:50]:
             table.add_row(page["url"], page["status"], page["job_id"] or "", (page["error"] or "")[:80])
         console.print(table)
-    finish(0 if ended["status"] == "completed" and not troubled else 1)
+    finish(0 if ended["status"] == BatchStatus.COMPLETED and not troubled else 1)

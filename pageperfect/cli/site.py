@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from pageperfect.cli.common import api_call, console, err_console, fail, finish
+from pageperfect.models import BatchStatus
 
 site_app = typer.Typer()
 
@@ -30,7 +31,7 @@ def wait_site(site_id: str, *, quiet: bool) -> dict:
             if shown != last:
                 err_console.print(shown)
                 last = shown
-        if site["status"] != "running":
+        if site["status"] != BatchStatus.RUNNING:
             return site
         time.sleep(1.0)
 
@@ -124,7 +125,7 @@ def site(
     except KeyboardInterrupt:
         err_console.print(f"stopped watching; the site runs on: {created['status_url']}")
         finish(130)
-    if ended["status"] != "completed":
+    if ended["status"] != BatchStatus.COMPLETED:
         fail(f"site {ended['site_id']} {ended['status']}: {ended['error'] or 'see GET /v1/sites/' + ended['site_id']}")
     result = api_call("GET", f"/v1/sites/{created['site_id']}/result")
     if as_json:

@@ -224,17 +224,17 @@ class _MirrorInbound(ActivityInboundInterceptor):
     async def _site_attempt(self, input: ExecuteActivityInput, info: activity.Info, site_id: str) -> Any:
         """The site stage's attempts, as its site's stage row."""
         started = datetime.now(UTC)
-        self._record_site(info, site_id, "processing", started, None, None)
+        self._record_site(info, site_id, StageStatus.PROCESSING, started, None, None)
         try:
             result = await self.next.execute_activity(input)
         except BaseException as err:
             if _is_cancel(err):
-                status = "cancelled"
+                status = StageStatus.CANCELLED
             else:
-                status = "retrying" if retry_outlook(err, info)[0] else "failed"
+                status = StageStatus.RETRYING if retry_outlook(err, info)[0] else StageStatus.FAILED
             self._record_site(info, site_id, status, started, datetime.now(UTC), _error_text(err))
             raise
-        self._record_site(info, site_id, "completed", started, datetime.now(UTC), None)
+        self._record_site(info, site_id, StageStatus.COMPLETED, started, datetime.now(UTC), None)
         return result
 
     def _record_site(

@@ -19,7 +19,7 @@ from temporalio.service import RPCError
 from pageperfect.services.intake import IntakeError, check_webhook_url
 from db import queries
 from pageperfect.sources.guard import GuardError, parse_allowed_hosts, validate_url
-from pageperfect.models import FINAL_STATUSES, JobOptions, KeywordRow
+from pageperfect.models import BATCH_PAGE_ENDINGS, JobOptions, KeywordRow
 from pageperfect.settings import Settings
 from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, MAX_CONCURRENCY, BatchInput
 from workflows.batch import PagePerfectBatchWorkflow, batch_workflow_id
@@ -202,7 +202,7 @@ async def batch_status(pool: asyncpg.Pool, batch_id: str, *, items: bool = True)
     if batch is None:
         return None
     counts = await queries.batch_counts(pool, batch_id)
-    ended = sum(counts[k] for k in (*FINAL_STATUSES, "rejected"))
+    ended = sum(counts[k] for k in BATCH_PAGE_ENDINGS)
     body = {
         "batch_id": str(batch["id"]),
         "status": batch["status"],
@@ -224,9 +224,7 @@ async def batch_status(pool: asyncpg.Pool, batch_id: str, *, items: bool = True)
                 "position": r["position"],
                 "url": r["url"],
                 "job_id": str(r["job_id"]) if r["job_id"] else None,
-                "status": "rejected"
-                if r["error"]
-                else (r["status"] or ("cancelled" if batch["status"] == "cancelled" else "waiting")),
+                "status": r["status"],
                 "existing": r["existing"],
                 "stage": r["stage"],
                 "error": r["error"] or r["job_error"],

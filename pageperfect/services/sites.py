@@ -18,7 +18,7 @@ from temporalio.client import Client
 
 from db import queries
 from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_BATCH_PAGES, MAX_CONCURRENCY, SiteInput
-from pageperfect.models import JobOptions, KeywordRow
+from pageperfect.models import BatchStatus, JobOptions, KeywordRow
 from pageperfect.services.batch_intake import BatchRequest, start_or_undo, store_batch
 from pageperfect.services.intake import IntakeError
 from pageperfect.settings import Settings
@@ -242,7 +242,7 @@ async def site_result(pool: asyncpg.Pool, site_id: str) -> dict[str, Any]:
     site = await queries.get_site(pool, site_id)
     if site is None:
         raise IntakeError(404, f"no site {site_id}")
-    if site["status"] != "completed":
+    if site["status"] != BatchStatus.COMPLETED:
         detail = f": {site['error']}" if site["error"] else ""
         raise IntakeError(
             409,
