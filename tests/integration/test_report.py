@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import httpx
-import pytest
 
+from tests.helpers.chromium import chromium, console_messages, dumped_dom, needs_chromium, screenshot
 from tests.helpers.cli import cli_env, run_cli
 from tests.helpers.data import demo_keywords
 from tests.helpers.faults import NeverDoneCrawler
-from tests.helpers.settings import REPO
 
-ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HOSTILE_QUERY = "fig <img src=x onerror=alert(1)> spots"
 
 
@@ -84,40 +76,6 @@ async def test_report_of_unknown_or_unfinished_job_is_refused(pipeline_factory, 
 # ---------------------------------------------------------------- in a real browser
 
 
-def _chromium(*args: str, page: Path, timeout: float = 90) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory(prefix="pp-chromium-") as profile:
-        return subprocess.run(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={profile}",
-                "--enable-logging=stderr",
-                "--v=0",
-                "--hide-scrollbars",
-                *args,
-                page.resolve().as_uri(),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-
-def console_messages(chromium_stderr: str) -> list[str]:
-    """What the page wrote to the console: script errors, blocked loads (CSP), console.* calls."""
-    return [line for line in chromium_stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
-
-
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
-
-
 @needs_chromium
 def test_the_console_check_sees_errors_and_blocked_loads(tmp_path):
     """The detector the report test relies on: a page that errs and loads from outside is caught."""
@@ -127,7 +85,7 @@ def test_the_console_check_sees_errors_and_blocked_loads(tmp_path):
         "script-src 'unsafe-inline'\"><img src='http://example.invalid/x.png'>"
         "<script>throw new Error('kaput')</script>"
     )
-    messages = console_messages(_chromium("--dump-dom", page=bad).stderr)
+    messages = console_messages(chromium("--dump-dom", page=bad).stderr)
     assert any("Uncaught Error: kaput" in m for m in messages)
     assert any("Content Security Policy" in m for m in messages)
 
@@ -142,9 +100,7 @@ async def test_report_renders_in_chromium(pipeline, site, tmp_path):
     report = tmp_path / "report.html"
     report.write_text((await pipeline.http.get(f"/v1/jobs/{created['job_id']}/report")).text)
 
-    dumped = await asyncio.to_thread(_chromium, "--dump-dom", page=report)
-    assert dumped.returncode == 0, dumped.stderr[-2000:]
-    dom = dumped.stdout
+    dom, console = await dumped_dom(report)
     assert "<h1>" in dom and "Gaps by opportunity" in dom
     gaps = [g for g in result["gaps"] if g["has_gap"]]
     assert gaps, "the demo page has gaps to draw"
@@ -155,11 +111,5 @@ async def test_report_renders_in_chromium(pipeline, site, tmp_path):
     assert scatter.count("<circle") == len(result["gaps"])  # every cluster drawn
     assert scatter.count('class="segment"') == result["stats"]["segments"]
     assert dom.count('class="diff"') == len(result["drafts"])
-    assert console_messages(dumped.stderr) == []
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "report.png"
-    shot.unlink(missing_ok=True)
-    taken = await asyncio.to_thread(_chromium, f"--screenshot={shot}", "--window-size=1280,2600", page=report)
-    assert taken.returncode == 0 and shot.stat().st_size > 20_000, taken.stderr[-2000:]
-    assert console_messages(taken.stderr) == []
+    assert console == []
+    await screenshot(report, "report", height=2600, min_bytes=20_000)

@@ -9,9 +9,9 @@ import uuid
 
 from tests.helpers import site_fixture
 from tests.helpers.batches import replays
+from tests.helpers.chromium import dumped_dom, needs_chromium, screenshot
 from tests.helpers.cli import cli_env, run_cli
 from tests.helpers.settings import REPO
-from tests.integration.test_report import ARTIFACTS, _chromium, console_messages, needs_chromium
 
 SITE_DOC = REPO / "docs" / "SITE.md"
 
@@ -125,9 +125,7 @@ async def test_site_report_renders_in_chromium(pipeline, site, tmp_path):
     assert response.status_code == 200 and "default-src 'none'" in response.headers["content-security-policy"]
     report = tmp_path / "site-report.html"
     report.write_text(response.text)
-    dumped = await asyncio.to_thread(_chromium, "--dump-dom", page=report)
-    assert dumped.returncode == 0, dumped.stderr[-2000:]
-    dom = dumped.stdout
+    dom, console = await dumped_dom(report)
     assert "Pages by opportunity" in dom and "Intents by page" in dom
     bars = dom[dom.index('class="chart bars"') :]
     assert bars[: bars.index("</svg>")].count("<rect") == len(result["pages"])
@@ -136,12 +134,8 @@ async def test_site_report_renders_in_chromium(pipeline, site, tmp_path):
     assert matrix.count("<tr>") == 1 + len(result["intents"])
     assert dom.count('class="case"') == len(result["cannibalization"])
     assert dom.count('class="link"') == len(result["links"])
-    assert console_messages(dumped.stderr) == []
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "site-report.png"
-    shot.unlink(missing_ok=True)
-    taken = await asyncio.to_thread(_chromium, f"--screenshot={shot}", "--window-size=1280,2200", page=report)
-    assert taken.returncode == 0 and shot.stat().st_size > 10_000, taken.stderr[-2000:]
+    assert console == []
+    await screenshot(report, "site-report", height=2200, min_bytes=10_000)
 
 
 async def test_bad_sites_are_refused_and_start_nothing(pipeline, site, pool, tmp_path):
