@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import asyncpg
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
+from temporalio.client import WorkflowExecutionStatus
 
 from db import queries
 from pageperfect.models import BatchStatus
@@ -44,3 +45,17 @@ def accepted(
         },
         status_code=202,
     )
+
+
+async def cancel_running(request: Request, kind: str, row_id: uuid.UUID, row: asyncpg.Record | None) -> dict[str, str]:
+    """Cancel the workflow of a running batch or site (`row`, its table's row): 404 when there is none, 409
+    when it has ended; the workflow's latest run is the one cancelled (a batch continues as new)."""
+    if row is None:
+        raise HTTPException(404, f"no {kind} {row_id}")
+    if row["status"] != BatchStatus.RUNNING:
+        raise HTTPException(409, f"{kind} {row_id} is already {row['status']}")
+    handle = request.app.state.client.get_workflow_handle(row["workflow_id"])
+    if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+        raise HTTPException(409, f"{kind} {row_id} is no longer running")
+    await handle.cancel()
+    return {f"{kind}_id": str(row_id), "status": "cancelling"}

@@ -13,7 +13,7 @@ from temporalio.service import RPCError
 
 from pageperfect.models import BatchStatus, JobOptions
 from pageperfect.services.batch_intake import BatchRequest, batch_status, create_batch
-from api.lookup import accepted
+from api.lookup import accepted, cancel_running
 from db import queries
 from pageperfect.sources.gsc import GscFormatError, parse_page_query_csv
 from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
@@ -119,14 +119,6 @@ async def _ended_outside(state, body: dict) -> bool:
 
 @router.post("/v1/batches/{batch_id}/cancel", status_code=202, summary="Cancel a batch and the jobs it started")
 async def cancel_batch(batch_id: uuid.UUID, request: Request) -> dict:
-    state = request.app.state
-    batch = await queries.get_batch(state.pool, str(batch_id))
-    if batch is None:
-        raise HTTPException(404, f"no batch {batch_id}")
-    if batch["status"] != BatchStatus.RUNNING:
-        raise HTTPException(409, f"batch {batch_id} is already {batch['status']}")
-    handle = state.client.get_workflow_handle(batch["workflow_id"])  # the latest run: a batch continues as new
-    if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-        raise HTTPException(409, f"batch {batch_id} is no longer running")
-    await handle.cancel()
-    return {"batch_id": str(batch_id), "status": "cancelling"}
+    return await cancel_running(
+        request, "batch", batch_id, await queries.get_batch(request.app.state.pool, str(batch_id))
+    )

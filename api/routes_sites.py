@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
 from temporalio.client import WorkflowExecutionStatus
 
-from api.lookup import accepted
+from api.lookup import accepted, cancel_running
 from db import queries
 from pageperfect.models import BatchStatus
 from pageperfect.services.report import CSP
@@ -161,14 +161,4 @@ async def get_site_report(site_id: uuid.UUID, request: Request) -> HTMLResponse:
 
 @router.post("/v1/sites/{site_id}/cancel", status_code=202, summary="Cancel a site analysis and its page jobs")
 async def cancel_site(site_id: uuid.UUID, request: Request) -> dict:
-    state = request.app.state
-    site = await queries.get_site(state.pool, str(site_id))
-    if site is None:
-        raise HTTPException(404, f"no site {site_id}")
-    if site["status"] != BatchStatus.RUNNING:
-        raise HTTPException(409, f"site {site_id} is already {site['status']}")
-    handle = state.client.get_workflow_handle(site["workflow_id"])
-    if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-        raise HTTPException(409, f"site {site_id} is no longer running")
-    await handle.cancel()
-    return {"site_id": str(site_id), "status": "cancelling"}
+    return await cancel_running(request, "site", site_id, await queries.get_site(request.app.state.pool, str(site_id)))

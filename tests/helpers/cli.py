@@ -35,7 +35,9 @@ def cli_env(pipeline, tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-async def run_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+async def run_cli(
+    *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess:
     """The CLI as a user runs it; in a thread, so this test's event loop keeps serving the API."""
     return await asyncio.to_thread(
         subprocess.run,
@@ -47,6 +49,19 @@ async def run_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 1
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+async def run_merged(
+    program: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 180
+) -> tuple[int, str]:
+    """A command's exit code and its output, stderr merged into stdout as a terminal shows them; asynchronous,
+    so this test's event loop keeps serving the API."""
+    process = await asyncio.create_subprocess_exec(
+        program, *args, env=env, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=timeout)
+    assert process.returncode is not None
+    return process.returncode, output.decode(errors="replace")
 
 
 def wait_healthy(api: str, process: subprocess.Popen, timeout: float = 90) -> None:

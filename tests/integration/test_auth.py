@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import subprocess
-import sys
 
 import httpx
 
 from pageperfect.services import apikeys
+from tests.helpers.cli import run_cli
 from tests.helpers.settings import TEST_API_KEY
 
 
@@ -76,15 +75,7 @@ async def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
         k: v for k, v in os.environ.items() if k not in ("PAGEPERFECT_API_KEY", "PAGEPERFECT_API_KEYS", "DATABASE_URL")
     }
     full_env.update(env)
-    # In a thread: the API under test runs on this event loop.
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "pageperfect.cli", *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return await run_cli(*args, env=full_env, timeout=120)
 
 
 async def test_keys_cli_creates_lists_and_revokes(pipeline, postgres_dsn, tmp_path):

@@ -12,6 +12,7 @@ from temporalio.client import WorkflowExecutionStatus
 from tests.helpers.batches import HangOn, batch_when, replays, wait_batch
 from tests.helpers.data import demo_keywords, pages
 from tests.helpers.settings import TEST_API_KEY
+from tests.helpers.cli import run_merged
 
 CHILD_ENDED = (
     "child_workflow_execution_completed_event_attributes",
@@ -159,21 +160,10 @@ async def test_cli_batch_from_a_page_and_query_csv(pipeline, site, tmp_path):
     csv_file = tmp_path / "pages.csv"
     csv_file.write_text("page,query,clicks,impressions,ctr,position\n" + rows)
     env = {**os.environ, "PAGEPERFECT_API_URL": pipeline.api_url, "PAGEPERFECT_API_KEY": TEST_API_KEY, "COLUMNS": "160"}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pageperfect.cli",
-        "batch",
-        str(csv_file),
-        "--concurrency",
-        "2",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    code, text = await run_merged(
+        sys.executable, "-m", "pageperfect.cli", "batch", str(csv_file), "--concurrency", "2", env=env, timeout=240
     )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=240)
-    text = output.decode()
-    assert process.returncode == 0, text
+    assert code == 0, text
     assert "2 pages, 2 at a time" in text and "batch completed: 2 completed" in text
     batch_id = text.split("batch ", 1)[1].split(":", 1)[0]
     batch = (await pipeline.http.get(f"/v1/batches/{batch_id}")).json()
@@ -184,18 +174,8 @@ async def test_cli_batch_from_a_page_and_query_csv(pipeline, site, tmp_path):
 
     url_list = tmp_path / "pages.txt"
     url_list.write_text("# two pages\n\n" + "\n".join(urls) + "\nnot a url\n")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pageperfect.cli",
-        "batch",
-        str(url_list),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode == 1 and "urls[2]" in output.decode(), output.decode()
+    code, text = await run_merged(sys.executable, "-m", "pageperfect.cli", "batch", str(url_list), env=env, timeout=120)
+    assert code == 1 and "urls[2]" in text, text
 
 
 async def test_a_batch_with_payload_encryption(pipeline_factory, site, client):

@@ -10,16 +10,15 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from temporalio.client import WorkflowFailureError
 
 from pageperfect.services import schedules
 from pageperfect.services.schedules import ScheduleError
 from tests.integration.test_batches import pages
-from tests.unit.test_gsc import FakeSearchConsole, credentials
+from tests.unit.test_gsc import FakeSearchConsole, credentials, new_service_account
 from pageperfect.messages import GscImportInput
 from workflows.gsc_import import PagePerfectGscImportWorkflow
+from tests.helpers.cli import run_merged
 
 
 async def eventually(check, *, timeout: float = 30, interval: float = 0.3):
@@ -125,11 +124,7 @@ async def test_bad_schedules_are_refused(pipeline, client):
 
 @pytest.fixture(scope="module")
 def service_account_pem():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return key.public_key(), pem
+    return new_service_account()
 
 
 async def test_daily_search_console_import(pipeline_factory, client, pool, tmp_path, service_account_pem):
@@ -206,18 +201,7 @@ async def test_schedules_cli(pipeline, client, temporal_server, tmp_path, site):
     }
 
     async def cli(*args: str) -> tuple[int, str]:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "pageperfect.cli",
-            "schedules",
-            *args,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-        return process.returncode, output.decode()
+        return await run_merged(sys.executable, "-m", "pageperfect.cli", "schedules", *args, env=env, timeout=60)
 
     code, out = await cli("create", schedule_id, "--reanalyze", str(listing), "--every-days", "3")
     assert code == 0 and "re-analyzes 2 pages every 3 day(s)" in out, out

@@ -450,13 +450,18 @@ def test_sorting_and_cap():
 # --------------------------------------------------------------------------- Search Analytics API
 
 
-@pytest.fixture(scope="module")
-def service_account():
+def new_service_account() -> tuple[rsa.RSAPublicKey, str]:
+    """A fresh service account key: the public half to check signatures with, the private key as PEM."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
     return key.public_key(), pem
+
+
+@pytest.fixture(scope="module")
+def service_account():
+    return new_service_account()
 
 
 class FakeSearchConsole:
