@@ -21,6 +21,12 @@ async def job_or_404(pool: asyncpg.Pool, job_id: uuid.UUID) -> asyncpg.Record:
     return job
 
 
+def intake_context(request: Request) -> dict[str, Any]:
+    """What the batch and site intakes take from the app: its pool, its Temporal client, settings, queue prefix."""
+    state = request.app.state
+    return {"pool": state.pool, "client": state.client, "settings": state.settings, "queue_prefix": state.queue_prefix}
+
+
 class Started(Protocol):
     workflow_id: str
     run_id: str

@@ -13,7 +13,7 @@ from temporalio.service import RPCError
 
 from pageperfect.models import BatchStatus, JobOptions
 from pageperfect.services.batch_intake import BatchRequest, batch_status, create_batch
-from api.lookup import accepted, cancel_running
+from api.lookup import accepted, intake_context, cancel_running
 from db import queries
 from pageperfect.sources.gsc import GscFormatError, parse_page_query_csv
 from pageperfect.messages import DEFAULT_CONCURRENCY, MAX_CONCURRENCY
@@ -22,15 +22,7 @@ router = APIRouter()
 
 
 async def _start(request: Request, body: BatchRequest, source: str) -> JSONResponse:
-    state = request.app.state
-    created = await create_batch(
-        body,
-        pool=state.pool,
-        client=state.client,
-        settings=state.settings,
-        queue_prefix=state.queue_prefix,
-        source=source,
-    )
+    created = await create_batch(body, **intake_context(request), source=source)
     return accepted(
         request, {"batch_id": created.batch_id}, created, "get_batch", {"duplicates_dropped": created.duplicates}
     )

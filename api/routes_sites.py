@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
 from temporalio.client import WorkflowExecutionStatus
 
-from api.lookup import accepted, cancel_running
+from api.lookup import accepted, intake_context, cancel_running
 from db import queries
 from pageperfect.models import BatchStatus
 from pageperfect.services.report import CSP
@@ -78,7 +78,6 @@ def _first_error(err: ValidationError) -> str:
 )
 async def create_site_route(request: Request) -> JSONResponse:
     """JSON rows (or a Search Console property and date range), or a page-and-query CSV upload."""
-    state = request.app.state
     grouped = None
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await request.form()
@@ -104,15 +103,7 @@ async def create_site_route(request: Request) -> JSONResponse:
         except ValidationError as err:
             raise HTTPException(422, _first_error(err)) from err
         source = "gsc" if body.search_console else "api"
-    created = await create_site(
-        body,
-        pool=state.pool,
-        client=state.client,
-        settings=state.settings,
-        queue_prefix=state.queue_prefix,
-        source=source,
-        grouped=grouped,
-    )
+    created = await create_site(body, **intake_context(request), source=source, grouped=grouped)
     return accepted(request, {"site_id": created.site_id, "batch_id": created.batch_id}, created, "get_site")
 
 
