@@ -242,22 +242,15 @@ async def run(quick: bool, stack) -> None:
             f"growth {case}, {small:,} -> {large:,} queries",
             f"{cluster[case][large] / cluster[case][small]:.1f}x (pairs grow {(large / small) ** 2:g}x)",
         )
-    _growth(
-        f"scaling.clustering_time_growth_exact_{small}_{large}",
-        cluster["exact"][small],
-        cluster["exact"][large],
-        large / small,
-        2,
-        "the pairs' growth",
-    )
-    _growth(
-        f"scaling.clustering_time_growth_approx_{small}_{large}",
-        cluster["approx"][small],
-        cluster["approx"][large],
-        large / small,
-        2,
-        "the pairs' growth",
-    )
+    for method in ("exact", "approx"):
+        _growth(
+            f"scaling.clustering_time_growth_{method}_{small}_{large}",
+            cluster[method][small],
+            cluster[method][large],
+            large / small,
+            2,
+            "the pairs' growth",
+        )
     one, most = concurrency[0], concurrency[-1]
     gain = at_once[most]["jobs_per_s"] / at_once[one]["jobs_per_s"]
     figure(f"throughput gain, {one} -> {most} at once", f"{gain:.2f}x")
