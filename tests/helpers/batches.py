@@ -8,6 +8,7 @@ from temporalio.worker import Replayer
 
 from pageperfect.runtime.temporal import data_converter
 from pageperfect.sources.crawl import CrawlTicket
+from pageperfect.models import BatchStatus
 
 
 class HangOn:
@@ -42,15 +43,20 @@ async def replays(client, workflow_id: str, settings) -> None:
     ).replay_workflow(history)
 
 
-async def wait_batch(pipeline, batch_id: str, *, timeout: float = 180) -> dict:
+async def wait_ended(pipeline, path: str, *, timeout: float, interval: float = 0.3) -> dict:
+    """The batch or site at `path` as the API shows it once it has ended and the mirror has written its rows."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        batch = (await pipeline.http.get(f"/v1/batches/{batch_id}")).json()
-        if batch["status"] != "running":
+        body = (await pipeline.http.get(path)).json()
+        if body["status"] != BatchStatus.RUNNING:
             await pipeline.group.writer.flush()
-            return (await pipeline.http.get(f"/v1/batches/{batch_id}")).json()
-        assert asyncio.get_running_loop().time() < deadline, f"batch still running: {batch['counts']}"
-        await asyncio.sleep(0.3)
+            return (await pipeline.http.get(path)).json()
+        assert asyncio.get_running_loop().time() < deadline, f"{path} still running: {body.get('counts')}"
+        await asyncio.sleep(interval)
+
+
+async def wait_batch(pipeline, batch_id: str, *, timeout: float = 180) -> dict:
+    return await wait_ended(pipeline, f"/v1/batches/{batch_id}", timeout=timeout)
 
 
 async def batch_when(pipeline, batch_id: str, predicate, *, timeout: float = 60) -> dict:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import uuid
 
 from tests.helpers import site_fixture
-from tests.helpers.batches import replays
+from tests.helpers.batches import replays, wait_ended
 from tests.helpers.chromium import dumped_dom, needs_chromium, screenshot
 from tests.helpers.cli import cli_env, run_cli
 from tests.helpers.settings import REPO
@@ -21,14 +20,7 @@ def name_of(url: str) -> str:
 
 
 async def wait_site(pipeline, site_id: str, *, timeout: float = 600) -> dict:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        site = (await pipeline.http.get(f"/v1/sites/{site_id}")).json()
-        if site["status"] != "running":
-            await pipeline.group.writer.flush()
-            return site
-        assert asyncio.get_running_loop().time() < deadline, f"site still running: {site}"
-        await asyncio.sleep(0.5)
+    return await wait_ended(pipeline, f"/v1/sites/{site_id}", timeout=timeout, interval=0.5)
 
 
 def doc_queries() -> list[str]:
