@@ -47,21 +47,3 @@ def test_a_point_under_the_first_sets_f1_floor_is_never_chosen(calibrate):
     worse_set = {t: min(v["f1"] + 0.5 * v["ari"] for v in results[(5, 2.0, t, 1.0)].values()) for t in (0.5, 0.6)}
     assert worse_set[0.6] > worse_set[0.5]
     assert calibrate.objective(results[(5, 2.0, 0.6, 1.0)]) < calibrate.objective(results[(5, 2.0, 0.5, 1.0)])
-
-
-def test_split_min_is_chosen_with_the_decision_and_reaches_the_model(calibrate):
-    grids = {**GRIDS, "split_min": [1, 2, 3, 4]}
-    results = {}
-    for key in itertools.product(*grids.values()):
-        n, r, t, m, k = key
-        # A split repairs mixed clusters (F1), but one that a single stray query triggers costs clusters per topic;
-        # asking for three or four a side keeps mixed clusters whole and costs F1 again; two a side is the plateau.
-        split = m != 99.0
-        cpt = 1.5 + (0.8 if split and k == 1 else 0.0)
-        f1_real = 0.7 + (0.15 if split else 0.0) - (0.15 * max(0, k - 2) if split else 0.0)
-        results[key] = figures(f1_dev=1.0, f1_real=f1_real, cpt=cpt)
-    chosen = calibrate.choose(results, grids)
-    assert chosen[3:] == (1.0, 2)
-    neighbors, resolution, decision = calibrate.settings(grids, chosen)
-    assert (neighbors, resolution) == chosen[:2]
-    assert decision == {"threshold": chosen[2], "split_margin": 1.0, "split_min": 2}

@@ -95,21 +95,6 @@ def test_a_cluster_whose_queries_clearly_disagree_is_split():
     assert [p.members for p in parts] == [[0, 1, 2]]  # nothing clearly above 2.8 + 1.5
 
 
-def test_one_stray_query_does_not_split_an_intent_when_split_min_asks_for_two():
-    # Three queries clearly answered, one clearly not: with split_min 2 the stray query stays in its cluster (and
-    # the cluster's weighted verdict decides for it); two on each side still split.
-    evidence = SimpleNamespace(logit=np.array([3.0, 2.5, 2.8, -3.0, -2.6]))
-    weights = np.ones(5)
-    two = CoverageModel(**{**MODEL.__dict__, "split_min": 2})
-    ((stray_kept,),) = decide([[0, 1, 2, 3]], weights, evidence, two)
-    assert stray_kept.members == [0, 1, 2, 3] and not stray_kept.has_gap and stray_kept.split_from is None
-    (split,) = decide([[0, 1, 3, 4]], weights, evidence, two)
-    assert [p.members for p in split] == [[0, 1], [3, 4]] and [p.has_gap for p in split] == [False, True]
-    # split_min 1 (the old rule) splits the stray query off.
-    (old,) = decide([[0, 1, 2, 3]], weights, evidence, MODEL)
-    assert [p.members for p in old] == [[0, 1, 2], [3]]
-
-
 def test_analyze_evidence_explains_and_ranks():
     queries = ["monstera toxic to cats", "monstera poisonous to cats", "monstera light", "monstera bright light"]
     rows = [KeywordRow(query=q, impressions=100 * (i + 1), position=8) for i, q in enumerate(queries)]
