@@ -8,17 +8,17 @@ queries without the page's subject, and the passages; then
 1. fit the coverage weights (pageperfect.coverage.CoverageModel): a logistic
    regression of "the topic is covered" on the topic's mean signals (semantic,
    semantic_full, lexical), on all pages of both sets;
-2. grid the grouping (neighbors, resolution) and the decision (threshold, split_margin,
-   split_min) through the same functions the stages run (intent_labels,
+2. grid the grouping (neighbors, resolution) and the decision (threshold,
+   split_margin) through the same functions the stages run (intent_labels,
    analyze_evidence), writing job-result JSON that evalkit scores;
 3. choose on plateaus (the best mean one step around a point, not a peak), each
    setting by what it changes: the grouping (neighbors, resolution) by the worse of
    the two sets' ARI / 2 - (clusters per topic - 1) / 4 with no split; then at that
-   grouping the decision (threshold, split_margin, split_min) by the worse of the two sets' gap
+   grouping the decision (threshold, split_margin) by the worse of the two sets' gap
    F1 + ARI / 2 - (clusters per topic - 1) / 4, so a setting must hold on both. The
    first set's F1 must stay >= 0.95 (its target): only points that keep it are
    chosen, and a neighbour below it costs twice its shortfall;
-4. leave one page out: the weights, the threshold and the split settings chosen without a
+4. leave one page out: the weights, the threshold and the split margin chosen without a
    page (the grouping settings kept at the choice), that page scored with them; pooled
    over the held-out pages of each set.
 
@@ -60,7 +60,6 @@ NEIGHBORS_GRID = [4, 5, 6]
 RESOLUTION_GRID = [1.25, 1.5, 2.0]
 THRESHOLD_GRID = [0.4, 0.45, 0.5, 0.55, 0.6, 0.65]  # one step: a logit change of about 0.2
 MARGIN_GRID = [1.0, 1.5, 2.0, 99.0]  # 99: never split
-SPLIT_MIN_GRID = [1, 2, 3]  # clearly answered and clearly unanswered queries a split needs on each side
 
 
 @dataclass
@@ -223,22 +222,14 @@ GRIDS = {
     "resolution": RESOLUTION_GRID,
     "threshold": THRESHOLD_GRID,
     "split_margin": MARGIN_GRID,
-    "split_min": SPLIT_MIN_GRID,
 }
-DECISION = ("threshold", "split_margin", "split_min")  # the CoverageModel fields among the grid's axes
-
-
-def settings(grids: dict, key: tuple) -> tuple[int, float, dict]:
-    """(neighbors, resolution, the CoverageModel fields) of a grid point."""
-    named = dict(zip(grids, key))
-    return named["neighbors"], named["resolution"], {k: v for k, v in named.items() if k in DECISION}
 
 
 def run_grid(pages, evalkit, model, grids=GRIDS) -> dict[tuple, dict]:
     results = {}
     for key in itertools.product(*grids.values()):
-        neighbors, resolution, decision = settings(grids, key)
-        m = replace(model, **decision)
+        neighbors, resolution, threshold, margin = key
+        m = replace(model, threshold=threshold, split_margin=margin)
         results[key] = score(pages, evalkit, lambda p: evidence_report(p, m, neighbors, resolution))
     return results
 
@@ -264,28 +255,25 @@ def choose(results: dict[tuple, dict], grids=GRIDS) -> tuple:
 
     1. neighbors and resolution: the best grouping objective with no split (the largest split margin),
        averaged over the thresholds, on a plateau of the grouping axes;
-    2. the decision (threshold, split margin, split_min when gridded) at that grouping: among the points whose
-       first-set F1 meets DEV_F1_FLOOR (all of them when none does), the best objective on a plateau of the
-       decision axes.
-    The grid's axes are neighbors, resolution, threshold, split_margin, then optionally split_min, in this order.
+    2. threshold and split margin at that grouping: among the points whose first-set F1 meets DEV_F1_FLOOR
+       (all of them when none does), the best objective on a plateau of the decision axes.
     Ties go to the point's own value, then to the first in grid order."""
     axes = list(grids.values())
     names = list(grids)
     g_axes = {names.index("neighbors"), names.index("resolution")}
-    d_axes = {names.index(n) for n in DECISION if n in names}
+    d_axes = {names.index("threshold"), names.index("split_margin")}
     no_split = max(grids["split_margin"])
-    rest = tuple(a[0] for a in axes[4:])  # axes past the margin, at their first value when nothing is split
 
     def grouping(key: tuple) -> float:
         n, r = key[0], key[1]
-        return float(np.mean([grouping_objective(results[(n, r, t, no_split, *rest)]) for t in grids["threshold"]]))
+        return float(np.mean([grouping_objective(results[(n, r, t, no_split)]) for t in grids["threshold"]]))
 
     groupings = sorted({k[:2] for k in results}, key=lambda k: (axes[0].index(k[0]), axes[1].index(k[1])))
     best_g = max(
         groupings,
         key=lambda g: (
-            round(_plateau(grouping, axes, (*g, axes[2][0], no_split, *rest), g_axes), 4),
-            round(grouping((*g, axes[2][0], no_split, *rest)), 4),
+            round(_plateau(grouping, axes, (*g, axes[2][0], no_split), g_axes), 4),
+            round(grouping((*g, axes[2][0], no_split)), 4),
         ),
     )
     at = [k for k in results if k[:2] == best_g]
@@ -307,8 +295,8 @@ def leave_one_page_out(pages, evalkit, base, grids) -> dict[str, dict]:
         rest = [p for p in pages if p is not held]
         model = fit_model(rest, base)
         key = choose(run_grid(rest, evalkit, model, grids), grids)
-        neighbors, resolution, decision = settings(grids, key)
-        m = replace(model, **decision)
+        neighbors, resolution, threshold, margin = key
+        m = replace(model, threshold=threshold, split_margin=margin)
         figures = score([held], evalkit, lambda p: evidence_report(p, m, neighbors, resolution))[held.set]
         for line in figures["lines"]:  # "ok  page/topic: truth=gap reported_gap_share=0.83"
             match = re.match(r"^(?:ok |BAD) .+?: truth=(gap|covered) reported_gap_share=([0-9.]+)$", line)
@@ -393,11 +381,10 @@ def calibrate(provider: str, embedder, eval_dir: Path, json_out: Path | None, qu
                 "resolution": [defaults.resolution],
                 "threshold": THRESHOLD_GRID,
                 "split_margin": MARGIN_GRID,
-                "split_min": SPLIT_MIN_GRID,
             }
         results = run_grid(pages, evalkit, model, grids)
         key = choose(results, grids)
-        print("chosen " + " ".join(f"{name} {value}" for name, value in zip(grids, key)))
+        print(f"chosen neighbors {key[0]} resolution {key[1]} threshold {key[2]} split_margin {key[3]}")
         print_figures("chosen", results[key])
         for name, values in grids.items():  # stability: the objective along each axis through the choice
             line = []

@@ -20,10 +20,8 @@ is the linear score
 and its coverage is sigmoid(logit). A cluster's coverage is the sigmoid of its
 queries' impression-weighted mean logit; it is a gap below the threshold. When a
 cluster holds queries that are clearly covered and queries that are clearly not
-(logits beyond +/- split_margin, at least split_min of each), it is split into
-those two parts rather than averaged into one verdict. One stray query on either
-side does not split an intent: it is more often a wording the page does not use
-than another intent.
+(logits beyond +/- split_margin), it is split into those two parts rather than
+averaged into one verdict.
 
 Every decision keeps its evidence: the best passages with their scores, and which
 distinctive words the best passage has and lacks.
@@ -58,8 +56,7 @@ class CoverageModel:
     lexical: float
     bias: float
     threshold: float = 0.5  # a cluster is a gap when its coverage is below this
-    split_margin: float = 1.5  # logits beyond +/- this on both sides split a cluster ...
-    split_min: int = 1  # ... when at least this many of its queries are beyond it on each side
+    split_margin: float = 1.5  # logits beyond +/- this on both sides split a cluster
     judge_band: float = 1.0  # clusters with |logit| under this may go to the LLM judge
     passages: tuple[str, ...] = ("segment", "sentence")
 
@@ -361,8 +358,7 @@ def decide(
     evidence: QueryEvidence,
     model: CoverageModel,
 ) -> list[list[Decision]]:
-    """Per cluster (lists of query rows), one decision, or two when its queries clearly disagree: at least
-    model.split_min of them clearly answered and as many clearly not."""
+    """Per cluster (lists of query rows), one decision, or two when its queries clearly disagree."""
     out: list[list[Decision]] = []
     for number, members in enumerate(clusters):
         rows = np.asarray(members, dtype=np.intp)
@@ -370,8 +366,7 @@ def decide(
         boundary = model.boundary
         clear_yes = logits >= boundary + model.split_margin
         clear_no = logits <= boundary - model.split_margin
-        wanted = max(1, model.split_min)
-        if len(rows) > 1 and clear_yes.sum() >= wanted and clear_no.sum() >= wanted:
+        if len(rows) > 1 and clear_yes.any() and clear_no.any():
             side = logits >= boundary
             parts = [rows[side], rows[~side]]
             out.append([_decision(p, weights, evidence, model, split_from=number) for p in parts])

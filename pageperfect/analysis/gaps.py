@@ -340,8 +340,8 @@ def analyze_evidence(
         if decision.split_from is not None:
             explanation["split_from"] = decision.split_from
             explanation["split_reason"] = (
-                f"its queries disagree: at least {max(1, model.split_min)} are clearly answered "
-                f"(logit >= {model.split_margin:g}) and as many clearly not (<= -{model.split_margin:g})"
+                f"its queries disagree: some are clearly answered (logit >= {model.split_margin:g}) "
+                f"and some clearly not (<= -{model.split_margin:g})"
             )
         if decision.evidence.get("merged"):
             explanation["merged"] = decision.evidence["merged"]
