@@ -4,21 +4,30 @@ Each test that runs jobs gets its own task-queue prefix, so tests never take eac
 other's tasks. DATABASE_URL, where set, is used instead of the embedded Postgres.
 What tests share besides fixtures lives in tests/helpers/.
 
-Layers: `slow` marks the reliability suites, the worker-kill tests, the benchmark smoke and
-the few tests that spawn many interpreters; every test under tests/integration/ is marked
-`integration` here (each runs the whole pipeline: API, workers, Temporal, Postgres). The fast
-layer is the rest: `./dev.sh test -m "not slow and not integration"`.
+Layers: `slow` marks the reliability suites, the worker-kill tests, the benchmark smoke, the
+few tests that spawn many interpreters and the few whose point is a large input; every test
+under tests/integration/ is marked `integration` here (each runs the whole pipeline: API,
+workers, Temporal, Postgres). The fast layer is the rest: `./dev.sh test -m "not slow and not
+integration"`, about 630 tests in about 45 s on 2 quiet cores (README, Tests). That command
+runs in one pytest-xdist worker per core (`-n 0` for one process, `-n N` for N), and skips
+importing tests/integration/ and the slow folders it would deselect anyway. Every worker has
+its own session: its own Temporal dev server, Postgres (a database of its own under
+DATABASE_URL), data dir and ports, and an equal share of the cores for BLAS.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 import pytest_asyncio
 
@@ -38,6 +47,45 @@ from tests.helpers.site import Site, SiteHandler
 TESTS = Path(__file__).parent
 INTEGRATION = TESTS / "integration"
 SLOW = (TESTS / "reliability", TESTS / "test_bench_smoke.py")  # and single tests marked where they are
+FAST_LAYER = "not slow and not integration"  # the quick command's -m
+
+
+def _fast_layer(config: pytest.Config) -> bool:
+    return " ".join((config.getoption("markexpr") or "").split()) == FAST_LAYER
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """The fast layer runs in one xdist worker per core, unless -n (or -p no:xdist, --pdb, a worker) says not."""
+    if hasattr(config, "workerinput") or not _fast_layer(config) or not config.pluginmanager.hasplugin("xdist"):
+        return
+    if config.getoption("numprocesses") is None and not config.getoption("usepdb") and _cores() > 1:
+        config.option.numprocesses = _cores()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # Each xdist worker's BLAS gets its share of the cores: OpenBLAS threads busy-wait, so more of them than
+    # cores burn CPU for nothing (tests/unit/test_minilm.py: 56 s of CPU with a thread per core beside other
+    # work, 21 s with one). Set before the workers start (they inherit it); numpy reads it when it loads.
+    workers = config.getoption("numprocesses", None) if not hasattr(config, "workerinput") else None
+    if isinstance(workers, int) and workers > 0:
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+            os.environ.setdefault(name, str(max(1, _cores() // workers)))
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The fast layer does not import the folders whose every test it deselects."""
+    if _fast_layer(config) and (collection_path == INTEGRATION or collection_path in SLOW):
+        return True
+    return None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -57,17 +105,45 @@ def tmp_root():
 
 @pytest.fixture(scope="session")
 def temporal_server(tmp_root):
-    server = TemporalDevServer(
-        port=free_port(), ui_port=free_port(), db_file=tmp_root / "temporal.db", log_file=tmp_root / "temporal.log"
-    ).start()
+    for attempt in range(3):
+        server = TemporalDevServer(
+            port=free_port(),
+            ui_port=free_port(),
+            db_file=tmp_root / f"temporal-{attempt}.db",
+            log_file=tmp_root / "temporal.log",
+        )
+        try:
+            server.start()
+            break
+        except RuntimeError:  # it exited at start: a port taken between free_port() and its bind, by another worker
+            if attempt == 2:
+                raise
     yield server
     server.stop()
+
+
+async def _worker_database(dsn: str, worker: str) -> str:
+    """A database of this xdist worker's own on DATABASE_URL's server (created once, kept like DATABASE_URL's)."""
+    admin = await asyncpg.connect(dsn)
+    try:
+        name = f"{await admin.fetchval('SELECT current_database()')}_{worker}"
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    parts = urlsplit(dsn)
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ("dbname", "database")])
+    return urlunsplit(parts._replace(path=f"/{name}", query=query))
 
 
 @pytest.fixture(scope="session")
 def postgres_dsn(tmp_root):
     if os.environ.get("DATABASE_URL"):
-        yield os.environ["DATABASE_URL"]
+        dsn, worker = os.environ["DATABASE_URL"], os.environ.get("PYTEST_XDIST_WORKER")
+        if worker:  # the workers' tests must not see each other's rows; in a thread, off the session's loop
+            with ThreadPoolExecutor(1) as thread:
+                dsn = thread.submit(asyncio.run, _worker_database(dsn, worker)).result()
+        yield dsn
         return
     quiet_platformdirs_warning()
     pg = EmbeddedPostgres(tmp_root / "pg").start()

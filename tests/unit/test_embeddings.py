@@ -214,8 +214,9 @@ async def test_truncates_long_input_by_tokens(stub: OpenAIStub):
 async def test_requests_respect_token_budget(stub: OpenAIStub):
     embedder = make_embedder(stub, batch_size=512)
     counter = TokenCounter(embedder.model)
-    long_text = " ".join(WORDS[i % len(WORDS)] for i in range(20_000))
+    long_text = " ".join(WORDS[i % len(WORDS)] for i in range(10_000))
     texts = [f"{i} {long_text}" for i in range(80)]
+    assert counter.count(texts[0]) > MAX_INPUT_TOKENS  # every text is cut to the most one input may hold
     await embedder.embed(texts)
     per_request = [sum(counter.count(t) for t in body["input"]) for body in stub.bodies["embeddings"]]
     assert max(per_request) <= MAX_TOKENS_PER_REQUEST

@@ -243,6 +243,7 @@ def test_duplicate_queries_are_merged_with_weighted_position():
     assert export.rows[1].ctr == pytest.approx(0.25)
 
 
+@pytest.mark.slow  # its point is the size: a 200,000-row export
 def test_a_large_file_is_read_whole():  # its speed is measured in bench/gsc_import.py, not asserted here
     count = 200_000
     lines = [HEADER]

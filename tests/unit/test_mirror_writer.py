@@ -32,7 +32,7 @@ async def names(pool, table: str) -> list[str]:
 
 
 async def test_writes_wait_for_postgres_and_keep_their_order(pool, probe):
-    outage = {"left": 3}
+    outage = {"left": 2}  # refused twice: waits 0.5 s, then a doubled 1 s, then goes through
 
     def write(name: str):
         async def apply(conn) -> None:

@@ -18,6 +18,7 @@ EXPORT = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "g
 
 
 @pytest.mark.realdata
+@pytest.mark.slow  # its point is the whole 1,000-query export through the offline model
 @pytest.mark.skipif(not EXPORT.exists(), reason="../shared/realdata is not beside the repository")
 def test_a_real_export_groups_into_a_readable_number_of_intents():
     from pageperfect.analysis.minilm import MiniLMEmbedder

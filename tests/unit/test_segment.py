@@ -333,6 +333,7 @@ def test_deeply_nested_html_completes_and_keeps_its_text() -> None:
     assert "five thousand nested divs" in _all_text(page)
 
 
+@pytest.mark.slow  # its point is the size: 100,000 paragraphs
 def test_hundred_thousand_tiny_paragraphs_complete_without_losing_text() -> None:
     html = "<html><body>" + "".join(f"<p>item {i}</p>" for i in range(100_000)) + "</body></html>"
     page = extract_page(html)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 
 import pytest
 from temporalio.client import WorkflowFailureError
@@ -45,7 +46,11 @@ async def test_the_site_stage_is_retried(client, mocks, prefix):
 
     async def refused_then_found(call):
         if call.attempt == 1:
-            raise ApplicationError("Postgres went away", type="ConnectionError")
+            # Retried by the stage's policy (a ConnectionError is not in its non-retryable list); the error asks
+            # for the next attempt in 50 ms instead of the policy's 5 s, which only the delay changes.
+            raise ApplicationError(
+                "Postgres went away", type="ConnectionError", next_retry_delay=timedelta(milliseconds=50)
+            )
         return await found(call)
 
     mocks.on("site_analysis", refused_then_found)
