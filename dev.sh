@@ -37,7 +37,10 @@ cmd="${1:-}"; shift || true
 case "$cmd" in
   demo)  setup; exec .venv/bin/pageperfect demo "$@" ;;
   up)    setup; exec .venv/bin/pageperfect up "$@" ;;
-  test)  setup; exec .venv/bin/python -m pytest "$@" ;;
+  # PYTHONDONTWRITEBYTECODE, where the machine sets it, would make every interpreter of the suite (pytest, its
+  # xdist workers, the hundreds of processes tests start) compile the project from source again: the tests keep
+  # Python's usual bytecode cache (__pycache__/, git-ignored), written once and checked against each file's mtime.
+  test)  setup; unset PYTHONDONTWRITEBYTECODE; exec .venv/bin/python -m pytest "$@" ;;
   bench) setup; exec .venv/bin/python -m bench "$@" ;;
   setup) setup ;;
   *) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
