@@ -140,15 +140,36 @@ async def _worker_database(dsn: str, worker: str) -> str:
 def postgres_dsn(tmp_root):
     if os.environ.get("DATABASE_URL"):
         dsn, worker = os.environ["DATABASE_URL"], os.environ.get("PYTEST_XDIST_WORKER")
-        if worker:  # the workers' tests must not see each other's rows; in a thread, off the session's loop
-            with ThreadPoolExecutor(1) as thread:
-                dsn = thread.submit(asyncio.run, _worker_database(dsn, worker)).result()
+        if worker:  # the workers' tests must not see each other's rows
+            dsn = _off_the_loop(_worker_database(dsn, worker))
         yield dsn
         return
     quiet_platformdirs_warning()
     pg = EmbeddedPostgres(tmp_root / "pg").start()
+    _off_the_loop(_without_fsync(pg.dsn))
     yield pg.dsn
     pg.stop()
+
+
+def _off_the_loop(coro):
+    """Runs coro to its end in a thread of its own, off the session's event loop (a sync fixture may not use it)."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coro).result()
+
+
+async def _without_fsync(dsn: str) -> None:
+    """The session's throwaway cluster writes without fsync, at commits and at its shutdown checkpoint.
+
+    What survives a power cut is not what these tests check (the outage tests stop and start a Postgres of
+    their own); the writes, the transactions and what each reader sees are as before.
+    """
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("ALTER SYSTEM SET fsync = off")
+        await conn.execute("ALTER SYSTEM SET full_page_writes = off")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
