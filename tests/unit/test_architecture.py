@@ -9,6 +9,7 @@ package imports on its own in a fresh interpreter.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import subprocess
 import sys
@@ -108,7 +109,8 @@ def consumer_sources() -> dict[str, str]:
     }
 
 
-def imports_of(module: str, source: str) -> list[tuple[str, int, bool]]:
+@functools.cache  # the checks read the same sources several times: each is parsed once
+def imports_of(module: str, source: str) -> tuple[tuple[str, int, bool], ...]:
     """(imported module, line, inside `workflow.unsafe.imports_passed_through()`) for every import."""
     tree = ast.parse(source)
     passed = set()
@@ -128,7 +130,7 @@ def imports_of(module: str, source: str) -> list[tuple[str, int, bool]]:
                 (f"{base}.{alias.name}" if base == "pageperfect" else base, node.lineno, id(node) in passed)
                 for alias in node.names
             ]
-    return found
+    return tuple(found)
 
 
 def violations(sources: dict[str, str]) -> list[str]:
