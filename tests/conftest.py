@@ -8,11 +8,11 @@ Layers: `slow` marks the reliability suites, the worker-kill tests, the benchmar
 few tests that spawn many interpreters and the few whose point is a large input; every test
 under tests/integration/ is marked `integration` here (each runs the whole pipeline: API,
 workers, Temporal, Postgres). The fast layer is the rest: `./dev.sh test -m "not slow and not
-integration"`, about 630 tests in about 45 s on 2 quiet cores (README, Tests). That command
-runs in one pytest-xdist worker per core (`-n 0` for one process, `-n N` for N), and skips
-importing tests/integration/ and the slow folders it would deselect anyway. Every worker has
-its own session: its own Temporal dev server, Postgres (a database of its own under
-DATABASE_URL), data dir and ports, and an equal share of the cores for BLAS.
+integration"`, about 630 tests (README, Tests, has its measured time). That command runs in
+one pytest-xdist worker per core (`-n 0` for one process, `-n N` for N) and does not import
+tests/integration/ or the slow folders, whose every test it would deselect. Each worker has
+a session of its own: its own Temporal dev server, Postgres (a database of its own under
+DATABASE_URL), temporary folder and ports, and an equal share of the cores for BLAS.
 """
 
 from __future__ import annotations
