@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.runtime import resources
 from db import queries
-from pageperfect.models import StageInput, StageSummary
+from pageperfect.models import StageInput, StageStatus, StageSummary
 
 T = TypeVar("T")
 
@@ -43,7 +43,7 @@ async def reuse_or_run(
         )
         if stored is not None:
             summary = StageSummary.model_validate(stored)
-            summary.status = "reused"
+            summary.status = StageStatus.REUSED
             summary.info["reused_from_job"] = stored.get("info", {}).get("job_id")
             return summary
     started = time.perf_counter()

@@ -12,7 +12,7 @@ from activities.common import artifact_from, fingerprint, heartbeat_interval, pe
 from activities.runtime import resources
 from db import queries
 from pageperfect.sources.crawl import CrawlError
-from pageperfect.models import StageInput, StageSummary
+from pageperfect.models import StageInput, StageStatus, StageSummary
 
 
 def crawl_failure(err: CrawlError) -> ApplicationError:
@@ -79,10 +79,10 @@ async def wait_crawl(inp: StageInput) -> StageSummary:
         delay = min(delay, heartbeat_interval(30.0))
         await asyncio.sleep(delay)
         delay *= 1.5
-    reused = inp.previous.get("submit_crawl", {}).get("status") == "reused"
+    reused = inp.previous.get("submit_crawl", {}).get("status") == StageStatus.REUSED
     summary = StageSummary(
         stage="wait_crawl",
-        status="reused" if reused else "completed",
+        status=StageStatus.REUSED if reused else StageStatus.COMPLETED,
         artifact_id=crawl_id,
         counts={"bytes": crawl["bytes"] or 0, "http_status": crawl["http_status"] or 0},
         info={"final_url": crawl["final_url"], "provider": crawl["provider"], "job_id": inp.job.job_id},

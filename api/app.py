@@ -184,7 +184,7 @@ def create_app(
             "run_id": submitted.run_id,
             "page_id": submitted.page_id,
             "url": submitted.url,
-            "status": "running" if submitted.existing else "queued",
+            "status": submitted.status,
             "existing": submitted.existing,
             "status_url": str(request.url_for("get_job", job_id=submitted.job_id)),
         }

@@ -238,7 +238,7 @@ class StageSummary(BaseModel):
     """A stage's small result as it goes into history: counts, ids, timings."""
 
     stage: str
-    status: Literal["completed", "reused", "skipped"] = "completed"
+    status: Literal[StageStatus.COMPLETED, StageStatus.REUSED, StageStatus.SKIPPED] = StageStatus.COMPLETED
     artifact_id: int | None = None
     counts: dict[str, float] = Field(default_factory=dict)
     info: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
@@ -261,7 +261,7 @@ class JobOutcome(BaseModel):
 
 class StageProgress(BaseModel):
     stage: str
-    status: str = "pending"
+    status: StageStatus = StageStatus.PENDING
     started_at: datetime | None = None
     finished_at: datetime | None = None
 

@@ -37,7 +37,15 @@ with workflow.unsafe.imports_passed_through():
         temporal_priority,
         workflow_id_for_page,
     )
-    from pageperfect.models import FINAL_STATUSES, JOB_GONE, PAGE_ERROR, BatchEnding, BatchPageStatus, BatchStatus
+    from pageperfect.models import (
+        FINAL_STATUSES,
+        JOB_GONE,
+        PAGE_ERROR,
+        BatchEnding,
+        BatchPageStatus,
+        BatchStatus,
+        JobStatus,
+    )
     from pageperfect.stages import CONTROL_QUEUE, WORKFLOW_QUEUE, Retry, queue_name
     from workflows.stages import retry_policy
     from workflows.webhook import announce
@@ -156,7 +164,7 @@ class PagePerfectBatchWorkflow:
                         [
                             *([SearchAttributePair(URL_ATTRIBUTE, job.url[:2000])] if prepared.search_url else []),
                             SearchAttributePair(JOB_ATTRIBUTE, job.job_id),
-                            SearchAttributePair(STAGE_ATTRIBUTE, "queued"),
+                            SearchAttributePair(STAGE_ATTRIBUTE, JobStatus.QUEUED),
                         ]
                     ),
                     priority=temporal_priority(job.priority),

@@ -186,7 +186,7 @@ class PagePerfectWorkflow:
         if outcome.status != JobStatus.COMPLETED:
             for progress in self._stages.values():
                 if progress.status == StageStatus.PROCESSING:
-                    progress.status = outcome.status
+                    progress.status = StageStatus(outcome.status)
         workflow.upsert_search_attributes([STAGE_ATTRIBUTE.value_set(outcome.status)])
         # Runs even after a cancel request: the job row and the dead letter must be written.
         await workflow.execute_activity(

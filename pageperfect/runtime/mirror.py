@@ -207,7 +207,7 @@ class _MirrorInbound(ActivityInboundInterceptor):
             )
             raise
         finished = datetime.now(UTC)
-        reused = getattr(result, "status", None) == "reused"
+        reused = getattr(result, "status", None) == StageStatus.REUSED
         self._record(
             info,
             job.job_id,

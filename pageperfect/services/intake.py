@@ -30,7 +30,7 @@ from pageperfect.sources.guard import (
     resolve_checked,
     validate_url,
 )
-from pageperfect.models import FINAL_STATUSES, JobInput, JobOptions, KeywordRow
+from pageperfect.models import FINAL_STATUSES, JobInput, JobOptions, JobStatus, KeywordRow
 from pageperfect.settings import Settings
 from workflows.pageperfect import (
     JOB_ATTRIBUTE,
@@ -100,6 +100,7 @@ class Submitted:
     page_id: int
     url: str
     existing: bool
+    status: JobStatus = JobStatus.QUEUED  # an existing job's own status, as its row has it
 
 
 async def check_url(url: str, allow: AllowList) -> str:
@@ -228,7 +229,7 @@ async def start_job(job: JobInput, payload: dict, *, pool: asyncpg.Pool, client:
                             else []
                         ),
                         SearchAttributePair(JOB_ATTRIBUTE, job.job_id),
-                        SearchAttributePair(STAGE_ATTRIBUTE, "queued"),
+                        SearchAttributePair(STAGE_ATTRIBUTE, JobStatus.QUEUED),
                     ]
                 ),
                 priority=temporal_priority(job.priority),
@@ -254,7 +255,9 @@ async def start_job(job: JobInput, payload: dict, *, pool: asyncpg.Pool, client:
     if running_job_id and running_job_id != job.job_id:
         # The page already has a running job: answer with that one, keep nothing of this request.
         await queries.delete_job(pool, job.job_id)
-        return Submitted(running_job_id, workflow_id, run_id, job.page_id, job.url, existing=True)
+        running = await queries.get_job(pool, running_job_id)
+        status = JobStatus(running["status"]) if running is not None else JobStatus.PROCESSING
+        return Submitted(running_job_id, workflow_id, run_id, job.page_id, job.url, existing=True, status=status)
     await queries.set_job_run(pool, job.job_id, run_id)
     return Submitted(job.job_id, workflow_id, run_id, job.page_id, job.url, existing=False)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 
+from pageperfect.models import JobStatus
 from tests.helpers.cli import temporal_workflow
 from tests.helpers.data import demo_keywords
 from tests.helpers.faults import FlakyCrawler, NeverDoneCrawler
@@ -147,6 +148,7 @@ async def test_second_submission_returns_running_job(pipeline_factory, site, poo
     first = await pipeline.submit(url=url)
     second = await pipeline.submit(url=url)
     assert second["job_id"] == first["job_id"] and second["existing"] is True
+    assert second["status"] in (JobStatus.QUEUED, JobStatus.PROCESSING)  # the running job's own status
     assert await pool.fetchval("SELECT count(*) FROM pageperfect_jobs WHERE url = $1", url) == 1
     await pipeline.http.post(f"/v1/jobs/{first['job_id']}/cancel")
     assert (await pipeline.wait(first["job_id"]))["status"] == "cancelled"
