@@ -366,6 +366,17 @@ def _match_header(
     return index, written
 
 
+def _count(raw: str, source: str, line: int, column: str) -> float:
+    """A clicks or impressions cell: a plain number in line, anything else the way that says what is wrong."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < _INF:
+        value = _number(raw, source, line, column)
+    return value
+
+
 def _number(raw: str, source: str, line: int, column: str, decimal_comma: bool = False) -> float:
     text = raw.strip()
     if not text:
@@ -453,20 +464,8 @@ def _keyword_row(fields: list[str], table: _Table, line: int) -> KeywordRow:
             column=names["query"],
         )
     # The common case in line (a plain number, a percent CTR); anything else goes the way that says what is wrong.
-    raw = fields[ci]
-    try:
-        clicks = float(raw)
-    except ValueError:
-        clicks = -1.0
-    if not 0 <= clicks < _INF:
-        clicks = _number(raw, source, line, names["clicks"])
-    raw = fields[ii]
-    try:
-        impressions = float(raw)
-    except ValueError:
-        impressions = -1.0
-    if not 0 <= impressions < _INF:
-        impressions = _number(raw, source, line, names["impressions"])
+    clicks = _count(fields[ci], source, line, names["clicks"])
+    impressions = _count(fields[ii], source, line, names["impressions"])
     raw = fields[ti]
     try:
         ctr = float(raw[:-1]) / 100 if raw[-1:] == "%" else float(raw)
