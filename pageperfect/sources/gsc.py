@@ -741,20 +741,15 @@ def _read_zip(data: bytes, name: str) -> GscExport:
         filters = named(FILTERS_FILE)
         if filters:
             date_range, page, page_filter = _parse_filters(_read_member(archive, filters[0], budget))
-    if not (parsed.rows or parsed.pages):
-        raise GscFormatError(NO_ROWS, source=source)
-    return GscExport(
-        rows=parsed.rows,
+    return _export(
+        parsed,
+        source,
+        name=name,
+        files=files,
         date_range=date_range,
         page=page,
-        files=files,
-        duplicates_merged=parsed.merged,
         page_filter=page_filter,
-        pages=parsed.pages,
         has_filters_file=bool(filters),
-        encoding=parsed.encoding,
-        delimiter=parsed.delimiter,
-        source=name,
     )
 
 
@@ -778,18 +773,23 @@ def read_export(path_or_bytes: str | Path | bytes, filename: str | None = None) 
     if len(data) > MAX_UNCOMPRESSED_BYTES:
         raise GscFormatError(f"is larger than {MAX_UNCOMPRESSED_BYTES // (1024 * 1024)} MB", source=name)
     parsed = _parse(data, name, _QUERY_COLUMNS, {"page": PAGE_SPELLINGS})
+    return _export(parsed, name, name=name, files=[name], date_range=None, page=None)
+
+
+def _export(parsed: _Parsed, source: str, *, name: str, files: list[str], **found: Any) -> GscExport:
+    """The export of a parsed file (`source` in messages, `name` the upload's), refused when it holds no row;
+    `found` is what its ZIP's Filters.csv says (date range, page filter)."""
     if not (parsed.rows or parsed.pages):
-        raise GscFormatError(NO_ROWS, source=name)
+        raise GscFormatError(NO_ROWS, source=source)
     return GscExport(
         rows=parsed.rows,
-        date_range=None,
-        page=None,
-        files=[name],
+        files=files,
         duplicates_merged=parsed.merged,
         pages=parsed.pages,
         encoding=parsed.encoding,
         delimiter=parsed.delimiter,
         source=name,
+        **found,
     )
 
 
