@@ -100,8 +100,32 @@ class TemporalDevServer:
             args += ["--search-attribute", f"{name}=Keyword"]
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
         wait_for_port("127.0.0.1", self.port, timeout, self.process)
+        self._wait_until_serving(deadline)
         return self
+
+    def _wait_until_serving(self, deadline: float) -> None:
+        """The port opens before the frontend serves: a client connecting then is refused ("Frontend is not
+        healthy yet"). Waits for the frontend's health check to say SERVING (`temporal operator cluster health`)."""
+        assert self.process is not None
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the Temporal dev server exited with code {self.process.returncode} at start")
+            try:
+                check = subprocess.run(
+                    [temporal_binary(), "operator", "cluster", "health", "--address", self.address],
+                    capture_output=True,
+                    text=True,
+                    timeout=max(1.0, min(10.0, deadline - time.monotonic())),
+                )
+            except subprocess.TimeoutExpired:
+                check = None
+            if check and check.returncode == 0 and "SERVING" in check.stdout and "NOT_SERVING" not in check.stdout:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Temporal dev server at {self.address} did not become healthy in time")
+            time.sleep(0.2)
 
     def stop(self, timeout: float = 20) -> None:
         if self.process is None or self.process.poll() is not None:
