@@ -134,20 +134,34 @@ def print_result(result: dict, console: Console, *, top: int = 10) -> None:
             Text(why(gap)),
         )
     console.print(table)
+    ranks = {g["cluster_id"]: rank for rank, g in enumerate([g for g in result["gaps"] if g["has_gap"]], start=1)}
     for draft in result["drafts"]:
         label = "Draft" if draft["kind"] == "draft" else "Brief"
-        console.print(
-            Text(
-                f"\n{label} for cluster {draft['cluster_id']}"
-                + (f" — {draft['suggested_heading']}" if draft.get("suggested_heading") else ""),
-                style="bold",
-            )
+        rank = ranks.get(draft["cluster_id"])
+        title = (
+            f"\n{label} for gap {rank} (cluster {draft['cluster_id']})"
+            if rank
+            else f"\n{label} for cluster {draft['cluster_id']}"
         )
+        if draft.get("suggested_heading"):
+            title += f" — {draft['suggested_heading']}"
+        console.print(Text(title, style="bold"))
         # An insertion repeats the passage it follows: show only what is new.
         text, original = draft["draft"], draft.get("original") or ""
         if original and text.startswith(original):
             text = text[len(original) :].strip()
-        console.print(Text(text[:900]))
+        console.print(Text(clip_lines(text, MAX_DRAFT_LINES)))
+
+
+MAX_DRAFT_LINES = 30
+
+
+def clip_lines(text: str, limit: int) -> str:
+    """The first `limit` lines of a text, whole, and how many more there are."""
+    lines = text.splitlines()
+    if len(lines) <= limit:
+        return text
+    return "\n".join(lines[:limit] + [f"… {len(lines) - limit} more lines"])
 
 
 def why(gap: dict, width: int = 60) -> str:

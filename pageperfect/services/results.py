@@ -104,6 +104,10 @@ async def build_result(pool: asyncpg.Pool, job: asyncpg.Record) -> dict[str, Any
             }
         )
 
+    # The drafts in the order of their gaps' ranks: the top of the list first, as the table has it.
+    rank = {g["cluster_id"]: i for i, g in enumerate(gaps)}
+    drafts.sort(key=lambda d: (rank.get(d["cluster_id"], len(rank)), d["cluster_id"]))
+
     embedding = (
         {"provider": segment_set["embedding_provider"], "model": segment_set["embedding_model"]}
         if segment_set

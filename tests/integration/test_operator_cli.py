@@ -43,7 +43,7 @@ async def test_analyze_with_a_search_console_export_watches_and_prints_gaps(pipe
     job_id = JOB_LINE.search(done.stdout).group(1)
     for stage in ("submit_crawl", "wait_crawl", "segment_embed", "keyword_clustering", "gap_analysis", "rewrite_draft"):
         assert stage in done.stdout
-    assert "missing intent" in done.stdout and "why" in done.stdout and "Brief for cluster" in done.stdout
+    assert "missing intent" in done.stdout and "why" in done.stdout and "Brief for gap 1 (cluster " in done.stdout
     result = (await pipeline.http.get(f"/v1/jobs/{job_id}/result")).json()
     top_gap = next(g for g in result["gaps"] if g["has_gap"])
     assert top_gap["representative"] in done.stdout and f"{top_gap['opportunity_score']:.3f}" in done.stdout

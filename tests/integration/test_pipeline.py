@@ -34,6 +34,9 @@ async def test_demo_job_completes_and_mirrors(pipeline, site, pool, client):
     for topic, queries in expected["covered_topics"].items():
         assert len(set(queries) & gap_queries) <= len(queries) / 2, f"covered topic {topic} reported as a gap"
     assert result["drafts"] and all(d["kind"] == "brief" for d in result["drafts"])
+    # The briefs are for the top gaps, in the order of their ranks (the table's order).
+    ranked = [g["cluster_id"] for g in result["gaps"] if g["has_gap"]]
+    assert [d["cluster_id"] for d in result["drafts"]] == ranked[: len(result["drafts"])]
 
     # The operators' dashboard queries return this job's rows.
     job_id = created["job_id"]
