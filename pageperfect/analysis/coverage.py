@@ -9,7 +9,8 @@ a segment that has several), three signals:
 - `semantic_full`: the same for the query as asked;
 - `lexical`: the share of the query's distinctive words (stemmed, subject left
   out, each weighed by its rarity among the page's queries) that the passage,
-  with its headings, contains.
+  with its headings, contains; a compound the passage writes open ("peep hole")
+  counts for the closed form ("peephole").
 
 Each signal is the best over the passages; a query's evidence that it is covered
 is the linear score
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
-from pageperfect.analysis.embeddings import content_stems
+from pageperfect.analysis.embeddings import content_stems, light_stem, text_words
 from pageperfect.analysis.intents import distinctive_stems
 from pageperfect.analysis.segment import headings_below_root
 
@@ -228,7 +229,7 @@ class Evidence:
         words = sparse.csr_matrix((vals, (rows, cols)), shape=(n, max(1, len(vocab))), dtype=np.float32)
         prow, pcol = [], []
         for j, p in enumerate(self.passages):
-            for s in set(content_stems(p.words_text)):
+            for s in passage_stems(p.words_text):
                 c = vocab.get(s)
                 if c is not None:
                     prow.append(j)
@@ -327,11 +328,19 @@ class Evidence:
             (p for p in self.passages if p.segment_id == passage["segment_id"] and p.text == passage["text"]), None
         )
         words_text = match.words_text if match else " ".join([*passage["heading_path"], passage["text"]])
-        have = set(content_stems(words_text))
+        have = passage_stems(words_text)
         return {
             "found": [w for s, w in stems.items() if s in have],
             "missing": [w for s, w in stems.items() if s not in have],
         }
+
+
+def passage_stems(text: str) -> set[str]:
+    """The stems a passage offers a query's words: its content words', and each pair of adjacent words joined,
+    so that a compound written open ("peep hole", "check in") meets the query's closed form ("peephole",
+    "checkin"). Joined pairs that are no word ("thehotel") meet no query word and cost nothing."""
+    words = text_words(text)
+    return set(content_stems(text)) | {light_stem(a + b) for a, b in zip(words, words[1:])}
 
 
 def sigmoid(x: float) -> float:

@@ -28,10 +28,10 @@ class ProviderDefaults:
 # the coverage weights by logistic regression; the grouping, then the threshold and the split margin on plateaus,
 # keeping the first set's F1 >= 0.95. Passages: segments, their sentences and windows of 2-3 adjacent sentences.
 MINILM_COVERAGE = CoverageModel(
-    semantic=1.817,
-    semantic_full=1.561,
-    lexical=2.962,
-    bias=-3.535,
+    semantic=1.793,
+    semantic_full=1.557,
+    lexical=3.028,
+    bias=-3.568,
     threshold=0.5,
     split_margin=1.0,
     passages=("segment", "sentence", "window"),

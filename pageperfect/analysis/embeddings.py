@@ -92,9 +92,14 @@ def _stop_words() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS)
 
 
+def text_words(text: str) -> list[str]:
+    """The text's words in order, lower-cased, stop words kept."""
+    return _WORD_RE.findall(_normalize_for_hashing(text))
+
+
 def _content_words(text: str) -> list[str]:
     stop = _stop_words()
-    return [w for w in _WORD_RE.findall(_normalize_for_hashing(text)) if w not in stop]
+    return [w for w in text_words(text) if w not in stop]
 
 
 def content_stems(text: str) -> list[str]:

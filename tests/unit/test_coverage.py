@@ -73,6 +73,18 @@ def test_lexical_signal_is_the_rarity_weighted_share_of_distinctive_words_in_one
     assert words == {"found": ["yellow"], "missing": ["leaves"]}
 
 
+def test_a_compound_the_passage_writes_open_counts_for_the_querys_closed_form():
+    queries = ["hotel peephole safety", "hotel checkin time", "hotel minibar"]
+    segments = [seg(0, "Always look through the peep hole; is it safe?"), seg(1, "You can check in at noon.")]
+    vectors = np.eye(3, 3, dtype=np.float32) + 0.01
+    ev = _evidence(queries, vectors, segments, np.eye(2, 3, dtype=np.float32), subject=frozenset({"hotel"}))
+    lexical = ev.per_query().lexical
+    assert lexical[0] == pytest.approx(0.5)  # "peephole" in segment 0 as "peep hole"; "safety" is not "safe"
+    assert lexical[1] == pytest.approx(0.5)  # "checkin" as "check in"; "time" nowhere
+    assert lexical[2] == 0.0  # no pair of words makes "minibar"
+    assert ev.words_for([0], ev.passages_for([0])[0]) == {"found": ["peephole"], "missing": ["safety"]}
+
+
 def test_passage_and_vector_counts_must_agree():
     with pytest.raises(ValueError, match="passage vectors"):
         _evidence(["a"], np.ones((1, 3)), [seg(0, "a b c")], np.ones((2, 3)))
