@@ -137,10 +137,10 @@ def print_result(result: dict, console: Console, *, top: int = 10) -> None:
     ranks = {g["cluster_id"]: rank for rank, g in enumerate([g for g in result["gaps"] if g["has_gap"]], start=1)}
     for draft in result["drafts"]:
         label = "Draft" if draft["kind"] == "draft" else "Brief"
-        rank = ranks.get(draft["cluster_id"])
+        gap_rank = ranks.get(draft["cluster_id"])
         title = (
-            f"\n{label} for gap {rank} (cluster {draft['cluster_id']})"
-            if rank
+            f"\n{label} for gap {gap_rank} (cluster {draft['cluster_id']})"
+            if gap_rank
             else f"\n{label} for cluster {draft['cluster_id']}"
         )
         if draft.get("suggested_heading"):
