@@ -301,9 +301,22 @@ def place_name(heading_path: Sequence[str]) -> str:
     return " › ".join(heading_path)
 
 
+def _is_heading(gap: GapContext) -> bool:
+    """The closest passage is a heading on its own (its text is the last heading of its place)."""
+    text = " ".join((gap.best_text or "").split())
+    return bool(text) and bool(gap.best_heading_path) and text == " ".join(gap.best_heading_path[-1].split())
+
+
 def _where(gap: GapContext) -> str:
     if not gap.best_segment_id and not gap.best_heading_path:
         return "add the section at the end of the page's main content (no passage is close to these searches)"
+    if _is_heading(gap):
+        # A heading is no passage to extend: the section goes into the part it heads, or stands on its own.
+        segment = f" (segment {gap.best_segment_id})" if gap.best_segment_id else ""
+        return (
+            f'add the section to the part headed "{place_name(gap.best_heading_path)}"{segment}, the closest '
+            "the page comes to these searches, or as a part of its own if that part is on another subject"
+        )
     place = (
         f'the passage under "{place_name(gap.best_heading_path)}"' if gap.best_heading_path else "the closest passage"
     )
@@ -324,7 +337,7 @@ def _brief(gap: GapContext, heading: str) -> str:
     if more > 0:
         lines.append(f"- and {more} more")
     lines += ["", f"Suggested heading: {heading}", f"Where: {_where(gap)}."]
-    if gap.best_text and gap.best_text.strip():
+    if gap.best_text and gap.best_text.strip() and not _is_heading(gap):
         lines.append(f'Passage to extend: "{_clip(" ".join(gap.best_text.split()), 160)}"')
     if gap.missing_words:
         lines.append(f"Words the searches use that the closest passage lacks: {', '.join(gap.missing_words[:12])}")

@@ -185,6 +185,19 @@ async def test_brief_for_a_page_with_no_close_passage():
     assert_valid_diff("", draft.draft, draft.diff)
 
 
+async def test_a_brief_whose_closest_passage_is_a_heading_offers_no_passage_to_extend():
+    heading = "Fertilizer: Feeding Your Plant"
+    draft = await draft_for_gap(
+        gap(best_heading_path=["Plant Care", heading], best_text=heading, best_segment_id="seg-3"), None, None
+    )
+    assert draft.kind == "brief" and draft.target_segment_id == "seg-3"
+    assert "Passage to extend" not in draft.draft
+    assert 'to the part headed "Plant Care › Fertilizer: Feeding Your Plant" (segment seg-3)' in draft.draft
+    assert "as a part of its own" in draft.draft
+    # A passage of text keeps its offer to extend it.
+    assert "Passage to extend" in (await draft_for_gap(gap(), "Shed bases", None)).draft
+
+
 def test_make_llm_needs_a_key():
     assert make_llm(None, None, "gpt-4o-mini") is None
     assert make_llm("  ", "http://127.0.0.1:1/v1", "gpt-4o-mini") is None
