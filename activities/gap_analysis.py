@@ -66,6 +66,9 @@ async def gap_analysis(inp: StageInput) -> StageSummary:
         )
     defaults = defaults_for(provider)
     threshold = job.options.gap_threshold if job.options.gap_threshold is not None else defaults.gap_threshold
+    # The query graph that tells a second intent inside a cluster from other wordings (coverage.decide): the
+    # grouping's own, with the job's links per query.
+    neighbors = job.options.neighbors if job.options.neighbors is not None else defaults.neighbors
     model = defaults.coverage
     if defaults.similarity == "evidence" and model is not None:
         model = replace(model, threshold=threshold)
@@ -172,6 +175,7 @@ async def gap_analysis(inp: StageInput) -> StageSummary:
             evidence,
             score=job.options.score,
             summarize=lambda part: summarize_members(rows, query_vectors, part),
+            neighbors=neighbors,
         )
         return report, {f"embed_{k}": v for k, v in stats.items()}
 
@@ -196,6 +200,7 @@ async def gap_analysis(inp: StageInput) -> StageSummary:
         job.options.score,
         defaults.similarity,
         asdict(model) if model else None,
+        neighbors,
         res.llm.model if judge else None,
         job.options.judge_max,
     )

@@ -87,7 +87,8 @@ async def site_analysis(req: SiteStageInput) -> dict:
     if site is None:
         raise permanent("NotFound", f"no site {req.site_id}")
     await queries.set_site_stage(pool, req.site_id, "site_analysis")
-    model = defaults_for(res.embedder.name).coverage
+    defaults = defaults_for(res.embedder.name)
+    model = defaults.coverage
     if model is None:
         raise permanent(
             "BadInput",
@@ -110,7 +111,9 @@ async def site_analysis(req: SiteStageInput) -> dict:
         raise permanent(
             "NotEnoughPages", f"{len(pages)} of the site's pages were analysed, a site needs {MIN_PAGES}: {why}"
         )
-    result = await run_cpu(analyze_site, pages, model, score=req.score, top_gaps=req.top_gaps)
+    result = await run_cpu(
+        analyze_site, pages, model, score=req.score, top_gaps=req.top_gaps, neighbors=defaults.neighbors
+    )
     result.stats["skipped"] = skipped
     await queries.store_site_result(pool, req.site_id, result)
     return {

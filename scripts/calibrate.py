@@ -172,6 +172,7 @@ def evidence_report(page: Page, model: CoverageModel, neighbors: int, resolution
         page.impressions,
         _evidence(page, model),
         summarize=lambda rows: summarize_members(page.rows, page.vectors, rows),
+        neighbors=neighbors,
     )
 
 

@@ -22,7 +22,13 @@ and its coverage is sigmoid(logit). A cluster's coverage is the sigmoid of its
 queries' impression-weighted mean logit; it is a gap below the threshold. When a
 cluster holds queries that are clearly covered and queries that are clearly not
 (logits beyond +/- split_margin), it is split into those two parts rather than
-averaged into one verdict.
+averaged into one verdict, when each part is an intent of its own: a part whose
+queries share no link of the query graph the grouping uses (intents.link_graph:
+each query's nearest queries in each view) is other wordings of the cluster's
+intent, not a second intent, so the cluster stays whole and its evidence names
+those queries (`not_split`). On the labelled pages such a part is most often a
+paraphrase the page's words miss, or a passing mention, rarely a second intent
+(docs/CALIBRATION.md).
 
 Every decision keeps its evidence: the best passages with their scores, and which
 distinctive words the best passage has and lacks.
@@ -40,7 +46,7 @@ import numpy as np
 from scipy import sparse
 
 from pageperfect.analysis.embeddings import content_stems, light_stem, text_words
-from pageperfect.analysis.intents import distinctive_stems
+from pageperfect.analysis.intents import NEIGHBORS, distinctive_stems, link_graph
 from pageperfect.analysis.segment import headings_below_root
 
 BLOCK_CELLS = 2**22  # query x passage cells computed at once
@@ -58,6 +64,7 @@ class CoverageModel:
     bias: float
     threshold: float = 0.5  # a cluster is a gap when its coverage is below this
     split_margin: float = 1.5  # logits beyond +/- this on both sides split a cluster
+    split_needs_links: bool = True  # ... into parts that each have a link among their own queries
     judge_band: float = 1.0  # clusters with |logit| under this may go to the LLM judge
     passages: tuple[str, ...] = ("segment", "sentence")
 
@@ -212,6 +219,7 @@ class Evidence:
         if len(self.passages) and self._p.shape[1] != self._q.shape[1]:
             raise ValueError(f"query vectors have {self._q.shape[1]} dims, passages {self._p.shape[1]}")
         self._words, self._passage_words, self.idf = self._lexical_parts()
+        self._links: dict[int, sparse.csr_matrix] = {}  # shared with restricted views: the queries are the same
 
     def _lexical_parts(self) -> tuple[sparse.csr_matrix, sparse.csc_matrix, dict[str, float]]:
         n = len(self.queries)
@@ -261,6 +269,12 @@ class Evidence:
         # A query with no word of its own beyond the subject asks about the subject: the page has it.
         lexical[~self._has_words()[rows]] = 1.0
         return semantic, semantic_full, lexical
+
+    def query_links(self, neighbors: int = NEIGHBORS) -> sparse.csr_matrix:
+        """The queries' link graph (pageperfect.analysis.intents.link_graph), as the grouping builds it; built once."""
+        if neighbors not in self._links:
+            self._links[neighbors] = link_graph(self.queries, self._q, self._qs, self.subject, neighbors=neighbors)
+        return self._links[neighbors]
 
     def per_query(self) -> QueryEvidence:
         n = len(self.queries)
@@ -361,13 +375,25 @@ class Decision:
     evidence: dict = field(default_factory=dict)
 
 
+def _linked_within(links: sparse.csr_matrix, rows: np.ndarray) -> bool:
+    """Whether at least two of these queries are linked to each other."""
+    return len(rows) > 1 and links[rows][:, rows].nnz > 0
+
+
 def decide(
     clusters: Sequence[Sequence[int]],
     weights: np.ndarray,
     evidence: QueryEvidence,
     model: CoverageModel,
+    links: sparse.csr_matrix | None = None,
 ) -> list[list[Decision]]:
-    """Per cluster (lists of query rows), one decision, or two when its queries clearly disagree."""
+    """Per cluster (lists of query rows), one decision, or two when its queries clearly disagree.
+
+    With model.split_needs_links, `links` (the queries' link graph, Evidence.query_links) must be given:
+    a cluster is split only when each part has a link among its own queries; otherwise it stays whole,
+    and the queries on the other side of the boundary from its verdict are named in its evidence."""
+    if model.split_needs_links and links is None:
+        raise ValueError("split_needs_links: pass the queries' link graph (Evidence.query_links)")
     out: list[list[Decision]] = []
     for number, members in enumerate(clusters):
         rows = np.asarray(members, dtype=np.intp)
@@ -378,9 +404,15 @@ def decide(
         if len(rows) > 1 and clear_yes.any() and clear_no.any():
             side = logits >= boundary
             parts = [rows[side], rows[~side]]
-            out.append([_decision(p, weights, evidence, model, split_from=number) for p in parts])
-        else:
-            out.append([_decision(rows, weights, evidence, model)])
+            if not model.split_needs_links or all(_linked_within(links, p) for p in parts):
+                out.append([_decision(p, weights, evidence, model, split_from=number) for p in parts])
+                continue
+            whole = _decision(rows, weights, evidence, model)
+            others = rows[side] if whole.has_gap else rows[~side]
+            whole.evidence["not_split"] = others.tolist()
+            out.append([whole])
+            continue
+        out.append([_decision(rows, weights, evidence, model)])
     return out
 
 

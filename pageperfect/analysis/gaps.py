@@ -26,6 +26,7 @@ import numpy as np
 
 from pageperfect.analysis.clustering import Cluster
 from pageperfect.analysis.embeddings import content_stems
+from pageperfect.analysis.intents import NEIGHBORS
 from pageperfect.analysis.segment import headings_below_root
 
 if TYPE_CHECKING:
@@ -287,9 +288,12 @@ def analyze_evidence(
     *,
     score: str = "striking",
     summarize: Callable[[Sequence[int]], Cluster] | None = None,
+    neighbors: int = NEIGHBORS,
 ) -> GapReport:
     """Coverage decided from several signals (pageperfect.coverage): one decision per cluster, or one per part
-    when its queries clearly disagree; gaps whose centroids are near-identical are merged into one.
+    when its queries clearly disagree and each part is an intent of its own (linked among its queries in the
+    query graph of `neighbors` links per query and view); gaps whose centroids are near-identical are merged
+    into one.
 
     `clusters` must carry member_indices into the evidence's queries; `summarize(rows)` builds the stats of a part of a
     split cluster (a new cluster id is given to each part).
@@ -302,7 +306,11 @@ def analyze_evidence(
     model = evidence.model
     per_query = evidence.per_query()
     decisions = decide(
-        [c.member_indices for c in clusters], np.asarray(impressions, dtype=np.float64), per_query, model
+        [c.member_indices for c in clusters],
+        np.asarray(impressions, dtype=np.float64),
+        per_query,
+        model,
+        links=evidence.query_links(neighbors) if model.split_needs_links else None,
     )
     next_id = max((c.cluster_id for c in clusters), default=-1) + 1
     groups: list[tuple[Cluster, Decision]] = []
@@ -343,6 +351,16 @@ def analyze_evidence(
                 f"its queries disagree: some are clearly answered (logit >= {model.split_margin:g}) "
                 f"and some clearly not (<= -{model.split_margin:g})"
             )
+        if decision.evidence.get("not_split"):
+            explanation["not_split"] = {
+                "queries": [evidence.queries[i] for i in decision.evidence["not_split"]],
+                "reason": (
+                    "these queries read as "
+                    + ("answered" if decision.has_gap else "not answered")
+                    + " unlike the rest, but are not linked to each other as an intent of their own: "
+                    "other wordings of this one, kept in it"
+                ),
+            }
         if decision.evidence.get("merged"):
             explanation["merged"] = decision.evidence["merged"]
         gaps.append(

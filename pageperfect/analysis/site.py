@@ -44,6 +44,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from scipy import sparse
@@ -51,6 +52,7 @@ from scipy.sparse.csgraph import connected_components
 
 from pageperfect.analysis.clustering import Cluster, radius_graph
 from pageperfect.analysis.coverage import CoverageModel, Evidence, Passage
+from pageperfect.analysis.intents import NEIGHBORS
 
 INTENT_COSINE = 0.8
 SAME_PASSAGE = 0.8
@@ -591,19 +593,31 @@ def analyze_site(
     score: str = "striking",
     intent_cosine: float = INTENT_COSINE,
     top_gaps: int = 5,
+    neighbors: int = NEIGHBORS,
 ) -> SiteResult:
     """The site's cannibalization cases, link suggestions and pages ranked by opportunity. CPU-bound.
+
+    neighbors: links per query and view of the query graph that decides whether a page's gap splits into parts
+    another page answers and parts it does not (gaps.analyze_evidence).
 
     BLAS runs on one thread: the products are many and small (a page's queries against another page's
     passages), where threads cost more than they give, and the worker's other activities keep a core."""
     from pageperfect.analysis.clustering import _blas_limits
 
     with _blas_limits(1):
-        return _analyze_site(pages, model, score=score, intent_cosine=intent_cosine, top_gaps=top_gaps)
+        return _analyze_site(
+            pages, model, score=score, intent_cosine=intent_cosine, top_gaps=top_gaps, neighbors=neighbors
+        )
 
 
 def _analyze_site(
-    pages: Sequence[SitePage], model: CoverageModel, *, score: str, intent_cosine: float, top_gaps: int
+    pages: Sequence[SitePage],
+    model: CoverageModel,
+    *,
+    score: str,
+    intent_cosine: float,
+    top_gaps: int,
+    neighbors: int,
 ) -> SiteResult:
     from pageperfect.analysis.gaps import analyze_evidence
 
@@ -636,7 +650,7 @@ def _analyze_site(
         )
     cases.sort(key=lambda c: (-c["severity"], c["intent"]))
     intents.sort(key=lambda i: -sum(i["pages"].values()))
-    links = _links(pages, centroids, model, score, analyze_evidence)
+    links = _links(pages, centroids, model, score, partial(analyze_evidence, neighbors=neighbors))
     linked = {(link["from_url"], link["cluster_id"]): link for link in links}
     in_case = {(r["url"], r["cluster_id"]) for c in cases for r in c["pages"]}
     ranked = []

@@ -171,7 +171,8 @@ def gap_bars(gaps: list[dict]) -> str:
 
 
 def _why(gap: dict) -> str:
-    """Why the analysis calls it a gap: its coverage, who decided, and the words no passage has."""
+    """Why the analysis calls it a gap: its coverage, who decided, the words no passage has, and the wordings
+    the page answers that were kept in it (coverage.decide)."""
     if gap.get("coverage") is None:
         return ""
     explanation = gap.get("explanation") or {}
@@ -180,7 +181,13 @@ def _why(gap: dict) -> str:
     text = f"; coverage {gap['coverage']:.2f}"
     if gap.get("decided_by") == "llm":
         text += f" (the LLM judged: {judge.get('status')})"
-    return text + (f"; the closest passage lacks: {', '.join(missing[:8])}" if missing else "")
+    text += f"; the closest passage lacks: {', '.join(missing[:8])}" if missing else ""
+    kept = (explanation.get("not_split") or {}).get("queries") or []
+    if kept:
+        text += (
+            f"; answered as worded in {len(kept)} of its queries ({', '.join(kept[:4])}), kept in it as other wordings"
+        )
+    return text
 
 
 def _placed_labels(labels: list[tuple[float, float, float, float, str]], width: int, height: int) -> list[str]:

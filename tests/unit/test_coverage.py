@@ -1,7 +1,9 @@
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 from pageperfect.analysis.clustering import clusters_from_labels, summarize_members
 from pageperfect.analysis.coverage import CoverageModel, Evidence, decide, passages_of, sigmoid, split_sentences
@@ -90,21 +92,55 @@ def test_passage_and_vector_counts_must_agree():
         _evidence(["a"], np.ones((1, 3)), [seg(0, "a b c")], np.ones((2, 3)))
 
 
+def _links(n, *pairs):
+    """A symmetric link graph over n queries with the given (i, j) links."""
+    graph = np.zeros((n, n))
+    for i, j in pairs:
+        graph[i, j] = graph[j, i] = 1.0
+    return sparse.csr_matrix(graph)
+
+
 def test_a_cluster_whose_queries_clearly_disagree_is_split():
-    evidence = SimpleNamespace(logit=np.array([3.0, 2.5, -3.0, 0.2, -0.4]))
-    weights = np.ones(5)
-    (split,), (kept,) = decide([[0, 1, 2]], weights, evidence, MODEL), decide([[3, 4]], weights, evidence, MODEL)
-    assert [p.members for p in split] == [[0, 1], [2]]
+    evidence = SimpleNamespace(logit=np.array([3.0, 2.5, -3.0, -2.0, 0.2, -0.4]))
+    weights = np.ones(6)
+    links = _links(6, (0, 1), (2, 3), (1, 2), (4, 5))
+    (split,), (kept,) = (
+        decide([[0, 1, 2, 3]], weights, evidence, MODEL, links=links),
+        decide([[4, 5]], weights, evidence, MODEL, links=links),
+    )
+    assert [p.members for p in split] == [[0, 1], [2, 3]]
     assert [p.has_gap for p in split] == [False, True] and all(p.split_from == 0 for p in split)
-    assert len(kept) == 1 and kept[0].members == [3, 4]
+    assert len(kept) == 1 and kept[0].members == [4, 5]
     assert kept[0].coverage == pytest.approx(sigmoid(-0.1)) and kept[0].has_gap
     # Impressions weigh the verdict.
-    (heavy,) = decide([[3, 4]], np.array([0, 0, 0, 9.0, 1.0]), evidence, MODEL)
+    (heavy,) = decide([[4, 5]], np.array([0, 0, 0, 0, 9.0, 1.0]), evidence, MODEL, links=links)
     assert not heavy[0].has_gap
     # The split follows the threshold, not logit 0.
-    strict = CoverageModel(**{**MODEL.__dict__, "threshold": sigmoid(2.8)})
-    (parts,) = decide([[0, 1, 2]], weights, evidence, strict)
-    assert [p.members for p in parts] == [[0, 1, 2]]  # nothing clearly above 2.8 + 1.5
+    strict = replace(MODEL, threshold=sigmoid(2.8))
+    (parts,) = decide([[0, 1, 2, 3]], weights, evidence, strict, links=links)
+    assert [p.members for p in parts] == [[0, 1, 2, 3]]  # nothing clearly above 2.8 + 1.5
+
+
+def test_a_part_without_a_link_among_its_queries_is_other_wordings_and_stays_in_the_cluster():
+    evidence = SimpleNamespace(logit=np.array([3.0, 2.5, 2.0, -3.0, -2.5]))
+    weights = np.ones(5)
+    # The two unanswered queries are each linked to answered ones, not to each other: no intent of their own.
+    apart = _links(5, (0, 1), (1, 2), (0, 3), (2, 4))
+    (whole,) = decide([[0, 1, 2, 3, 4]], weights, evidence, MODEL, links=apart)
+    assert len(whole) == 1 and whole[0].members == [0, 1, 2, 3, 4] and not whole[0].has_gap
+    assert whole[0].evidence["not_split"] == [3, 4] and whole[0].split_from is None
+    # Linked to each other, they are an intent the page misses.
+    together = _links(5, (0, 1), (1, 2), (0, 3), (3, 4))
+    (split,) = decide([[0, 1, 2, 3, 4]], weights, evidence, MODEL, links=together)
+    assert [p.members for p in split] == [[0, 1, 2], [3, 4]] and [p.has_gap for p in split] == [False, True]
+    # A single query is never an intent of its own under this rule; without it, it splits off.
+    (alone,) = decide([[0, 1, 2, 3]], weights, evidence, MODEL, links=together)
+    assert [p.members for p in alone] == [[0, 1, 2, 3]] and alone[0].evidence["not_split"] == [3]
+    unlinked = replace(MODEL, split_needs_links=False)
+    (loose,) = decide([[0, 1, 2, 3]], weights, evidence, unlinked)
+    assert [p.members for p in loose] == [[0, 1, 2], [3]]
+    with pytest.raises(ValueError, match="link graph"):
+        decide([[0, 1]], weights, evidence, MODEL)
 
 
 def test_analyze_evidence_explains_and_ranks():

@@ -207,3 +207,16 @@ def test_side_by_side_of_a_pure_insertion():
     assert re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:] == [
         '<td class="none"></td><td class="ins">New heading\n\nNew text.</td>'
     ]
+
+
+def test_a_gap_says_which_of_its_wordings_the_page_answers():
+    data = _data()
+    gap = data.result["gaps"][0]
+    gap.update(
+        coverage=0.2,
+        decided_by="evidence",
+        explanation={"not_split": {"queries": ["brown leaf tips", HOSTILE], "reason": "other wordings"}},
+    )
+    html = render_report(data)
+    assert "answered as worded in 2 of its queries (brown leaf tips, &lt;script&gt;" in html
+    assert HOSTILE not in html
