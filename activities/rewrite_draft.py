@@ -31,6 +31,7 @@ async def rewrite_draft(inp: StageInput) -> StageSummary:
             index = position.get(best.get("segment_id"))
             around = segments[max(0, index - 1) : index + 2] if index is not None else []
             neighbours = [s["text"] for s in around if s["segment_id"] != best["segment_id"]]
+            explanation = gap["explanation"] or {}
             context = GapContext(
                 cluster_id=gap["cluster_id"],
                 representative=gap["representative"],
@@ -41,7 +42,8 @@ async def rewrite_draft(inp: StageInput) -> StageSummary:
                 best_heading_path=list(best.get("heading_path") or []),
                 best_text=best.get("text"),
                 neighbours=neighbours,
-                missing_words=list(((gap["explanation"] or {}).get("words") or {}).get("missing") or []),
+                missing_words=list((explanation.get("words") or {}).get("missing") or []),
+                answered=list((explanation.get("not_split") or {}).get("queries") or []),
             )
             # A passage far below the gap threshold is unrelated: draft a new section after it instead.
             drafts.append(

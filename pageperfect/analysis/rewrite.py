@@ -16,7 +16,7 @@ from typing import Literal
 
 import openai
 
-PROMPT_VERSION = "rewrite-v1"
+PROMPT_VERSION = "rewrite-v2"  # v2: the searches the page answers as worded are marked
 
 Action = Literal["rewrite", "insert_after"]
 
@@ -44,6 +44,16 @@ class GapContext:
     best_text: str | None
     neighbours: list[str]
     missing_words: list[str] = field(default_factory=list)  # the searches' words the closest passage lacks
+    # The searches the page answers as worded, kept in the gap as other wordings of it (coverage.decide, not_split).
+    answered: list[str] = field(default_factory=list)
+
+
+ANSWERED_MARK = " (the page answers this wording already)"
+
+
+def _listed(gap: GapContext, queries: list[str]) -> list[str]:
+    answered = set(gap.answered)
+    return [f"- {q}{ANSWERED_MARK if q in answered else ''}" for q in queries]
 
 
 @dataclass
@@ -150,7 +160,7 @@ def build_prompt(gap: GapContext, page_title: str | None, *, action: Action | No
     parts.append(
         "Searches to answer (most impressions first; "
         f"{gap.total_impressions:,.0f} impressions in all, average position {gap.avg_position:.1f}):\n"
-        + "\n".join(f"- {q}" for q in queries)
+        + "\n".join(_listed(gap, queries))
     )
     parts.append(f"Main search: {gap.representative}")
 
@@ -332,7 +342,7 @@ def _brief(gap: GapContext, heading: str) -> str:
         "",
         f"Searches to answer ({len(gap.keywords) or 1} in all, {gap.total_impressions:,.0f} impressions, "
         f"average position {gap.avg_position:.1f}):",
-        *(f"- {q}" for q in queries),
+        *_listed(gap, queries),
     ]
     if more > 0:
         lines.append(f"- and {more} more")

@@ -174,6 +174,16 @@ async def test_brief_without_a_model_lists_queries_heading_and_insertion_point()
     assert changed and all(line.startswith("+") for line in changed)  # a pure insertion
 
 
+async def test_the_wordings_the_page_already_answers_are_marked_in_the_brief_and_the_prompt():
+    answered = gap(answered=["levelling ground for a shed"])
+    brief = (await draft_for_gap(answered, "Shed bases", None, similarity=0.41)).draft
+    assert "- levelling ground for a shed (the page answers this wording already)" in brief
+    assert "- shed base on a slope\n" in brief  # the others are still to answer
+    _, user = build_prompt(answered, "Shed bases")
+    assert "- levelling ground for a shed (the page answers this wording already)" in user
+    assert "answers this wording" not in build_prompt(gap(), "Shed bases")[1]
+
+
 async def test_brief_for_a_page_with_no_close_passage():
     many = [f"query {i}" for i in range(40)]
     draft = await draft_for_gap(
