@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -385,15 +385,17 @@ def decide(
     weights: np.ndarray,
     evidence: QueryEvidence,
     model: CoverageModel,
-    links: sparse.csr_matrix | None = None,
+    links: Callable[[], sparse.csr_matrix] | None = None,
 ) -> list[list[Decision]]:
     """Per cluster (lists of query rows), one decision, or two when its queries clearly disagree.
 
-    With model.split_needs_links, `links` (the queries' link graph, Evidence.query_links) must be given:
-    a cluster is split only when each part has a link among its own queries; otherwise it stays whole,
-    and the queries on the other side of the boundary from its verdict are named in its evidence."""
+    With model.split_needs_links, `links` must be given: it returns the queries' link graph
+    (Evidence.query_links), called once and only when some cluster's queries disagree. A cluster is then
+    split only when each part has a link among its own queries; otherwise it stays whole, and the queries
+    on the other side of the boundary from its verdict are named in its evidence."""
     if model.split_needs_links and links is None:
         raise ValueError("split_needs_links: pass the queries' link graph (Evidence.query_links)")
+    graph: list[sparse.csr_matrix] = []  # built on the first disagreement
     out: list[list[Decision]] = []
     for number, members in enumerate(clusters):
         rows = np.asarray(members, dtype=np.intp)
@@ -404,7 +406,9 @@ def decide(
         if len(rows) > 1 and clear_yes.any() and clear_no.any():
             side = logits >= boundary
             parts = [rows[side], rows[~side]]
-            if not model.split_needs_links or all(_linked_within(links, p) for p in parts):
+            if model.split_needs_links and not graph and links is not None:
+                graph.append(links())
+            if not model.split_needs_links or all(_linked_within(graph[0], p) for p in parts):
                 out.append([_decision(p, weights, evidence, model, split_from=number) for p in parts])
                 continue
             whole = _decision(rows, weights, evidence, model)

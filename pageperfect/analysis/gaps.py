@@ -310,7 +310,7 @@ def analyze_evidence(
         np.asarray(impressions, dtype=np.float64),
         per_query,
         model,
-        links=evidence.query_links(neighbors) if model.split_needs_links else None,
+        links=lambda: evidence.query_links(neighbors),
     )
     next_id = max((c.cluster_id for c in clusters), default=-1) + 1
     groups: list[tuple[Cluster, Decision]] = []

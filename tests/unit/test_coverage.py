@@ -97,7 +97,8 @@ def _links(n, *pairs):
     graph = np.zeros((n, n))
     for i, j in pairs:
         graph[i, j] = graph[j, i] = 1.0
-    return sparse.csr_matrix(graph)
+    matrix = sparse.csr_matrix(graph)
+    return lambda: matrix
 
 
 def test_a_cluster_whose_queries_clearly_disagree_is_split():
@@ -112,6 +113,9 @@ def test_a_cluster_whose_queries_clearly_disagree_is_split():
     assert [p.has_gap for p in split] == [False, True] and all(p.split_from == 0 for p in split)
     assert len(kept) == 1 and kept[0].members == [4, 5]
     assert kept[0].coverage == pytest.approx(sigmoid(-0.1)) and kept[0].has_gap
+    # The graph is built only when some cluster's queries disagree.
+    (agreed,) = decide([[4, 5]], weights, evidence, MODEL, links=lambda: pytest.fail("graph built without need"))
+    assert agreed[0].members == [4, 5]
     # Impressions weigh the verdict.
     (heavy,) = decide([[4, 5]], np.array([0, 0, 0, 0, 9.0, 1.0]), evidence, MODEL, links=links)
     assert not heavy[0].has_gap
