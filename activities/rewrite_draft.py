@@ -32,6 +32,7 @@ async def rewrite_draft(inp: StageInput) -> StageSummary:
             around = segments[max(0, index - 1) : index + 2] if index is not None else []
             neighbours = [s["text"] for s in around if s["segment_id"] != best["segment_id"]]
             explanation = gap["explanation"] or {}
+            kept = explanation.get("not_split") or {}
             context = GapContext(
                 cluster_id=gap["cluster_id"],
                 representative=gap["representative"],
@@ -43,7 +44,8 @@ async def rewrite_draft(inp: StageInput) -> StageSummary:
                 best_text=best.get("text"),
                 neighbours=neighbours,
                 missing_words=list((explanation.get("words") or {}).get("missing") or []),
-                answered=list((explanation.get("not_split") or {}).get("queries") or []),
+                # A judge may have turned the verdict: only wordings read as answered are marked so.
+                answered=list(kept.get("queries") or []) if kept.get("read_as") == "answered" else [],
             )
             # A passage far below the gap threshold is unrelated: draft a new section after it instead.
             drafts.append(

@@ -352,13 +352,13 @@ def analyze_evidence(
                 f"and some clearly not (<= -{model.split_margin:g})"
             )
         if decision.evidence.get("not_split"):
+            read_as = "answered" if decision.has_gap else "not answered"  # the other side from the verdict
             explanation["not_split"] = {
                 "queries": [evidence.queries[i] for i in decision.evidence["not_split"]],
+                "read_as": read_as,
                 "reason": (
-                    "these queries read as "
-                    + ("answered" if decision.has_gap else "not answered")
-                    + " unlike the rest, but are not linked to each other as an intent of their own: "
-                    "other wordings of this one, kept in it"
+                    f"these queries read as {read_as} unlike the rest, but are not linked to each other as an "
+                    "intent of their own: other wordings of this one, kept in it"
                 ),
             }
         if decision.evidence.get("merged"):

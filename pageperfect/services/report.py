@@ -182,7 +182,8 @@ def _why(gap: dict) -> str:
     if gap.get("decided_by") == "llm":
         text += f" (the LLM judged: {judge.get('status')})"
     text += f"; the closest passage lacks: {', '.join(missing[:8])}" if missing else ""
-    kept = (explanation.get("not_split") or {}).get("queries") or []
+    not_split = explanation.get("not_split") or {}
+    kept = (not_split.get("queries") or []) if not_split.get("read_as") == "answered" else []
     if kept:
         text += (
             f"; answered as worded in {len(kept)} of its queries ({', '.join(kept[:4])}), kept in it as other wordings"

@@ -172,6 +172,21 @@ def test_analyze_evidence_explains_and_ranks():
     assert report.method == "evidence"
 
 
+def test_a_wording_kept_in_its_cluster_is_named_in_the_explanation():
+    queries = ["monstera light", "monstera bright light", "monstera light window", "monstera toxic cats"]
+    rows = [KeywordRow(query=q, impressions=100) for q in queries]
+    q_vectors = np.array([[0, 1, 0], [0.05, 1, 0], [0, 1, 0.05], [1, 0, 0]], dtype=np.float32)
+    segments = [seg(0, "Give it bright light near a window.", path=("Light",))]
+    ev = _evidence(queries, q_vectors, segments, np.array([[0, 1, 0]], dtype=np.float32))
+    clusters = clusters_from_labels(rows, q_vectors, np.zeros(4, dtype=int))  # one cluster, one stray query
+    assert ev.per_query().logit[3] < -MODEL.split_margin < MODEL.split_margin < ev.per_query().logit[:3].min()
+    report = analyze_evidence(clusters, np.ones(4), ev, summarize=lambda part: summarize_members(rows, q_vectors, part))
+    (kept,) = report.gaps
+    assert not kept.has_gap and len(kept.keywords) == 4 and "split_from" not in kept.explanation
+    assert kept.explanation["not_split"]["queries"] == ["monstera toxic cats"]
+    assert kept.explanation["not_split"]["read_as"] == "not answered"
+
+
 def test_near_identical_gaps_are_merged_into_one():
     queries = ["fig toxic to cats", "fig safe for cats", "fig light"]
     rows = [KeywordRow(query=q, impressions=10) for q in queries]

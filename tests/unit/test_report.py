@@ -215,8 +215,13 @@ def test_a_gap_says_which_of_its_wordings_the_page_answers():
     gap.update(
         coverage=0.2,
         decided_by="evidence",
-        explanation={"not_split": {"queries": ["brown leaf tips", HOSTILE], "reason": "other wordings"}},
+        explanation={
+            "not_split": {"queries": ["brown leaf tips", HOSTILE], "read_as": "answered", "reason": "other wordings"}
+        },
     )
     html = render_report(data)
     assert "answered as worded in 2 of its queries (brown leaf tips, &lt;script&gt;" in html
     assert HOSTILE not in html
+    # A verdict the judge turned: the wordings were read as not answered, and are not called answered.
+    gap["explanation"]["not_split"]["read_as"] = "not answered"
+    assert "answered as worded" not in render_report(data)
