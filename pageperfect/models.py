@@ -162,7 +162,13 @@ class AnalysisOptions(BaseModel):
     )
     eps: float | None = Field(default=None, gt=0, lt=2, description="DBSCAN radius (cosine distance).")
     min_samples: int | None = Field(default=None, ge=1, le=1000, description="DBSCAN's min_samples.")
-    neighbors: int | None = Field(default=None, ge=1, le=50, description="'intents': links per query and view.")
+    neighbors: int | None = Field(
+        default=None,
+        ge=1,
+        le=50,
+        description="Links per query and view of the query graph: the intents' grouping, and whether a cluster "
+        "whose queries disagree splits into two intents.",
+    )
     resolution: float | None = Field(
         default=None, gt=0, le=10, description="'intents': Louvain resolution; above 1 gives smaller groups."
     )
