@@ -8,7 +8,7 @@ from activities.common import artifact_from, fingerprint, heartbeating, permanen
 from activities.runtime import resources
 from db import queries
 from pageperfect.models import StageInput, StageSummary
-from pageperfect.analysis.rewrite import PROMPT_VERSION, GapContext, draft_for_gap
+from pageperfect.analysis.rewrite import PROMPT_VERSION, draft_for_gap, gap_context
 
 
 @activity.defn(name="rewrite_draft")
@@ -31,22 +31,7 @@ async def rewrite_draft(inp: StageInput) -> StageSummary:
             index = position.get(best.get("segment_id"))
             around = segments[max(0, index - 1) : index + 2] if index is not None else []
             neighbours = [s["text"] for s in around if s["segment_id"] != best["segment_id"]]
-            explanation = gap["explanation"] or {}
-            kept = explanation.get("not_split") or {}
-            context = GapContext(
-                cluster_id=gap["cluster_id"],
-                representative=gap["representative"],
-                keywords=list(gap["keywords"]),
-                total_impressions=gap["total_impressions"],
-                avg_position=gap["avg_position"],
-                best_segment_id=best.get("segment_id"),
-                best_heading_path=list(best.get("heading_path") or []),
-                best_text=best.get("text"),
-                neighbours=neighbours,
-                missing_words=list((explanation.get("words") or {}).get("missing") or []),
-                # A judge may have turned the verdict: only wordings read as answered are marked so.
-                answered=list(kept.get("queries") or []) if kept.get("read_as") == "answered" else [],
-            )
+            context = gap_context(dict(gap), neighbours)
             # A passage far below the gap threshold is unrelated: draft a new section after it instead.
             drafts.append(
                 await heartbeating(

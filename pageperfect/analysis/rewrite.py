@@ -11,8 +11,8 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import openai
 
@@ -46,6 +46,28 @@ class GapContext:
     missing_words: list[str] = field(default_factory=list)  # the searches' words the closest passage lacks
     # The searches the page answers as worded, kept in the gap as other wordings of it (coverage.decide, not_split).
     answered: list[str] = field(default_factory=list)
+
+
+def gap_context(gap: Mapping[str, Any], neighbours: list[str]) -> GapContext:
+    """The context of a stored gap (db.queries.get_gaps' row) for its draft; `neighbours` are the texts of the
+    segments around its best passage."""
+    best = gap["best_match"] or {}
+    explanation = gap["explanation"] or {}
+    kept = explanation.get("not_split") or {}
+    return GapContext(
+        cluster_id=gap["cluster_id"],
+        representative=gap["representative"],
+        keywords=list(gap["keywords"]),
+        total_impressions=gap["total_impressions"],
+        avg_position=gap["avg_position"],
+        best_segment_id=best.get("segment_id"),
+        best_heading_path=list(best.get("heading_path") or []),
+        best_text=best.get("text"),
+        neighbours=neighbours,
+        missing_words=list((explanation.get("words") or {}).get("missing") or []),
+        # A judge may have turned the verdict: only wordings read as answered are marked so.
+        answered=list(kept.get("queries") or []) if kept.get("read_as") == "answered" else [],
+    )
 
 
 ANSWERED_MARK = " (the page answers this wording already)"

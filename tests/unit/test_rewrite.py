@@ -13,6 +13,7 @@ from pageperfect.analysis.rewrite import (
     GapContext,
     RewriteError,
     build_prompt,
+    gap_context,
     draft_for_gap,
     make_llm,
     split_for_diff,
@@ -182,6 +183,29 @@ async def test_the_wordings_the_page_already_answers_are_marked_in_the_brief_and
     _, user = build_prompt(answered, "Shed bases")
     assert "- levelling ground for a shed (the page answers this wording already)" in user
     assert "answers this wording" not in build_prompt(gap(), "Shed bases")[1]
+
+
+def test_a_stored_gap_becomes_its_draft_context():
+    row = {
+        "cluster_id": 4,
+        "representative": "shed base on a slope",
+        "keywords": ["shed base on a slope", "levelling ground for a shed"],
+        "total_impressions": 300.0,
+        "avg_position": 9.5,
+        "best_match": {"segment_id": "seg-2", "heading_path": ["Shed bases"], "text": PASSAGE, "similarity": 0.4},
+        "explanation": {
+            "words": {"found": ["shed"], "missing": ["slope"]},
+            "not_split": {"queries": ["levelling ground for a shed"], "read_as": "answered", "reason": "…"},
+        },
+    }
+    context = gap_context(row, ["Delivery is free."])
+    assert (context.best_segment_id, context.best_heading_path, context.best_text) == ("seg-2", ["Shed bases"], PASSAGE)
+    assert context.missing_words == ["slope"] and context.answered == ["levelling ground for a shed"]
+    assert context.neighbours == ["Delivery is free."]
+    turned = {**row, "explanation": {"not_split": {**row["explanation"]["not_split"], "read_as": "not answered"}}}
+    assert gap_context(turned, []).answered == []  # a verdict the judge turned: those wordings were not answered
+    bare = gap_context({**row, "best_match": None, "explanation": None}, [])
+    assert (bare.best_segment_id, bare.best_heading_path, bare.missing_words, bare.answered) == (None, [], [], [])
 
 
 async def test_brief_for_a_page_with_no_close_passage():
