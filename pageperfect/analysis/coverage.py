@@ -395,7 +395,7 @@ def decide(
     on the other side of the boundary from its verdict are named in its evidence."""
     if model.split_needs_links and links is None:
         raise ValueError("split_needs_links: pass the queries' link graph (Evidence.query_links)")
-    graph: list[sparse.csr_matrix] = []  # built on the first disagreement
+    graph: sparse.csr_matrix | None = None  # built on the first disagreement
     out: list[list[Decision]] = []
     for number, members in enumerate(clusters):
         rows = np.asarray(members, dtype=np.intp)
@@ -406,9 +406,11 @@ def decide(
         if len(rows) > 1 and clear_yes.any() and clear_no.any():
             side = logits >= boundary
             parts = [rows[side], rows[~side]]
-            if model.split_needs_links and not graph and links is not None:
-                graph.append(links())
-            if not model.split_needs_links or all(_linked_within(graph[0], p) for p in parts):
+            linked = True
+            if model.split_needs_links and links is not None:
+                graph = links() if graph is None else graph
+                linked = all(_linked_within(graph, p) for p in parts)
+            if linked:
                 out.append([_decision(p, weights, evidence, model, split_from=number) for p in parts])
                 continue
             whole = _decision(rows, weights, evidence, model)

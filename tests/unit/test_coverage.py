@@ -143,6 +143,8 @@ def test_a_part_without_a_link_among_its_queries_is_other_wordings_and_stays_in_
     unlinked = replace(MODEL, split_needs_links=False)
     (loose,) = decide([[0, 1, 2, 3]], weights, evidence, unlinked)
     assert [p.members for p in loose] == [[0, 1, 2], [3]]
+    (ignored,) = decide([[0, 1, 2, 3]], weights, evidence, unlinked, links=together)  # the rule is off
+    assert [p.members for p in ignored] == [[0, 1, 2], [3]]
     with pytest.raises(ValueError, match="link graph"):
         decide([[0, 1]], weights, evidence, MODEL)
 
