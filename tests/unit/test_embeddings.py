@@ -38,9 +38,24 @@ def stub():
         yield server
 
 
+_opened: list = []  # clients a test made: closed after it, so none is collected later inside a workflow's loop
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients():
+    yield
+    while _opened:
+        thing = _opened.pop()
+        close = getattr(thing, "aclose", None) or getattr(thing, "close", None)
+        if close is not None:
+            await close()
+
+
 def make_embedder(stub: OpenAIStub, **kwargs) -> OpenAIEmbedder:
     kwargs.setdefault("backoff_base", 0.01)
-    return OpenAIEmbedder("test-key", base_url=stub.base_url, **kwargs)
+    embedder = OpenAIEmbedder("test-key", base_url=stub.base_url, **kwargs)
+    _opened.append(embedder)
+    return embedder
 
 
 # --------------------------------------------------------------------------- hashing
@@ -254,7 +269,9 @@ def test_the_setting_chooses_the_embedder(monkeypatch):
     from pageperfect.settings import Settings
 
     def embedder(**values):
-        return build_providers(Settings(_env_file=None, **{"openai_api_key": None, **values}))[1]
+        providers = build_providers(Settings(_env_file=None, **{"openai_api_key": None, **values}))
+        _opened.extend(p for p in providers if p is not None)
+        return providers[1]
 
     monkeypatch.delenv("PAGEPERFECT_EMBEDDING_PROVIDER", raising=False)
     assert isinstance(embedder(), MiniLMEmbedder)  # unset: the local semantic model without a key

@@ -232,12 +232,13 @@ async def test_a_brief_whose_closest_passage_is_a_heading_offers_no_passage_to_e
     assert "Passage to extend" in (await draft_for_gap(gap(), "Shed bases", None)).draft
 
 
-def test_make_llm_needs_a_key():
+async def test_make_llm_needs_a_key():
     assert make_llm(None, None, "gpt-4o-mini") is None
     assert make_llm("  ", "http://127.0.0.1:1/v1", "gpt-4o-mini") is None
     llm = make_llm(API_KEY, "http://127.0.0.1:1/v1", "my-model")
     assert isinstance(llm, ChatLLM) and llm.model == "my-model" and llm.name == "openai" and llm.requests == 0
     assert API_KEY not in repr(llm)
+    await llm.aclose()
 
 
 # --------------------------------------------------------------------------- drafts over HTTP
