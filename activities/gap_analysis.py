@@ -66,7 +66,7 @@ async def gap_analysis(inp: StageInput) -> StageSummary:
         )
     defaults = defaults_for(provider)
     threshold = job.options.gap_threshold if job.options.gap_threshold is not None else defaults.gap_threshold
-    # The query graph that tells a second intent inside a cluster from other wordings (coverage.decide): the
+    # The query graph that tells whether a cluster's disagreeing queries are a second intent (coverage.decide): the
     # grouping's own, with the job's links per query.
     neighbors = job.options.neighbors if job.options.neighbors is not None else defaults.neighbors
     model = defaults.coverage

@@ -24,11 +24,11 @@ cluster holds queries that are clearly covered and queries that are clearly not
 (logits beyond +/- split_margin), it is split into those two parts rather than
 averaged into one verdict, when each part is an intent of its own: a part whose
 queries share no link of the query graph the grouping uses (intents.link_graph:
-each query's nearest queries in each view) is other wordings of the cluster's
-intent, not a second intent, so the cluster stays whole and its evidence names
-those queries (`not_split`). On the labelled pages such a part is most often a
-paraphrase the page's words miss, or a passing mention, rarely a second intent
-(docs/CALIBRATION.md).
+each query's nearest queries in each view) is not taken for a second intent, so
+the cluster stays whole and its evidence names those queries (`not_split`). The
+rule is judged by the verdicts it gives on the labelled pages (docs/CALIBRATION.md);
+of the queries it keeps in their cluster there, about half belong to the topic of
+the rest of it.
 
 Every decision keeps its evidence: the best passages with their scores, and which
 distinctive words the best passage has and lacks.

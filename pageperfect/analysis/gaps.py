@@ -358,7 +358,7 @@ def analyze_evidence(
                 "read_as": read_as,
                 "reason": (
                     f"these queries read as {read_as} unlike the rest, but are not linked to each other as an "
-                    "intent of their own: other wordings of this one, kept in it"
+                    "intent of their own, so they stay in this one"
                 ),
             }
         if decision.evidence.get("merged"):

@@ -44,7 +44,7 @@ class GapContext:
     best_text: str | None
     neighbours: list[str]
     missing_words: list[str] = field(default_factory=list)  # the searches' words the closest passage lacks
-    # The searches the page answers as worded, kept in the gap as other wordings of it (coverage.decide, not_split).
+    # The searches the page answers as worded, kept in the gap (coverage.decide, not_split).
     answered: list[str] = field(default_factory=list)
 
 

@@ -185,9 +185,7 @@ def _why(gap: dict) -> str:
     not_split = explanation.get("not_split") or {}
     kept = (not_split.get("queries") or []) if not_split.get("read_as") == "answered" else []
     if kept:
-        text += (
-            f"; answered as worded in {len(kept)} of its queries ({', '.join(kept[:4])}), kept in it as other wordings"
-        )
+        text += f"; answered as worded in {len(kept)} of its queries ({', '.join(kept[:4])}), kept in it"
     return text
 
 
